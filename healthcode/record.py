@@ -1,0 +1,414 @@
+"""The canonical health record: the scheme-neutral form every adapter maps to and from.
+
+Modelled on WHO's DDCC:VS/TR core data set (subject, vaccination, test and recovery events,
+certificate metadata) plus the colour status a health code carries. Records are immutable and
+validated on construction, so an adapter cannot hand the core a half-built record; ``to_dict`` /
+``from_dict`` give a stable JSON form (keys sorted, absent values omitted, times in UTC ``Z``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Iterable
+
+from .errors import InvalidField
+
+STATUSES = ("green", "yellow", "red")
+
+#: Reasons an authority may give for a status; yellow and red need at least one.
+STATUS_REASONS = {
+    "close_contact": "close contact of a confirmed case",
+    "secondary_contact": "contact of a close contact",
+    "positive_test": "positive test result",
+    "symptoms": "reported symptoms",
+    "travel_from_risk_area": "arrived from a risk area",
+    "visited_risk_area": "visited a risk area",
+    "quarantine": "in quarantine or self-monitoring",
+    "test_overdue": "a required test is overdue",
+    "isolation_ended": "isolation or quarantine ended",
+    "negative_test": "negative test result",
+    "correction": "correction of an earlier error",
+    "partner_conversion": "converted from a partner region's code",
+}
+
+TEST_TYPES = ("pcr", "rat", "antibody", "other")
+TEST_RESULTS = ("negative", "positive", "inconclusive")
+
+_PARTIAL_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+
+
+def _fail(field_name: str, message: str):
+    raise InvalidField(field_name, message)
+
+
+def parse_time(value: Any, field_name: str) -> datetime:
+    """Accept an aware datetime, an ISO 8601 string or a POSIX number; return aware UTC."""
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        dt = datetime.fromtimestamp(value, timezone.utc)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            _fail(field_name, f"not an ISO 8601 date-time: {value!r}")
+    else:
+        _fail(field_name, "expected an ISO 8601 date-time")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def format_time(dt: datetime) -> str:
+    """UTC, second precision unless there is a fraction, with a ``Z``."""
+    dt = dt.astimezone(timezone.utc)
+    text = dt.isoformat(timespec="microseconds" if dt.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def parse_partial_date(value: Any, field_name: str) -> str:
+    """A birth date as ``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD`` (schemes allow partial dates)."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    if not isinstance(value, str) or not _PARTIAL_DATE.match(value.strip()):
+        _fail(field_name, "expected YYYY, YYYY-MM or YYYY-MM-DD")
+    text = value.strip()
+    parts = text.split("-")
+    try:
+        if len(parts) == 3:
+            date.fromisoformat(text)
+        elif len(parts) == 2 and not 1 <= int(parts[1]) <= 12:
+            raise ValueError
+    except ValueError:
+        _fail(field_name, f"not a calendar date: {value!r}")
+    return text
+
+
+def mask_name(name: str | None) -> str | None:
+    """Keep the first and last character of each word, star the rest.
+
+    Chinese names have no spaces: "陳大文" -> "陳*文"; "Chan Tai Man" -> "C**n T*i M*n".
+    Two-character names keep the first: "李明" -> "李*".
+    """
+    if not name:
+        return name
+
+    def mask_word(word: str) -> str:
+        if len(word) <= 1:
+            return word
+        if len(word) == 2:
+            return word[0] + "*"
+        return word[0] + "*" * (len(word) - 2) + word[-1]
+
+    return " ".join(mask_word(w) for w in name.split())
+
+
+def _str_or_none(value: Any, field_name: str, max_len: int = 200) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        _fail(field_name, "expected a string")
+    value = value.strip()
+    if len(value) > max_len:
+        _fail(field_name, f"longer than {max_len} characters")
+    return value or None
+
+
+def _int_or_none(value: Any, field_name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        _fail(field_name, "expected a non-negative integer")
+    return value
+
+
+@dataclass(frozen=True)
+class Document:
+    """An identity document: its type, number and the region that issued it."""
+
+    type: str
+    number: str
+    region: str
+
+    def __post_init__(self):
+        for name in ("type", "number", "region"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                _fail(f"document.{name}", "required")
+            if len(value) > 64:
+                _fail(f"document.{name}", "longer than 64 characters")
+        object.__setattr__(self, "type", self.type.strip().lower())
+        object.__setattr__(self, "region", self.region.strip().upper())
+        object.__setattr__(self, "number", self.number.strip())
+
+    def normalised(self) -> str:
+        """The form the subject id is computed over: case, spaces and dashes do not matter."""
+        number = re.sub(r"[\s\-]", "", self.number).upper()
+        return f"{self.type}|{self.region}|{number}"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who the record is about. ``name`` may be absent where a code only carries a masked name."""
+
+    name: str | None = None
+    family_name: str | None = None
+    given_name: str | None = None
+    name_latin: str | None = None
+    family_name_latin: str | None = None
+    given_name_latin: str | None = None
+    birth_date: str | None = None
+    document: Document | None = None
+    subject_id: str | None = None
+    masked_name: str | None = None
+
+    def __post_init__(self):
+        for name in ("name", "family_name", "given_name", "name_latin", "family_name_latin",
+                     "given_name_latin", "subject_id", "masked_name"):
+            object.__setattr__(self, name, _str_or_none(getattr(self, name), f"subject.{name}"))
+        if self.name is None and (self.family_name or self.given_name):
+            joined = " ".join(p for p in (self.given_name, self.family_name) if p)
+            object.__setattr__(self, "name", joined)
+        if self.name_latin is None and (self.family_name_latin or self.given_name_latin):
+            joined = " ".join(p for p in (self.given_name_latin, self.family_name_latin) if p)
+            object.__setattr__(self, "name_latin", joined)
+        if self.birth_date is not None:
+            object.__setattr__(self, "birth_date",
+                               parse_partial_date(self.birth_date, "subject.birth_date"))
+        if isinstance(self.document, dict):
+            object.__setattr__(self, "document", Document(**_only(self.document, Document,
+                                                                      "subject.document")))
+        # A subject may carry no name at all: an SHC lab-result card has no Patient resource.
+        # Policies and the native scheme decide whether such a record is acceptable.
+        if self.masked_name is None and self.name:
+            object.__setattr__(self, "masked_name", mask_name(self.name))
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """A diagnostic test: what kind, its outcome and when the sample was taken."""
+
+    __test__ = False  # not a pytest test class
+
+    type: str
+    result: str
+    sampled_at: datetime
+    disease: str = "COVID-19"
+    name: str | None = None
+    manufacturer: str | None = None
+    centre: str | None = None
+    country: str | None = None
+    code: str | None = None
+
+    def __post_init__(self):
+        if self.type not in TEST_TYPES:
+            _fail("evidence.tests.type", f"one of {', '.join(TEST_TYPES)}")
+        if self.result not in TEST_RESULTS:
+            _fail("evidence.tests.result", f"one of {', '.join(TEST_RESULTS)}")
+        object.__setattr__(self, "sampled_at", parse_time(self.sampled_at,
+                                                          "evidence.tests.sampled_at"))
+        _clean_strings(self, "evidence.tests", ("disease", "name", "manufacturer", "centre",
+                                                "country", "code"))
+
+
+@dataclass(frozen=True)
+class Vaccination:
+    """One dose: product, where it stands in the series, when and where it was given."""
+
+    product: str
+    dose_number: int
+    administered_on: str
+    series_doses: int | None = None
+    disease: str = "COVID-19"
+    vaccine_type: str | None = None
+    manufacturer: str | None = None
+    lot: str | None = None
+    country: str | None = None
+    code: str | None = None
+
+    def __post_init__(self):
+        _clean_strings(self, "evidence.vaccinations", ("product", "disease", "vaccine_type",
+                                                       "manufacturer", "lot", "country", "code"))
+        if not self.product:
+            _fail("evidence.vaccinations.product", "required")
+        if _int_or_none(self.dose_number, "evidence.vaccinations.dose_number") is None:
+            _fail("evidence.vaccinations.dose_number", "required")
+        _int_or_none(self.series_doses, "evidence.vaccinations.series_doses")
+        object.__setattr__(self, "administered_on", parse_partial_date(
+            self.administered_on, "evidence.vaccinations.administered_on"))
+
+    @property
+    def completes_series(self) -> bool:
+        """True when this dose is the last of its primary series (or a booster beyond it)."""
+        return self.series_doses is not None and self.dose_number >= self.series_doses
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """A recovery: the first positive test and the window the recovery counts for."""
+
+    first_positive_on: str
+    valid_from: str | None = None
+    valid_until: str | None = None
+    disease: str = "COVID-19"
+    country: str | None = None
+
+    def __post_init__(self):
+        for name in ("first_positive_on", "valid_from", "valid_until"):
+            value = getattr(self, name)
+            if value is not None or name == "first_positive_on":
+                object.__setattr__(self, name, parse_partial_date(
+                    value, f"evidence.recoveries.{name}"))
+        _clean_strings(self, "evidence.recoveries", ("disease", "country"))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The facts behind a status."""
+
+    tests: tuple[TestResult, ...] = ()
+    vaccinations: tuple[Vaccination, ...] = ()
+    recoveries: tuple[Recovery, ...] = ()
+
+    def __post_init__(self):
+        for name, cls in (("tests", TestResult), ("vaccinations", Vaccination),
+                          ("recoveries", Recovery)):
+            items = getattr(self, name)
+            if items is None:
+                items = ()
+            if not isinstance(items, (list, tuple)):
+                _fail(f"evidence.{name}", "expected a list")
+            if len(items) > 50:
+                _fail(f"evidence.{name}", "more than 50 entries")
+            built = tuple(i if isinstance(i, cls) else cls(**_only(i, cls, f"evidence.{name}"))
+                          for i in items)
+            object.__setattr__(self, name, built)
+
+    def __bool__(self) -> bool:
+        return bool(self.tests or self.vaccinations or self.recoveries)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the record came from: the scheme, who signed it, and its validity window."""
+
+    scheme: str
+    issuer: str | None = None
+    source_id: str | None = None
+    issued_at: datetime | None = None
+    valid_until: datetime | None = None
+    key_id: str | None = None
+    status_version: int | None = None
+
+    def __post_init__(self):
+        _clean_strings(self, "provenance", ("scheme", "issuer", "source_id", "key_id"))
+        if not self.scheme:
+            _fail("provenance.scheme", "required")
+        for name in ("issued_at", "valid_until"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, parse_time(value, f"provenance.{name}"))
+        _int_or_none(self.status_version, "provenance.status_version")
+
+
+@dataclass(frozen=True)
+class Record:
+    """A subject, their colour status (absent where a scheme has none) and the evidence."""
+
+    subject: Subject
+    status: str | None = None
+    reasons: tuple[str, ...] = ()
+    evidence: Evidence = field(default_factory=Evidence)
+    provenance: Provenance | None = None
+
+    def __post_init__(self):
+        if isinstance(self.subject, dict):
+            object.__setattr__(self, "subject", Subject(**_only(self.subject, Subject, "subject")))
+        if not isinstance(self.subject, Subject):
+            _fail("subject", "required")
+        if self.status is not None and self.status not in STATUSES:
+            _fail("status", f"one of {', '.join(STATUSES)}")
+        reasons = tuple(self.reasons or ())
+        for reason in reasons:
+            if not isinstance(reason, str) or not reason:
+                _fail("reasons", "expected a list of reason codes")
+        object.__setattr__(self, "reasons", reasons)
+        if self.evidence is None:
+            object.__setattr__(self, "evidence", Evidence())
+        elif isinstance(self.evidence, dict):
+            object.__setattr__(self, "evidence", Evidence(**_only(self.evidence, Evidence,
+                                                                  "evidence")))
+        if isinstance(self.provenance, dict):
+            object.__setattr__(self, "provenance", Provenance(**_only(
+                self.provenance, Provenance, "provenance")))
+
+    def replace(self, **changes) -> "Record":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return _to_json(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Record":
+        if not isinstance(data, dict):
+            _fail("record", "expected an object")
+        return cls(**_only(data, cls, "record"))
+
+    def masked(self) -> dict:
+        """The JSON form with only what a checkpoint or partner display needs."""
+        data = self.to_dict()
+        subject = data.get("subject", {})
+        data["subject"] = {k: v for k, v in subject.items()
+                           if k in ("masked_name", "subject_id")}
+        return data
+
+
+def validate_reasons(reasons: Iterable[str], field_name: str = "reasons") -> tuple[str, ...]:
+    """Reasons an authority gives must come from the documented list."""
+    reasons = tuple(reasons)
+    for reason in reasons:
+        if reason not in STATUS_REASONS:
+            _fail(field_name, f"unknown reason {reason!r}; see GET /api/v1/reasons")
+    return reasons
+
+
+def _clean_strings(obj, prefix: str, names: Iterable[str]) -> None:
+    for name in names:
+        object.__setattr__(obj, name, _str_or_none(getattr(obj, name), f"{prefix}.{name}"))
+
+
+def _only(data: Any, cls, field_name: str) -> dict:
+    """Reject unknown keys so a typo in a field name is an error, not silently dropped data."""
+    if not isinstance(data, dict):
+        _fail(field_name, "expected an object")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        _fail(f"{field_name}.{unknown[0]}", "unknown field")
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+               and f.name not in data]
+    if missing:
+        _fail(f"{field_name}.{missing[0]}", "required")
+    return data
+
+
+def _to_json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        out = {}
+        for f in dataclasses.fields(value):
+            item = _to_json(getattr(value, f.name))
+            if item is None or item == () or item == [] or item == {}:
+                continue
+            out[f.name] = item
+        return dict(sorted(out.items()))
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    return value
