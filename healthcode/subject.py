@@ -1,0 +1,62 @@
+"""Subject ids: a keyed hash of the normalised identity document.
+
+Redis keys, tokens, URLs and logs use the subject id, never the document number. The key
+(``HEALTHCODE_SUBJECT_SECRET``) makes the id useless for guessing: without it nobody can
+check whether a given document number is enrolled. 96 bits of HMAC-SHA-256 (16 base64url
+characters): collisions are negligible for any population (p < 1e-10 for 1.4 billion people),
+and the id is short because it sits inside every QR code.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from pathlib import Path
+
+from .errors import ConfigurationError
+from .record import Document
+
+SECRET_FILE = "subject.secret"
+_ID = re.compile(r"^[A-Za-z0-9_-]{16}$")
+
+
+def subject_id(secret: bytes, document: Document) -> str:
+    digest = hmac.new(secret, document.normalised().encode("utf-8"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:12]).decode("ascii")
+
+
+def is_subject_id(text: str) -> bool:
+    return isinstance(text, str) and bool(_ID.match(text))
+
+
+def mask_document_number(number: str) -> str:
+    """Enough to tell two documents of one person apart, not enough to use: "H1****67"."""
+    clean = re.sub(r"[\s\-]", "", number)
+    if len(clean) <= 4:
+        return "*" * len(clean)
+    return clean[:2] + "*" * (len(clean) - 4) + clean[-2:]
+
+
+def load_secret(configured: str | None, data_dir: str | os.PathLike) -> bytes:
+    """The configured secret, else one generated into the data dir on first use (mode 0600)."""
+    if configured:
+        if len(configured) < 16:
+            raise ConfigurationError("HEALTHCODE_SUBJECT_SECRET must be at least 16 characters")
+        return configured.encode("utf-8")
+    path = Path(data_dir) / SECRET_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another worker created it first
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(32))
+    secret = path.read_text().strip()
+    if len(secret) < 16:
+        raise ConfigurationError(f"{path} holds no usable secret")
+    return secret.encode("utf-8")

@@ -1,0 +1,168 @@
+"""The native code: a compact ES256 JWT carrying only what a checkpoint needs.
+
+Claims (short private names, because every byte makes the QR code denser):
+
+======  ===========================================
+``iss``  our issuer id
+``sub``  subject id (keyed hash of the identity document)
+``st``   status: green, yellow or red
+``sv``   status version: bumped by every status change
+``nm``   masked name
+``iat``  issued at (POSIX seconds)
+``exp``  expiry (POSIX seconds)
+======  ===========================================
+
+Verification follows pyjwt's order: the algorithm must be on the allow-list before any key is
+chosen, the key is chosen by ``kid`` from our ring, then the signature, issuer and validity
+window are checked. Every failure becomes a :class:`~healthcode.errors.CodeError` with a reason
+from the contract vocabulary. Times are checked here, not by pyjwt, so that a verifier can be
+asked about any instant (``healthcode verify --at``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import jwt
+from jwt.exceptions import DecodeError, InvalidAlgorithmError, InvalidSignatureError
+
+from .errors import CodeError
+from .keys import KeyRing
+from .record import STATUSES
+
+ALGORITHMS = ["ES256"]
+_JWS = jwt.PyJWS(algorithms=ALGORITHMS)
+
+#: Bytes a version-12 QR code holds at error correction M: the size budget of a native code.
+#: Version 12 (65x65 modules) still scans fast from a cracked phone screen at a gate.
+MAX_CODE_BYTES = 287
+_SIGNATURE_CHARS = 86  # base64url of a 64-byte ES256 signature
+
+
+class _CompactJSON(json.JSONEncoder):
+    """UTF-8 instead of ``\\uXXXX`` escapes: a Chinese character costs 3 bytes, not 6."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["ensure_ascii"] = False
+        super().__init__(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class NativeClaims:
+    issuer: str
+    subject_id: str
+    status: str
+    status_version: int
+    masked_name: str | None
+    issued_at: datetime
+    expires_at: datetime
+    kid: str
+
+
+def sign(ring: KeyRing, *, issuer: str, subject_id: str, status: str, status_version: int,
+         masked_name: str | None, issued_at: datetime, ttl: int) -> str:
+    """Sign a native code with the ring's active key."""
+    key = ring.active
+    iat = int(issued_at.timestamp())
+    claims = {"iss": issuer, "sub": subject_id, "st": status, "sv": status_version,
+              "iat": iat, "exp": iat + int(ttl)}
+    headers = {"kid": key.kid, "typ": None}
+    if masked_name:
+        claims["nm"] = fit_masked_name(claims, masked_name, kid=key.kid)
+    return jwt.encode(claims, key.private_key, algorithm="ES256", headers=headers,
+                      json_encoder=_CompactJSON)
+
+
+def encoded_length(claims: dict, kid: str) -> int:
+    """The length of the signed code, computed without signing."""
+    header = json.dumps({"alg": "ES256", "kid": kid}, separators=(",", ":"))
+    payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False)
+    return _b64len(len(header.encode())) + 1 + _b64len(len(payload.encode())) + 1 + \
+        _SIGNATURE_CHARS
+
+
+def fit_masked_name(claims: dict, masked_name: str, kid: str) -> str:
+    """Shorten a long masked name so the code stays within :data:`MAX_CODE_BYTES`.
+
+    The staff compare the masked name with a face and a document; its first characters carry
+    that, so the tail is cut and marked with "…". The full masked name is still in the API's
+    answers, which read it from the store.
+    """
+    name = masked_name
+    while True:
+        if encoded_length({**claims, "nm": name}, kid) <= MAX_CODE_BYTES or len(name) <= 2:
+            return name
+        name = name[:-2] + "…"  # drops one character, or two the first time
+
+
+def _b64len(n: int) -> int:
+    return (4 * n + 2) // 3
+
+
+def looks_native(text: str) -> bool:
+    """A compact JWS with three base64url parts (no scheme prefix)."""
+    return text.count(".") == 2 and text[:2] == "ey"
+
+
+def verify(token, ring: KeyRing, *, issuer: str, at: datetime | None = None, skew: int = 60,
+           max_length: int = 4096) -> NativeClaims:
+    """Check a native code; raise :class:`CodeError` with the reason it fails."""
+    if not isinstance(token, str):
+        raise CodeError("malformed", "the code is not text")
+    if len(token) > max_length:
+        raise CodeError("too_large", f"the code is longer than {max_length} characters")
+    token = token.strip()
+    try:
+        header = _JWS.get_unverified_header(token)
+    except DecodeError:
+        raise CodeError("malformed", "not a signed code") from None
+    alg = header.get("alg")
+    if alg not in ALGORITHMS:
+        raise CodeError("bad_signature", f"algorithm {alg!r} is not accepted")
+    kid = header.get("kid")
+    key = ring.verification_key(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise CodeError("unknown_key", "the code is signed with a key we do not know")
+    try:
+        payload = _JWS.decode(token, key.public_key, algorithms=ALGORITHMS)
+    except InvalidSignatureError:
+        raise CodeError("bad_signature", "the signature does not match") from None
+    except InvalidAlgorithmError:
+        raise CodeError("bad_signature", f"algorithm {alg!r} is not accepted") from None
+    except DecodeError:
+        raise CodeError("malformed", "not a signed code") from None
+    try:
+        claims = json.loads(payload)
+    except ValueError:
+        raise CodeError("malformed", "the claims are not JSON") from None
+    return _check_claims(claims, kid, issuer=issuer, at=at, skew=skew)
+
+
+def _check_claims(claims, kid: str, *, issuer: str, at: datetime | None,
+                  skew: int) -> NativeClaims:
+    if not isinstance(claims, dict):
+        raise CodeError("malformed", "the claims are not an object")
+    try:
+        iss, sub, st, sv = claims["iss"], claims["sub"], claims["st"], claims["sv"]
+        iat, exp = claims["iat"], claims["exp"]
+    except KeyError as missing:
+        raise CodeError("malformed", f"claim {missing.args[0]} is missing") from None
+    nm = claims.get("nm")
+    if not (isinstance(sub, str) and st in STATUSES and _is_int(sv) and _is_int(iat)
+            and _is_int(exp) and (nm is None or isinstance(nm, str))):
+        raise CodeError("malformed", "a claim has the wrong type")
+    if iss != issuer:
+        raise CodeError("untrusted_issuer", "the code was issued by someone else")
+    now = (at or datetime.now(timezone.utc)).timestamp()
+    if iat > now + skew:
+        raise CodeError("not_yet_valid", "the code is not valid yet")
+    if exp <= now - skew:
+        raise CodeError("expired", "the code has expired")
+    return NativeClaims(issuer=iss, subject_id=sub, status=st, status_version=sv, masked_name=nm,
+                        issued_at=datetime.fromtimestamp(iat, timezone.utc),
+                        expires_at=datetime.fromtimestamp(exp, timezone.utc), kid=kid)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,9 @@
+"""HTTP blueprints; ``register_blueprints`` is called by the app factory."""
+
+
+def register_blueprints(app) -> None:
+    from . import api, health, wellknown
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(wellknown.bp)
+    app.register_blueprint(health.bp)

@@ -1,0 +1,101 @@
+"""The JSON API under ``/api/v1`` (paths are a DESIGN.md contract)."""
+from __future__ import annotations
+
+import base64
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from .. import metrics, qr, residents, verification
+from ..auth import actor, current_credential, require, require_subject_access
+from ..errors import InvalidField, NotFound
+from ..http import created, field, json_body
+from ..record import STATUS_REASONS
+from ..subject import is_subject_id
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def _subject(sid: str) -> str:
+    # An id that cannot be one of ours is a 404 without a store round trip.
+    if not is_subject_id(sid):
+        raise NotFound("no such resident")
+    return sid
+
+
+@bp.post("/residents")
+@require("authority")
+def enroll():
+    view = residents.enroll(json_body(), actor())
+    return created(view, location=f"/api/v1/residents/{view['id']}")
+
+
+@bp.get("/residents/<sid>")
+def show(sid):
+    require_subject_access(_subject(sid))
+    return jsonify(residents.show(sid))
+
+
+@bp.put("/residents/<sid>/status")
+@require("authority")
+def change_status(sid):
+    return jsonify(residents.change_status(_subject(sid), json_body(), actor()))
+
+
+@bp.get("/residents/<sid>/code")
+def code(sid):
+    require_subject_access(_subject(sid))
+    fmt = request.args.get("format", "json")
+    if fmt not in ("json", *qr.FORMATS):
+        raise InvalidField("format", "one of json, png, svg")
+    issued = residents.current_code(sid)
+    if fmt == "json":
+        response = jsonify(issued.to_dict())
+    else:
+        seconds = current_app.config["CODE_TTL"]
+        response = Response(residents.image(issued.token, fmt, seconds),
+                            mimetype=qr.FORMATS[fmt])
+        response.headers["X-Code-Expires-At"] = issued.to_dict()["expires_at"]
+    # A code is personal and short-lived: no shared cache may keep it.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/codes")
+@require("authority")
+def issue():
+    data = json_body()
+    fmt = data.get("format")
+    if fmt is not None and fmt not in qr.FORMATS:
+        raise InvalidField("format", "png or svg")
+    issued = residents.one_shot(data)
+    body = issued.to_dict()
+    if fmt:
+        body["qr"] = {"format": fmt, "media_type": qr.FORMATS[fmt],
+                      "data": base64.b64encode(qr.render(issued.token, fmt)).decode()}
+    return created(body)
+
+
+@bp.post("/verify")
+@require("checkpoint", "authority")
+def verify():
+    data = json_body()
+    text = field(data, "code", str)
+    verification.check_length(text)
+    answer = verification.verify_native(text.strip())
+    metrics.count_verification(answer["scheme"] or "unknown",
+                               "valid" if answer["valid"] else answer["reason"])
+    return jsonify(answer)
+
+
+@bp.get("/reasons")
+def reasons():
+    """The status reasons an authority may give (yellow and red need one)."""
+    return jsonify({"reasons": [{"code": k, "description": v}
+                                for k, v in STATUS_REASONS.items()]})
+
+
+@bp.get("/whoami")
+def whoami():
+    credential = current_credential()
+    return jsonify({"id": credential.id, "role": credential.role,
+                    "subject": credential.subject})

@@ -1,0 +1,35 @@
+"""Liveness, readiness and metrics for operators."""
+from flask import Blueprint, Response, jsonify
+
+from .. import metrics
+from ..errors import StoreUnavailable
+from ..residents import get_ring
+from ..store import get_store
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """The process is up and serving; says nothing about its dependencies."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    """Ready to take traffic: Redis answers and a signing key is loaded."""
+    checks = {}
+    try:
+        checks["redis"] = get_store().ping()
+    except StoreUnavailable:
+        checks["redis"] = False
+    checks["signing_key"] = get_ring().has_active()
+    ready = all(checks.values())
+    response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks})
+    response.status_code = 200 if ready else 503
+    return response
+
+
+@bp.get("/metrics")
+def metrics_view():
+    return Response(metrics.exposition(), mimetype="text/plain; version=0.0.4")

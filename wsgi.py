@@ -1,0 +1,3 @@
+from healthcode import create_app
+
+app = create_app()
