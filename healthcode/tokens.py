@@ -67,10 +67,14 @@ def sign(ring: KeyRing, *, issuer: str, subject_id: str, status: str, status_ver
     iat = int(issued_at.timestamp())
     claims = {"iss": issuer, "sub": subject_id, "st": status, "sv": status_version,
               "iat": iat, "exp": iat + int(ttl)}
-    headers = {"kid": key.kid, "typ": None}
     if masked_name:
         claims["nm"] = fit_masked_name(claims, masked_name, kid=key.kid)
-    return jwt.encode(claims, key.private_key, algorithm="ES256", headers=headers,
+    return encode_claims(claims, key.private_key, key.kid)
+
+
+def encode_claims(claims: dict, private_key, kid: str) -> str:
+    """Sign claims as a compact ES256 JWS, without a ``typ`` header (every byte counts)."""
+    return jwt.encode(claims, private_key, algorithm="ES256", headers={"kid": kid, "typ": None},
                       json_encoder=_CompactJSON)
 
 
@@ -105,14 +109,8 @@ def looks_native(text: str) -> bool:
     return text.count(".") == 2 and text[:2] == "ey"
 
 
-def verify(token, ring: KeyRing, *, issuer: str, at: datetime | None = None, skew: int = 60,
-           max_length: int = 4096) -> NativeClaims:
-    """Check a native code; raise :class:`CodeError` with the reason it fails."""
-    if not isinstance(token, str):
-        raise CodeError("malformed", "the code is not text")
-    if len(token) > max_length:
-        raise CodeError("too_large", f"the code is longer than {max_length} characters")
-    token = token.strip()
+def read_header(token) -> tuple[str, str]:
+    """The ``kid`` of a compact JWS whose ``alg`` is on the allow-list, before any key is used."""
     try:
         header = _JWS.get_unverified_header(token)
     except DecodeError:
@@ -121,25 +119,59 @@ def verify(token, ring: KeyRing, *, issuer: str, at: datetime | None = None, ske
     if alg not in ALGORITHMS:
         raise CodeError("bad_signature", f"algorithm {alg!r} is not accepted")
     kid = header.get("kid")
-    key = ring.verification_key(kid) if isinstance(kid, str) else None
-    if key is None:
-        raise CodeError("unknown_key", "the code is signed with a key we do not know")
+    if not isinstance(kid, str) or not kid:
+        raise CodeError("unknown_key", "the code names no key")
+    return alg, kid
+
+
+def unverified_claims(token: str) -> dict:
+    """The claims before the signature is checked: only to find which issuer's keys to use."""
     try:
-        payload = _JWS.decode(token, key.public_key, algorithms=ALGORITHMS)
+        claims = json.loads(jwt.api_jws.base64url_decode(token.split(".")[1]))
+    except (ValueError, IndexError, TypeError):
+        raise CodeError("malformed", "the claims are not JSON") from None
+    if not isinstance(claims, dict):
+        raise CodeError("malformed", "the claims are not an object")
+    return claims
+
+
+def verified_claims(token: str, public_key) -> dict:
+    """Check the ES256 signature with ``public_key`` and return the claims."""
+    try:
+        payload = _JWS.decode(token, public_key, algorithms=ALGORITHMS)
     except InvalidSignatureError:
         raise CodeError("bad_signature", "the signature does not match") from None
     except InvalidAlgorithmError:
-        raise CodeError("bad_signature", f"algorithm {alg!r} is not accepted") from None
+        raise CodeError("bad_signature", "the algorithm is not accepted") from None
     except DecodeError:
         raise CodeError("malformed", "not a signed code") from None
     try:
-        claims = json.loads(payload)
+        return json.loads(payload)
     except ValueError:
         raise CodeError("malformed", "the claims are not JSON") from None
-    return _check_claims(claims, kid, issuer=issuer, at=at, skew=skew)
 
 
-def _check_claims(claims, kid: str, *, issuer: str, at: datetime | None,
+def check_length(token, max_length: int) -> str:
+    if not isinstance(token, str):
+        raise CodeError("malformed", "the code is not text")
+    if len(token) > max_length:
+        raise CodeError("too_large", f"the code is longer than {max_length} characters")
+    return token.strip()
+
+
+def verify(token, ring: KeyRing, *, issuer: str, at: datetime | None = None, skew: int = 60,
+           max_length: int = 4096) -> NativeClaims:
+    """Check a native code against our own key ring; raise :class:`CodeError` if it fails."""
+    token = check_length(token, max_length)
+    _, kid = read_header(token)
+    key = ring.verification_key(kid)
+    if key is None:
+        raise CodeError("unknown_key", "the code is signed with a key we do not know")
+    claims = verified_claims(token, key.public_key)
+    return check_claims(claims, kid, issuer=issuer, at=at, skew=skew)
+
+
+def check_claims(claims, kid: str, *, issuer: str, at: datetime | None,
                   skew: int) -> NativeClaims:
     if not isinstance(claims, dict):
         raise CodeError("malformed", "the claims are not an object")
@@ -152,7 +184,8 @@ def _check_claims(claims, kid: str, *, issuer: str, at: datetime | None,
     if not (isinstance(sub, str) and st in STATUSES and _is_int(sv) and _is_int(iat)
             and _is_int(exp) and (nm is None or isinstance(nm, str))):
         raise CodeError("malformed", "a claim has the wrong type")
-    if iss != issuer:
+    if iss != issuer and not (isinstance(issuer, (set, frozenset, tuple, list))
+                              and iss in issuer):
         raise CodeError("untrusted_issuer", "the code was issued by someone else")
     now = (at or datetime.now(timezone.utc)).timestamp()
     if iat > now + skew:

@@ -1,0 +1,54 @@
+"""Verification without the service: what ``healthcode verify`` and offline scanners do.
+
+Trust comes from files only: the trust paths given, the data dir's ``trust/`` folder, and our
+own key ring's public keys (trusted under our issuer id for the native scheme).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from .config import data_path
+from .errors import CodeError
+from .keys import KeyRing
+from .record import format_time
+from .trust import TrustStore
+
+
+def build_trust(cfg, trust_paths=()) -> TrustStore:
+    trust = TrustStore()
+    ring_dir = data_path(cfg, "keys")
+    if ring_dir.is_dir():
+        jwks = KeyRing(ring_dir).jwks()
+        if jwks["keys"]:
+            trust.add_jwks(jwks, issuer=cfg["ISSUER"], scheme="native")
+    local = data_path(cfg, "trust")
+    if local.is_dir():
+        trust.load_path(local)
+    for path in trust_paths:
+        trust.load_path(Path(path))
+    return trust
+
+
+def verify_offline(code: str, cfg, trust_paths=(), at: datetime | None = None,
+                   registry=None) -> dict:
+    from mapping import default_registry
+
+    registry = registry or default_registry()
+    trust = build_trust(cfg, trust_paths)
+    adapter = registry.detect(code)
+    if adapter is None:
+        return {"valid": False, "reason": "unsupported_scheme", "scheme": None,
+                "message": "no installed scheme recognises this code", "checked_online": False}
+    try:
+        decoded = adapter.decode(code, trust=trust, at=at)
+    except CodeError as error:
+        return {"valid": False, "reason": error.reason, "message": error.message,
+                "scheme": adapter.scheme, "checked_online": False}
+    record = decoded.record
+    provenance = record.provenance
+    return {"valid": True, "reason": None, "scheme": adapter.scheme, "status": record.status,
+            "issuer": decoded.issuer, "kid": decoded.kid,
+            "expires_at": format_time(provenance.valid_until)
+            if provenance and provenance.valid_until else None,
+            "checked_online": False, "record": record.to_dict(), "details": decoded.details}

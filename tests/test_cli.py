@@ -1,0 +1,116 @@
+"""The healthcode command: keys, credentials, offline issue and verify."""
+import json
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from healthcode.cli import main
+from tests.support import decode_qr
+from tests import tokens_util as tu
+
+
+@pytest.fixture
+def env(tmp_path, redis_server, redis_client):
+    return {"HEALTHCODE_DATA_DIR": str(tmp_path / "data"), "REDIS_URL": redis_server.url,
+            "HEALTHCODE_ISSUER": "HC-CLI", "HEALTHCODE_SUBJECT_SECRET": "cli-secret-0123456789"}
+
+
+@pytest.fixture
+def cli(env):
+    runner = CliRunner()
+
+    def run(*args, input=None):
+        return runner.invoke(main, list(args), env=env, input=input, catch_exceptions=False)
+
+    return run
+
+
+def test_keys_generate_rotate_list_retire(cli):
+    first = cli("keys", "generate").output.strip()
+    second = cli("keys", "rotate").output.strip()
+    listing = cli("keys", "list").output
+    assert f"{first}\tverify-only" in listing and f"{second}\tactive" in listing
+    assert cli("keys", "retire", second).exit_code == 1  # the active key
+    assert cli("keys", "retire", first).exit_code == 0
+    assert f"{first}\tretired" in cli("keys", "list").output
+
+
+def test_tokens_create_prints_the_bearer_token_last(cli, redis_client):
+    result = cli("tokens", "create", "--role", "checkpoint", "--label", "gate 1")
+    assert result.exit_code == 0
+    token = result.output.strip().splitlines()[-1]
+    assert token.startswith("hc_")
+    cred_id = token[3:].split(".")[0]
+    assert redis_client.hget(f"hc:cred:{cred_id}", "role") == "checkpoint"
+    assert "gate 1" in cli("tokens", "list").output
+    assert token.split(".")[1] not in cli("tokens", "list").output
+    assert cli("tokens", "revoke", cred_id).exit_code == 0
+    assert not redis_client.exists(f"hc:cred:{cred_id}")
+
+
+def test_a_resident_token_needs_a_subject(cli):
+    assert cli("tokens", "create", "--role", "resident").exit_code == 1
+    assert cli("tokens", "create", "--role", "resident",
+               "--subject=-AbCdEfGhIjKlMnO").exit_code == 0
+
+
+def test_issue_offline_then_verify(cli, tmp_path):
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps({"name": "陳大文", "status": "green", "document": {
+        "type": "travel_permit", "number": "H1234567", "region": "MO"}}))
+    out = tmp_path / "code.png"
+    cli("keys", "generate")
+    result = cli("issue", str(status), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    code = result.output.strip().splitlines()[-1]
+    assert decode_qr(out.read_bytes()) == code
+
+    verified = cli("verify", code)
+    assert verified.exit_code == 0, verified.output
+    answer = json.loads(verified.output)
+    assert answer["valid"] and answer["status"] == "green" and answer["scheme"] == "native"
+
+    later = cli("verify", code, "--at", "2099-01-01T00:00:00Z")
+    assert later.exit_code == 1 and json.loads(later.output)["reason"] == "expired"
+
+
+def test_verify_with_a_published_trust_list_only(cli, tmp_path, env):
+    """An offline scanner holds only our JWKS, not our data dir."""
+    cli("keys", "generate")
+    status = tmp_path / "s.json"
+    status.write_text(json.dumps({"name": "Ana", "status": "yellow", "reason": "quarantine",
+                                  "document": {"type": "id", "number": "1", "region": "MO"}}))
+    code = cli("issue", str(status), "--out", str(tmp_path / "c.svg")).output.strip()
+    code = code.splitlines()[-1]
+    from healthcode.keys import KeyRing
+    jwks = KeyRing(tmp_path / "data" / "keys").jwks()
+    trust = tmp_path / "trust.jwks.json"
+    trust.write_text(json.dumps({"issuer": "HC-CLI", "scheme": "native", **jwks}))
+
+    scanner_env = {**env, "HEALTHCODE_DATA_DIR": str(tmp_path / "scanner")}
+    result = CliRunner().invoke(main, ["verify", code, "--trust", str(trust)], env=scanner_env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["status"] == "yellow"
+    untrusted = CliRunner().invoke(main, ["verify", code], env=scanner_env)
+    assert untrusted.exit_code == 1
+    assert json.loads(untrusted.output)["reason"] == "untrusted_issuer"
+
+
+def test_verify_rejects_a_tampered_code(cli, tmp_path):
+    cli("keys", "generate")
+    from healthcode.keys import KeyRing
+    ring = KeyRing(tmp_path / "data" / "keys")
+    bad = tu.tampered(tu.signed(ring, iss="HC-CLI", iat=int(time.time())))
+    result = cli("verify", bad)
+    assert result.exit_code == 1
+    assert json.loads(result.output)["reason"] == "bad_signature"
+
+
+def test_issue_refuses_bad_status_json(cli, tmp_path):
+    cli("keys", "generate")
+    status = tmp_path / "bad.json"
+    status.write_text(json.dumps({"name": "X", "status": "red", "document": {
+        "type": "id", "number": "1", "region": "MO"}}))
+    result = cli("issue", str(status))
+    assert result.exit_code == 1 and "reason" in result.output

@@ -1,0 +1,107 @@
+"""The native code: compact, signed, and refused with the right reason when it is not right."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from healthcode import qr, tokens
+from healthcode.errors import CODE_REASONS, CodeError
+from healthcode.keys import KeyRing
+from healthcode.record import mask_name
+from tests import tokens_util as tu
+
+NOW = datetime.now(timezone.utc)
+
+
+@pytest.fixture
+def ring(tmp_path):
+    ring = KeyRing(tmp_path / "keys", reload_interval=0)
+    ring.generate()
+    return ring
+
+
+def sign(ring, name="陳大文", status="green", version=1, ttl=300):
+    return tokens.sign(ring, issuer="HC-TEST", subject_id="AAAAAAAAAAAAAAAA", status=status,
+                       status_version=version, masked_name=mask_name(name), issued_at=NOW,
+                       ttl=ttl)
+
+
+def test_carries_only_what_a_checkpoint_needs(ring):
+    claims = tokens.unverified_claims(sign(ring))
+    assert set(claims) == {"iss", "sub", "st", "sv", "nm", "iat", "exp"}
+    assert claims["nm"] == "陳*文"
+
+
+def test_header_names_the_key_and_nothing_else(ring):
+    import jwt
+    assert jwt.get_unverified_header(sign(ring)) == {"alg": "ES256", "kid": ring.active.kid}
+
+
+@pytest.mark.parametrize("name", [
+    "陳大文", "Chan Tai Man", "Maria Fernanda da Silva Oliveira Santos de Albuquerque",
+    "歐陽震華李明大文歐陽震華李明大文",
+])
+def test_fits_qr_version_12_at_error_correction_m(ring, name):
+    token = sign(ring, name=name, status="yellow", version=99999)
+    assert len(token.encode()) <= tokens.MAX_CODE_BYTES
+    assert qr.version(token, "M") <= 12
+    assert tokens.verify(token, ring, issuer="HC-TEST").masked_name.startswith(mask_name(name)[:2])
+
+
+def test_a_naive_ten_claim_jwt_would_need_a_much_larger_symbol(ring):
+    import jwt
+    naive = jwt.encode({"iss": "https://health.example.gov.mo", "sub": "H1234567",
+                        "name": "陳大文", "status": "green", "status_version": 1,
+                        "document_type": "travel_permit", "document_region": "MO",
+                        "birth_date": "1980-01-02", "iat": 1764300000, "exp": 1764300300},
+                       ring.active.private_key, algorithm="ES256",
+                       headers={"kid": "a-long-key-identifier-thumbprint-0123456789"})
+    assert qr.version(naive, "M") >= 15
+
+
+def test_verifies_what_it_signed(ring):
+    claims = tokens.verify(sign(ring, status="red", version=3), ring, issuer="HC-TEST")
+    assert (claims.status, claims.status_version, claims.subject_id) == \
+        ("red", 3, "AAAAAAAAAAAAAAAA")
+
+
+REJECTIONS = [
+    ("tampered", lambda r: tu.tampered(tu.signed(r)), "bad_signature"),
+    ("truncated signature", lambda r: tu.truncated_signature(tu.signed(r)), "bad_signature"),
+    ("truncated to an odd length", lambda r: tu.signed(r)[:-5], "malformed"),
+    ("cut in half", lambda r: tu.signed(r)[:120], "malformed"),
+    ("alg none", lambda r: tu.unsigned(r), "bad_signature"),
+    ("HS256 keyed with our public key", tu.hs256_with_public_key, "bad_signature"),
+    ("unknown kid", lambda r: tu.signed_with_new_key("ZZZZZZZZ"), "unknown_key"),
+    ("our kid, another key", lambda r: tu.signed_with_new_key(r.active.kid), "bad_signature"),
+    ("wrong issuer", lambda r: tu.signed(r, iss="SOMEONE-ELSE"), "untrusted_issuer"),
+    ("expired", lambda r: tu.signed(r, iat=int(NOW.timestamp()) - 3600, ttl=300), "expired"),
+    ("not yet valid", lambda r: tu.signed(r, iat=int(NOW.timestamp()) + 3600), "not_yet_valid"),
+    ("unknown status", lambda r: tu.signed(r, status="purple"), "malformed"),
+    ("garbage", lambda r: "not a code at all", "malformed"),
+    ("empty", lambda r: "", "malformed"),
+    ("oversized", lambda r: "e" * 5000, "too_large"),
+]
+
+
+@pytest.mark.parametrize("make, reason", [(m, r) for _, m, r in REJECTIONS],
+                         ids=[i for i, _, _ in REJECTIONS])
+def test_rejects_bad_codes_with_their_reason(ring, make, reason):
+    with pytest.raises(CodeError) as info:
+        tokens.verify(make(ring), ring, issuer="HC-TEST")
+    assert info.value.reason == reason
+    assert reason in CODE_REASONS
+
+
+def test_clock_skew_is_tolerated_up_to_the_allowance(ring):
+    token = tu.signed(ring, iat=int(NOW.timestamp()) + 30)
+    assert tokens.verify(token, ring, issuer="HC-TEST", skew=60)
+    with pytest.raises(CodeError):
+        tokens.verify(token, ring, issuer="HC-TEST", skew=0)
+
+
+def test_verifies_at_a_given_instant(ring):
+    token = sign(ring, ttl=300)
+    assert tokens.verify(token, ring, issuer="HC-TEST", at=NOW + timedelta(seconds=200))
+    with pytest.raises(CodeError) as info:
+        tokens.verify(token, ring, issuer="HC-TEST", at=NOW + timedelta(hours=1))
+    assert info.value.reason == "expired"
