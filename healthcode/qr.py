@@ -41,8 +41,10 @@ def make(text: str, error_correction: str = "M") -> qrcode.QRCode:
 
 
 def version(text: str, error_correction: str = "M") -> int:
-    """The smallest QR version that holds ``text``."""
-    return make(text, error_correction).version
+    """The smallest QR version that holds ``text`` (sized only: no matrix is drawn)."""
+    qr = qrcode.QRCode(error_correction=ERROR_CORRECTION[error_correction])
+    qr.add_data(text, optimize=0)
+    return qr.best_fit()
 
 
 def render(text: str, fmt: str = "png", error_correction: str = "M") -> bytes:

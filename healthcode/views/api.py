@@ -10,6 +10,7 @@ from ..auth import actor, current_credential, require, require_subject_access
 from ..errors import InvalidField, NotFound
 from ..http import created, field, json_body
 from ..record import STATUS_REASONS
+from ..store import get_store
 from ..subject import is_subject_id
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -39,6 +40,15 @@ def show(sid):
 @require("authority")
 def change_status(sid):
     return jsonify(residents.change_status(_subject(sid), json_body(), actor()))
+
+
+@bp.get("/residents/<sid>/history")
+@require("authority")
+def history(sid):
+    """Every status change: who, when, from, to, why."""
+    store = get_store()
+    store.resident(_subject(sid))  # 404 for an unknown resident
+    return jsonify({"id": sid, "changes": store.history(sid)})
 
 
 @bp.get("/residents/<sid>/code")

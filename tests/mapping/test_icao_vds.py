@@ -23,7 +23,8 @@ from healthcode.errors import CODE_REASONS, CodeError
 from healthcode.record import Record
 from healthcode.trust import TrustStore
 from mapping.base import MAX_CODE_LENGTH, Signer
-from mapping.icao_vds import ICAOVDSAdapter, VDS_NC_SIGNER_EKU, verify_issued_by_raw
+from mapping.icao_vds import ICAOVDSAdapter, VDS_NC_SIGNER_EKU, canonical_json, \
+    verify_issued_by_raw
 from tests.support import decode_qr
 
 #: The validation clock for the test PKI: its certificates are built around this instant.
@@ -261,6 +262,21 @@ def test_trust_added_later_counts_at_once(adapter, pki):
     assert adapter.decode(text, trust=trust, at=NOW).details["chain"] == "csca"
 
 
+class _SpelledDifferently(TrustStore):
+    """A trust store where the subject text lookup misses, as it does when the CSCA and DSC
+    names were rendered by different parsers (cryptography vs the tolerant pyasn1 reader)."""
+
+    def certificates_by_subject(self, subject):
+        return []
+
+
+def test_csca_is_found_by_encoded_name_when_the_text_differs(adapter, pki):
+    trust = _SpelledDifferently()
+    trust.add_x509(der(pki["csca"]))
+    text = sign(pov_data(), pki["dsc_key"], pki["dsc"])
+    assert adapter.decode(text, trust=trust, at=NOW).details["chain"] == "csca"
+
+
 def test_rsa_pss_csca_verifies_through_the_raw_tbs_check():
     csca_key, csca = make_csca(key=rsa.generate_private_key(65537, 2048), pss=True)
     _, dsc = make_dsc(csca_key, csca)
@@ -351,6 +367,49 @@ def test_padded_base64url_is_accepted(adapter, pki):
     for name in ("cer", "sigvl"):
         seal["sig"][name] += "=" * (-len(seal["sig"][name]) % 4)
     assert adapter.decode(json.dumps(seal), trust=direct_trust(pki["dsc"]), at=NOW).record
+
+
+# -- canonical form -----------------------------------------------------------------------------
+
+
+def test_seal_with_a_float_verifies_through_the_general_jcs_path(adapter, pki):
+    data = pov_data()
+    data["msg"]["temperature"] = 36.60  # JCS writes 36.6: ECMAScript number formatting
+    assert adapter.decode(sign(data, pki["dsc_key"], pki["dsc"]), trust=direct_trust(pki["dsc"]),
+                          at=NOW).record
+
+
+def test_non_ascii_seal_verifies(adapter, pki):
+    data = pov_data(n="MÜLLER  JÖRG 😀",
+                    **{"\ue000": "private use", "\U0001f600": "sorts before it in UTF-16"})
+    record = adapter.decode(sign(data, pki["dsc_key"], pki["dsc"]),
+                            trust=direct_trust(pki["dsc"]), at=NOW).record
+    assert record.subject.family_name == "MÜLLER"
+
+
+def test_integer_beyond_double_precision_is_malformed(adapter, pki):
+    text = sign(pov_data(), pki["dsc_key"], pki["dsc"]).replace('"v":1', '"v":1,"x":%d' % 2**60)
+    assert reason_of(adapter, text, direct_trust(pki["dsc"])) == "malformed"
+
+
+_EXACT_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**53 + 1, 2**53 - 1) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) |
+    st.dictionaries(st.text(max_size=4), inner, max_size=4), max_leaves=20)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_EXACT_JSON)
+def test_fast_canonical_form_equals_rfc8785(value):
+    """The C-encoder shortcut must produce exactly the bytes the reference JCS does."""
+    assert canonical_json(value, exact_numbers=True) == rfc8785.dumps(value)
+
+
+def test_canonical_form_orders_keys_by_utf16_code_units():
+    value = {"\ue000": 1, "\U0001f600": 2, "a": 3}
+    assert canonical_json(value, exact_numbers=True) == rfc8785.dumps(value)
+    assert canonical_json(value, exact_numbers=True).index("😀".encode()) < \
+        canonical_json(value, exact_numbers=True).index("\ue000".encode())
 
 
 # -- malformed input ----------------------------------------------------------------------------
@@ -588,7 +647,7 @@ def test_oversized_input_is_too_large(valid, size, char):
     assert _fails_cleanly(adapter, char * size, trust) == "too_large"
 
 
-_JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**53, 2**53) |
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**53 + 1, 2**53 - 1) |
                      st.text(max_size=12),
                      lambda inner: st.lists(inner, max_size=3) |
                      st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=12)

@@ -87,11 +87,13 @@ def test_a_status_change_is_versioned_and_recorded(client, creds, enrolled, redi
     assert response.status_code == 200
     assert response.get_json() == {"id": sid, "status": "red", "status_version": 2,
                                    "previous_status": "green", "reasons": ["close_contact"]}
-    history = redis_client.xrange(f"hc:{{{sid}}}:hist")
-    assert [e[1]["to"] for e in history] == ["green", "red"]
-    change = history[-1][1]
-    assert change["from"] == "green" and change["reason"] == "close_contact"
-    assert change["actor"].startswith("authority:") and change["version"] == "2"
+    history = [json.loads(e) for e in redis_client.lrange(f"hc:{{{sid}}}:hist", 0, -1)]
+    assert [e["to"] for e in history] == ["green", "red"]
+    change = history[-1]
+    assert change["from"] == "green" and change["reasons"] == ["close_contact"]
+    assert change["actor"].startswith("authority:") and change["version"] == 2
+    listed = client.get(f"/api/v1/residents/{sid}/history", headers=creds.authority).get_json()
+    assert listed["changes"] == history
     audit = [e[1] for e in redis_client.xrange("hc:audit")]
     assert [a["action"] for a in audit] == ["enroll", "status_change"]
     assert all("陳" not in json.dumps(a, ensure_ascii=False) for a in audit)

@@ -14,6 +14,7 @@ def endpoints(sid):
             "type": "passport", "number": "P999", "region": "HK"}}, {"authority"}),
         ("GET", f"/api/v1/residents/{sid}", None, {"authority", "resident-self"}),
         ("PUT", f"/api/v1/residents/{sid}/status", {"status": "green"}, {"authority"}),
+        ("GET", f"/api/v1/residents/{sid}/history", None, {"authority"}),
         ("GET", f"/api/v1/residents/{sid}/code", None, {"authority", "resident-self"}),
         ("GET", f"/api/v1/residents/{sid}/code?format=png", None,
          {"authority", "resident-self"}),
@@ -30,7 +31,7 @@ def headers_for(role, creds, sid):
     return creds.headers(role)
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(8))
 def test_each_endpoint_admits_only_its_roles(client, creds, enrolled, index):
     sid = enrolled["id"]
     method, path, body, allowed = endpoints(sid)[index]

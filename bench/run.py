@@ -1,0 +1,306 @@
+"""healthcode benchmark: every figure is reported next to a floor measured in the same run.
+
+    python bench/run.py                       # everything, ~3 minutes
+    python bench/run.py --only verify,qr      # some sections
+    python bench/run.py --seconds 5 --residents 10000
+
+Sections:
+  verify    POST /api/v1/verify under gunicorn vs. a floor app (pyjwt decode with a cached key
+            plus one Redis HGETALL) under the same gunicorn settings; target ratio >= 0.8
+  codes     GET /api/v1/residents/<id>/code as JSON, PNG (one resident: cached token and image)
+            and PNG across many residents (each one signed and rendered)
+  qr        QR version and PNG render time of the native code vs. a naive 10-claim JWT;
+            target <= 15 ms median per PNG
+  memory    Redis memory per enrolled resident for N residents; target <= 160 bytes for the
+            key read on every verify; the full record reported too
+  decoders  decode+verify per core for each real scheme's adapter vs. a minimal decoder
+
+Load comes from wrk (Debian package ``wrk``) on 127.0.0.1 only, bounded by --seconds. The
+server runs gunicorn with the settings of ``healthcode serve`` against a private redis-server.
+Rounds of the floor and of healthcode alternate, and the best round of each is compared, so a
+noisy neighbour on this shared machine hurts both alike.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from tests.support import RedisProcess, free_port  # noqa: E402
+
+ISSUER = "HC-BENCH"
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+# -- servers and load ------------------------------------------------------------------------
+
+class Gunicorn:
+    """gunicorn with healthcode's own config file, on a free loopback port."""
+
+    def __init__(self, target: str, env: dict, workers: int):
+        self.port = free_port()
+        self.env = {**os.environ, **env, "HEALTHCODE_BIND": f"127.0.0.1:{self.port}",
+                    "HEALTHCODE_WORKERS": str(workers), "HEALTHCODE_LOG_LEVEL": "warning"}
+        self.target = target
+        self.proc = None
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:healthcode.gunicorn_conf",
+             "--access-logfile", "/dev/null", self.target],
+            cwd=REPO, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        import urllib.request
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.url}/healthz", timeout=1)
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(self.proc.stderr.read().decode())
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.target} did not start")
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def wrk(url: str, seconds: float, connections: int, script: str, env: dict) -> dict:
+    """One wrk run; requests/s and latency percentiles in ms."""
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s",
+         str(HERE / script), url],
+        env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    percentiles = {p: _ms(v) for p, v in re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M)}
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p50_ms": percentiles.get("50"), "p99_ms": percentiles.get("99"),
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": errors.group(1) if errors else None}
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+
+# -- set-up ----------------------------------------------------------------------------------
+
+def prepare(redis_url: str, data_dir: Path, residents: int) -> dict:
+    from healthcode import create_app
+
+    app = create_app({"REDIS_URL": redis_url, "DATA_DIR": str(data_dir), "ISSUER": ISSUER,
+                      "SUBJECT_SECRET": "bench-subject-secret-0123456789"})
+    client = app.test_client()
+    store = app.extensions["healthcode.store"]
+    _, authority = store.create_credential("authority", label="bench")
+    _, checkpoint = store.create_credential("checkpoint", label="bench")
+    headers = {"Authorization": f"Bearer {authority}"}
+    sids = []
+    for i in range(residents):
+        body = {"name": "陳大文", "birth_date": "1980-01-02", "status": "green",
+                "document": {"type": "travel_permit", "number": f"H{i:08d}", "region": "MO"},
+                "evidence": {"tests": [{"type": "pcr", "result": "negative",
+                                        "sampled_at": "2026-11-27T08:00:00Z"}]}}
+        response = client.post("/api/v1/residents", json=body, headers=headers)
+        assert response.status_code == 201, response.get_json()
+        sids.append(response.get_json()["id"])
+    code = client.get(f"/api/v1/residents/{sids[0]}/code", headers=headers).get_json()["code"]
+    assert client.post("/api/v1/verify", json={"code": code},
+                       headers={"Authorization": f"Bearer {checkpoint}"}).get_json()["valid"]
+    jwks = client.get("/.well-known/jwks.json").get_json()
+    # the floor reads the same facts from a hash, with HGETALL
+    store.r.hset(f"floor:{{{sids[0]}}}", mapping={"st": "green", "sv": 1})
+    return {"authority": authority, "checkpoint": checkpoint, "sids": sids, "code": code,
+            "jwks": jwks, "store": store}
+
+
+# -- sections --------------------------------------------------------------------------------
+
+def bench_verify(ctx, args) -> dict:
+    body = json.dumps({"code": ctx["code"]})
+    env = {"REDIS_URL": ctx["redis_url"], "HEALTHCODE_DATA_DIR": str(ctx["data_dir"]),
+           "HEALTHCODE_ISSUER": ISSUER, "HEALTHCODE_SUBJECT_SECRET": "bench-subject-secret-0123456789"}
+    floor_env = {"REDIS_URL": ctx["redis_url"], "FLOOR_JWKS": json.dumps(ctx["jwks"]),
+                 "ISSUER": ISSUER}
+    rounds = {"floor": [], "healthcode": []}
+    with Gunicorn("bench.floor_app:app", floor_env, args.workers) as floor, \
+            Gunicorn("wsgi:app", env, args.workers) as ours:
+        for url, env_load in ((f"{floor.url}/verify", {"HC_BODY": body, "HC_TOKEN": ""}),
+                              (f"{ours.url}/api/v1/verify",
+                               {"HC_BODY": body, "HC_TOKEN": ctx["checkpoint"]})):
+            wrk(url, 1, args.connections, "post.lua", env_load)  # warm-up
+        for _ in range(args.rounds):
+            rounds["floor"].append(wrk(f"{floor.url}/verify", args.seconds, args.connections,
+                                       "post.lua", {"HC_BODY": body, "HC_TOKEN": ""}))
+            rounds["healthcode"].append(wrk(
+                f"{ours.url}/api/v1/verify", args.seconds, args.connections, "post.lua",
+                {"HC_BODY": body, "HC_TOKEN": ctx["checkpoint"]}))
+    best = {k: max(v, key=lambda r: r["rps"]) for k, v in rounds.items()}
+    for name, result in best.items():
+        assert result["non_2xx"] == 0, f"{name}: {result['non_2xx']} non-2xx responses"
+    ratio = best["healthcode"]["rps"] / best["floor"]["rps"]
+    log(f"verify   floor      {best['floor']['rps']:8.0f} req/s  p50 "
+        f"{best['floor']['p50_ms']:.2f} ms  p99 {best['floor']['p99_ms']:.2f} ms")
+    log(f"verify   healthcode {best['healthcode']['rps']:8.0f} req/s  p50 "
+        f"{best['healthcode']['p50_ms']:.2f} ms  p99 {best['healthcode']['p99_ms']:.2f} ms")
+    log(f"verify   ratio healthcode/floor = {ratio:.2f} (target >= 0.80) "
+        f"[all rounds: floor {[round(r['rps']) for r in rounds['floor']]}, "
+        f"healthcode {[round(r['rps']) for r in rounds['healthcode']]}]")
+    return {"rounds": rounds, "best": best, "ratio": ratio}
+
+
+def bench_codes(ctx, args) -> dict:
+    env = {"REDIS_URL": ctx["redis_url"], "HEALTHCODE_DATA_DIR": str(ctx["data_dir"]),
+           "HEALTHCODE_ISSUER": ISSUER, "HEALTHCODE_SUBJECT_SECRET": "bench-subject-secret-0123456789"}
+    results = {}
+    paths = Path(ctx["tmp"]) / "paths.txt"
+    many = ctx["sids"][1:2001]
+    with Gunicorn("wsgi:app", env, args.workers) as ours:
+        for name, lines in (
+                ("json, one resident", [f"/api/v1/residents/{ctx['sids'][0]}/code?format=json"]),
+                ("png, one resident (cached)",
+                 [f"/api/v1/residents/{ctx['sids'][0]}/code?format=png"]),
+                (f"png, {len(many)} residents (signed and rendered)",
+                 [f"/api/v1/residents/{s}/code?format=png" for s in many])):
+            paths.write_text("\n".join(lines) + "\n")
+            result = wrk(ours.url, args.seconds, args.connections, "paths.lua",
+                         {"HC_TOKEN": ctx["authority"], "HC_PATHS": str(paths)})
+            assert result["non_2xx"] == 0, result
+            results[name] = result
+            log(f"codes    {name:42s} {result['rps']:8.0f} req/s  p50 {result['p50_ms']:.2f} ms"
+                f"  p99 {result['p99_ms']:.2f} ms")
+    return results
+
+
+def bench_qr(ctx, args) -> dict:
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from healthcode import qr
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    naive = jwt.encode({"iss": "https://health.example.gov.mo", "sub": "H1234567",
+                        "name": "陳大文", "status": "green", "status_version": 1,
+                        "document_type": "travel_permit", "document_region": "MO",
+                        "birth_date": "1980-01-02", "iat": 1764300000, "exp": 1764300300},
+                       key, algorithm="ES256",
+                       headers={"kid": "3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s"})
+    out = {}
+    for name, text in (("native", ctx["code"]), ("naive 10-claim JWT", naive)):
+        times = []
+        for _ in range(args.qr_samples):
+            start = time.perf_counter()
+            qr.render(text, "png")
+            times.append((time.perf_counter() - start) * 1000)
+        out[name] = {"bytes": len(text.encode()), "version": qr.version(text),
+                     "png_median_ms": statistics.median(times)}
+        log(f"qr       {name:20s} {len(text.encode()):4d} bytes  version "
+            f"{out[name]['version']:2d}  PNG median {out[name]['png_median_ms']:.1f} ms "
+            f"(target <= 15 ms; {args.qr_samples} renders)")
+    return out
+
+
+def bench_memory(ctx, args) -> dict:
+    r = ctx["store"].r
+    sids = ctx["sids"]
+    sample = sids[:: max(1, len(sids) // 2000)]
+
+    def usage(part):
+        return statistics.mean(r.memory_usage(f"hc:{{{s}}}:{part}", samples=0) for s in sample)
+
+    per_key = {part: usage(part) for part in ("st", "rec", "hist")}
+    per_resident_total = (ctx["used_after"] - ctx["used_before"]) / len(sids)
+    log(f"memory   {len(sids)} residents: hot key hc:{{sid}}:st {per_key['st']:.0f} B "
+        f"(target <= 160), record {per_key['rec']:.0f} B, history {per_key['hist']:.0f} B; "
+        f"used_memory grew {per_resident_total:.0f} B per resident (all keys, audit included)")
+    return {"per_key": per_key, "per_resident_used_memory": per_resident_total}
+
+
+def bench_decoders(ctx, args) -> dict:
+    import importlib
+    out = {}
+    for name in ("decode_eu_dcc", "decode_shc", "decode_icao_vds"):
+        try:
+            module = importlib.import_module(f"bench.{name}")
+        except ImportError as exc:
+            log(f"decoders {name}: not available ({exc})")
+            continue
+        out[name] = module.run(args.decoder_seconds)
+        log(f"decoders {name}: {json.dumps(out[name])}")
+    return out
+
+
+SECTIONS = {"verify": bench_verify, "codes": bench_codes, "qr": bench_qr,
+            "memory": bench_memory, "decoders": bench_decoders}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(SECTIONS))
+    parser.add_argument("--seconds", type=float, default=8, help="per wrk round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=(os.cpu_count() or 1) + 1)
+    parser.add_argument("--residents", type=int, default=100_000)
+    parser.add_argument("--qr-samples", type=int, default=200)
+    parser.add_argument("--decoder-seconds", type=float, default=3)
+    parser.add_argument("--json", type=Path, help="also write all figures to this file")
+    args = parser.parse_args(argv)
+    sections = [s for s in args.only.split(",") if s]
+    needs_server = {"verify", "codes", "memory"} & set(sections)
+    if needs_server and not shutil.which("wrk") and {"verify", "codes"} & set(sections):
+        parser.error("wrk is needed for the HTTP sections: apt-get install wrk")
+
+    log(f"healthcode bench, {datetime.now(timezone.utc):%Y-%m-%d %H:%M}Z, {os.cpu_count()} CPUs,"
+        f" command: {' '.join([Path(sys.argv[0]).name] + (argv or sys.argv[1:]))}")
+    results = {}
+    redis = RedisProcess()
+    redis.start()
+    tmp = tempfile.mkdtemp(prefix="healthcode-bench-")
+    try:
+        ctx = {"redis_url": redis.url, "data_dir": Path(tmp) / "data", "tmp": tmp}
+        residents = args.residents if "memory" in sections else 2001
+        import redis as redis_lib
+        client = redis_lib.Redis.from_url(redis.url)
+        ctx["used_before"] = client.info("memory")["used_memory"]
+        start = time.perf_counter()
+        ctx.update(prepare(redis.url, ctx["data_dir"], residents))
+        ctx["used_after"] = client.info("memory")["used_memory"]
+        log(f"setup    enrolled {residents} residents through the API in "
+            f"{time.perf_counter() - start:.0f} s")
+        for section in sections:
+            results[section] = SECTIONS[section](ctx, args)
+    finally:
+        redis.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
