@@ -15,7 +15,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     Importing the package builds nothing; everything happens here.
     """
-    from . import auth, bootstrap, config, store
+    from . import auth, bootstrap, config, recognition, store
     from .views import register_blueprints
 
     app = Flask(__name__)
@@ -30,6 +30,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     bootstrap.init_app(app)
     store.init_app(app)
     auth.init_app(app)
+    recognition.init_app(app)
     register_blueprints(app)
     _register_error_handlers(app)
     _register_hooks(app)

@@ -1,0 +1,51 @@
+"""Mutual recognition wiring: the trust store and the adapter registry of a running service.
+
+Both are built once, at start-up, so a broken adapter, an unreadable trust file or an invalid
+partner mapping file stops the service with a message naming it, instead of failing scans.
+Our own public keys are trusted under our issuer id for the native scheme, so the native adapter
+verifies our codes exactly as a partner's offline scanner would.
+"""
+from __future__ import annotations
+
+from flask import current_app
+
+from mapping import Registry
+
+from .config import data_path
+from .trust import TrustStore
+
+
+def build_trust(config, ring) -> TrustStore:
+    trust = TrustStore()
+    jwks = ring.jwks()
+    if jwks["keys"]:
+        trust.add_jwks(jwks, issuer=config["ISSUER"], scheme="native")
+    folder = data_path(config, "trust")
+    if folder.is_dir():
+        trust.load_path(folder)
+    return trust
+
+
+def build_registry(config) -> Registry:
+    registry = Registry.from_entry_points()
+    folder = data_path(config, "mappings")
+    if folder.is_dir() and any(folder.glob("*.toml")):
+        from mapping.partner_jwt import load_partners
+
+        for adapter in load_partners(folder):
+            registry.add(adapter)
+    return registry
+
+
+def init_app(app) -> None:
+    ring = app.extensions["healthcode.keys"]
+    app.extensions["healthcode.trust"] = build_trust(app.config, ring)
+    app.extensions["healthcode.registry"] = build_registry(app.config)
+
+
+def get_trust() -> TrustStore:
+    return current_app.extensions["healthcode.trust"]
+
+
+def get_registry() -> Registry:
+    return current_app.extensions["healthcode.registry"]
