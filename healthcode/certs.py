@@ -62,14 +62,19 @@ def load_certificate(data: bytes) -> Certificate:
         warnings.simplefilter("ignore")
         try:
             cert = x509.load_der_x509_certificate(der)
-        except ValueError:
+        except Exception:  # any refusal: the tolerant reader below gets its turn
             cert = None
         if cert is not None:
             try:
                 return _from_cryptography(der, cert)
-            except ValueError:
+            except Exception:  # e.g. UnsupportedAlgorithm for an unusual key: try pyasn1
                 pass
-    return _from_pyasn1(der)
+    try:
+        return _from_pyasn1(der)
+    except ValueError:
+        raise
+    except Exception as exc:  # pyasn1 and cryptography raise their own trees on broken input
+        raise ValueError(f"unreadable certificate: {type(exc).__name__}: {exc}") from exc
 
 
 def _pem_to_der(data: bytes) -> bytes:

@@ -134,6 +134,211 @@ def tokens_revoke(credential_id):
     click.echo(f"revoked {credential_id}")
 
 
+# -- partners: trust, mapping files, policies ------------------------------------------------
+# Files live in the data dir; a running service reads them at start-up, so restart it (or send
+# gunicorn's master a HUP) after a change. Each file is validated before it is copied in.
+
+def _folder(cfg, name: str) -> Path:
+    folder = config_module.data_path(cfg, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _check_name(name: str) -> str:
+    import re
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name or ""):
+        _fail(f"{name!r} is not a usable file name (letters, digits, '.', '_', '-')")
+    return name
+
+
+@main.group()
+def trust():
+    """Partner keys and certificates we accept (<data dir>/trust)."""
+
+
+@trust.command("add")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", help="File name in the trust folder (default: from the source).")
+@click.option("--issuer", help="Issuer the JWK set or revocation list belongs to "
+                               "(required unless the file names it).")
+@click.option("--scheme", help="Limit a JWK set to one scheme (e.g. mo, shc).")
+@click.option("--kid", help="For a revocation list: the key id it applies to.")
+def trust_add(source, name, issuer, scheme, kid):
+    """Trust a JWK set, a certificate (PEM/DER) or an SHC revocation list."""
+    from .trust import TrustStore
+
+    cfg = _config()
+    source = Path(source)
+    raw = source.read_bytes()
+    folder = _folder(cfg, "trust")
+    store = TrustStore()
+    try:
+        if source.suffix.lower() == ".json":
+            data = json.loads(raw)
+            if "keys" in data:
+                data = {"issuer": issuer or data.get("issuer"),
+                        "scheme": scheme or data.get("scheme"), "keys": data["keys"]}
+                store.add_jwks(data, issuer=data["issuer"], scheme=data["scheme"])
+                suffix = ".jwks.json"
+            elif "rids" in data or "crl" in data:
+                crl = data.get("crl", data)
+                data = {"issuer": issuer or data.get("issuer"),
+                        "kid": kid or data.get("kid") or crl.get("kid"), "crl": crl}
+                store.add_revocation_list(crl, issuer=data["issuer"], kid=data["kid"])
+                suffix = ".crl.json"
+            else:
+                raise ValueError("neither a JWK set nor a revocation list")
+            target = folder / (_check_name(name or source.name.split(".")[0]) + suffix)
+            payload = json.dumps({k: v for k, v in data.items() if v is not None}, indent=2,
+                                 ensure_ascii=False).encode()
+        else:
+            store.add_x509(raw)
+            target = folder / _check_name(name or source.name)
+            payload = raw
+    except (ValueError, KeyError, TypeError) as exc:
+        _fail(f"{source}: {exc}")
+    target.write_bytes(payload)
+    click.echo(f"added {target.name}; restart the service to apply")
+
+
+@trust.command("list")
+def trust_list():
+    """What the trust folder holds."""
+    from .trust import TrustStore
+
+    cfg = _config()
+    for path in sorted(_folder(cfg, "trust").iterdir()):
+        if path.name.startswith("."):
+            continue
+        store = TrustStore()
+        try:
+            store.load_path(path)
+        except HealthCodeError as exc:
+            click.echo(f"{path.name}\tUNREADABLE\t{exc.message}")
+            continue
+        for key in store.keys():
+            click.echo(f"{path.name}\tjwk\t{key.issuer}\t{key.kid}\t{key.scheme or '*'}")
+        for cert in store.certificates():
+            click.echo(f"{path.name}\tx509\t{cert.subject}\t{cert.not_after:%Y-%m-%d}")
+        for crl in store.to_dict()["revocations"]:
+            click.echo(f"{path.name}\tcrl\t{crl['issuer']}\t{crl['kid']}\t{crl['count']} rids")
+
+
+@trust.command("remove")
+@click.argument("name")
+def trust_remove(name):
+    """Stop trusting a file added before (by its name in the trust folder)."""
+    path = _folder(_config(), "trust") / _check_name(name)
+    if not path.is_file():
+        _fail(f"no trust file {name}")
+    path.unlink()
+    click.echo(f"removed {name}; restart the service to apply")
+
+
+@main.group()
+def mappings():
+    """Partner mapping files (<data dir>/mappings), one per partner scheme."""
+
+
+@mappings.command("add")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+def mappings_add(source):
+    """Validate a partner mapping file and install it as mappings/<scheme>.toml."""
+    from mapping.partner_jwt import load_mapping
+    from .policy import Policy
+
+    cfg = _config()
+    try:
+        mapping = load_mapping(Path(source))
+        Policy.from_table(mapping.scheme, mapping.policy or {}, source=str(source))
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    target = _folder(cfg, "mappings") / f"{mapping.scheme}.toml"
+    target.write_bytes(Path(source).read_bytes())
+    click.echo(f"added partner {mapping.scheme} ({mapping.name}); trust its issuers' keys with "
+               f"`healthcode trust add`, then restart the service")
+
+
+@mappings.command("list")
+def mappings_list():
+    from mapping.partner_jwt import load_mapping
+
+    for path in sorted(_folder(_config(), "mappings").glob("*.toml")):
+        try:
+            mapping = load_mapping(path)
+        except HealthCodeError as exc:
+            click.echo(f"{path.name}\tINVALID\t{exc.message}")
+            continue
+        click.echo(f"{mapping.scheme}\t{mapping.name}\t{', '.join(mapping.issuers)}")
+
+
+@mappings.command("remove")
+@click.argument("scheme")
+def mappings_remove(scheme):
+    path = _folder(_config(), "mappings") / f"{_check_name(scheme)}.toml"
+    if not path.is_file():
+        _fail(f"no mapping file for {scheme}")
+    path.unlink()
+    click.echo(f"removed {scheme}; restart the service to apply")
+
+
+@main.group()
+def policies():
+    """Conversion policies for schemes without a mapping file (<data dir>/policies)."""
+
+
+@policies.command("add")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+def policies_add(source):
+    """Validate a policy file (scheme = "...", [policy]) and install it."""
+    from .policy import load_policy_file
+
+    try:
+        policy = load_policy_file(Path(source))
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    target = _folder(_config(), "policies") / f"{_check_name(policy.scheme)}.toml"
+    target.write_bytes(Path(source).read_bytes())
+    click.echo(f"added the {policy.scheme} policy; restart the service to apply")
+
+
+@policies.command("list")
+def policies_list():
+    from .policy import load_policy_file
+
+    for path in sorted(_folder(_config(), "policies").glob("*.toml")):
+        policy = load_policy_file(path)
+        click.echo(f"{policy.scheme}\taccept {','.join(policy.accept)}\t"
+                   f"{len(policy.require)} requirements\t{len(policy.grant)} grants")
+
+
+@policies.command("remove")
+@click.argument("scheme")
+def policies_remove(scheme):
+    path = _folder(_config(), "policies") / f"{_check_name(scheme)}.toml"
+    if not path.is_file():
+        _fail(f"no policy for {scheme}")
+    path.unlink()
+    click.echo(f"removed the {scheme} policy; restart the service to apply")
+
+
+@main.command()
+def schemes():
+    """The installed schemes (entry points and partner mapping files)."""
+    from mapping import Registry
+    from mapping.partner_jwt import load_partners
+
+    cfg = _config()
+    registry = Registry.from_entry_points()
+    folder = config_module.data_path(cfg, "mappings")
+    if folder.is_dir() and any(folder.glob("*.toml")):
+        for adapter in load_partners(folder):
+            registry.add(adapter)
+    for adapter in registry.adapters():
+        click.echo(f"{adapter.scheme}\t{'encode+decode' if adapter.can_encode else 'decode'}"
+                   f"\t{type(adapter).__module__}.{type(adapter).__name__}")
+
+
 # -- serving ---------------------------------------------------------------------------------
 
 @main.command()

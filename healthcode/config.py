@@ -37,7 +37,28 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_TIMEOUT": 0.5,
     # Seconds a client is told to wait (Retry-After) when the store is down.
     "RETRY_AFTER": 5,
+    # Key that signs the pages' CSRF tokens; generated into the data dir on first use when unset.
+    "SECRET_KEY": None,
+    # Page session cookies only over HTTPS. None: on, except when TESTING.
+    "SECURE_COOKIES": None,
+    # Lifetime of a page sign-in (resident or checkpoint), seconds.
+    "SESSION_TTL": 7 * 86400,
+    # Lifetime of a one-time sign-in link an authority hands a resident, seconds.
+    "LINK_TTL": 900,
+    # Page language when neither ?lang=, the cookie nor Accept-Language names one we have.
+    "DEFAULT_LANGUAGE": "en",
 }
+
+
+def flag(raw: str) -> bool:
+    """An on/off environment value: 1/0, true/false, yes/no, on/off."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
 
 # environment variable -> (config key, coercer)
 ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -52,6 +73,11 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HEALTHCODE_LOOKUP_RATE": ("LOOKUP_RATE", int),
     "HEALTHCODE_CREDENTIAL_CACHE_SECONDS": ("CREDENTIAL_CACHE_SECONDS", float),
     "HEALTHCODE_REDIS_TIMEOUT": ("REDIS_TIMEOUT", float),
+    "HEALTHCODE_SECRET_KEY": ("SECRET_KEY", str),
+    "HEALTHCODE_SECURE_COOKIES": ("SECURE_COOKIES", flag),
+    "HEALTHCODE_SESSION_TTL": ("SESSION_TTL", int),
+    "HEALTHCODE_LINK_TTL": ("LINK_TTL", int),
+    "HEALTHCODE_DEFAULT_LANGUAGE": ("DEFAULT_LANGUAGE", str),
 }
 
 

@@ -38,9 +38,16 @@ def build_registry(config) -> Registry:
 
 
 def init_app(app) -> None:
+    from .policy import load_policies
+    from .signers import load_signers
+
     ring = app.extensions["healthcode.keys"]
+    registry = build_registry(app.config)
     app.extensions["healthcode.trust"] = build_trust(app.config, ring)
-    app.extensions["healthcode.registry"] = build_registry(app.config)
+    app.extensions["healthcode.registry"] = registry
+    app.extensions["healthcode.policies"] = load_policies(data_path(app.config, "policies"),
+                                                          registry)
+    app.extensions["healthcode.signers"] = load_signers(data_path(app.config, "signers"))
 
 
 def get_trust() -> TrustStore:
@@ -49,3 +56,11 @@ def get_trust() -> TrustStore:
 
 def get_registry() -> Registry:
     return current_app.extensions["healthcode.registry"]
+
+
+def get_policies() -> dict:
+    return current_app.extensions["healthcode.policies"]
+
+
+def get_signers() -> dict:
+    return current_app.extensions["healthcode.signers"]

@@ -174,13 +174,23 @@ class TrustStore:
 
     def certificates_by_dcc_kid(self, kid: bytes) -> list[Certificate]:
         """EU DCC signers whose kid (first 8 bytes of the DER's SHA-256) is ``kid``."""
-        return [c for c in self._certificates.values() if c.dcc_kid == kid]
+        return [c for h, c in self._certificates.items()
+                if c.dcc_kid == kid and self._for_scheme(h, "eu-dcc")]
 
-    def certificate(self, der: bytes) -> Certificate | None:
-        return self._certificates.get(hashlib.sha256(der).digest())
+    def _for_scheme(self, digest: bytes, scheme: str | None) -> bool:
+        tag = self._certificate_schemes.get(digest)
+        return scheme is None or tag is None or tag == scheme
 
-    def certificates_by_subject(self, subject: str) -> list[Certificate]:
-        return [c for c in self._certificates.values() if c.subject == subject]
+    def certificate(self, der: bytes, scheme: str | None = None) -> Certificate | None:
+        """The trusted certificate with exactly these bytes (if trusted for ``scheme``)."""
+        digest = hashlib.sha256(der).digest()
+        cert = self._certificates.get(digest)
+        return cert if cert is not None and self._for_scheme(digest, scheme) else None
+
+    def certificates_by_subject(self, subject: str,
+                                scheme: str | None = None) -> list[Certificate]:
+        return [c for h, c in self._certificates.items()
+                if c.subject == subject and self._for_scheme(h, scheme)]
 
     def revocation_list(self, issuer: str, kid: str) -> RevocationList | None:
         return self._revocations.get((issuer, kid))

@@ -60,3 +60,57 @@ def verify_native(text: str, at: datetime | None = None, online: bool = True) ->
                       message="the status has changed since this code was issued: "
                               "the current status is shown")
     return answer
+
+
+def verify_any(text: str, at: datetime | None = None) -> dict:
+    """Any registered scheme, detected automatically; our own codes take the fast path."""
+    from . import recognition
+
+    if tokens.looks_native(text):
+        try:
+            issuer = tokens.unverified_claims(text).get("iss")
+        except CodeError:
+            issuer = None
+        if issuer == current_app.config["ISSUER"]:
+            return verify_native(text, at=at)
+    registry = recognition.get_registry()
+    adapter = registry.detect(text)
+    if adapter is None:
+        return failure(CodeError("unsupported_scheme", "no installed scheme recognises this "
+                                                       "code"), None)
+    if adapter.scheme == "native":
+        return verify_native(text, at=at)  # a JWT with a foreign issuer: refused there
+    try:
+        decoded = adapter.decode(text, trust=recognition.get_trust(), at=at)
+    except CodeError as error:
+        return failure(error, adapter.scheme)
+    return _foreign_answer(decoded, at)
+
+
+def _foreign_answer(decoded, at: datetime | None) -> dict:
+    """A verified foreign code: its colour, or the colour our agreement gives its evidence."""
+    from datetime import timezone
+
+    from . import recognition
+
+    record = decoded.record
+    provenance = record.provenance
+    answer = {"valid": True, "reason": None, "scheme": decoded.scheme, "status": record.status,
+              "subject": {"masked_name": record.subject.masked_name},
+              "issued_at": format_time(provenance.issued_at)
+              if provenance and provenance.issued_at else None,
+              "expires_at": format_time(provenance.valid_until)
+              if provenance and provenance.valid_until else None,
+              "checked_online": False}
+    if record.status is None:
+        policy = recognition.get_policies().get(decoded.scheme)
+        if policy is None:
+            answer["message"] = "no agreement gives a colour to codes of this scheme"
+            return answer
+        try:
+            status, _, _ = policy.apply(record, at or datetime.now(timezone.utc))
+        except CodeError as error:
+            answer.update(valid=False, reason=error.reason, message=error.message)
+            return answer
+        answer["status"] = status
+    return answer

@@ -69,6 +69,10 @@ class MappingAdapter(ABC):
     scheme: str = ""
     #: whether :meth:`encode` can issue codes in this scheme
     can_encode: bool = False
+    #: tie-breaker when several adapters detect the same text (higher wins)
+    specificity: int = 0
+    #: whether codes of this scheme are signed with our key ring (JWT schemes partners trust)
+    signs_with_ring: bool = False
 
     @abstractmethod
     def detect(self, text: str) -> bool:

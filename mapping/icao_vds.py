@@ -197,7 +197,7 @@ class ICAOVDSAdapter(MappingAdapter):
         so a certificate added to or dropped from the trust store counts at once; only the
         expensive CSCA signature check is remembered, per (DSC, CSCA) pair.
         """
-        if trust.certificate(signer.cert.der) is not None:
+        if trust.certificate(signer.cert.der, scheme="icao-vds") is not None:
             return "direct", None
         for csca in _issuer_candidates(signer.cert, trust):
             if _may_issue(csca, signer.cert) and self._issued_by(signer, csca):
@@ -351,11 +351,11 @@ def _issuer_candidates(dsc: Certificate, trust):
     attributes differently), by the encoded Name bytes.
     """
     tried = []
-    for csca in trust.certificates_by_subject(dsc.issuer):
+    for csca in trust.certificates_by_subject(dsc.issuer, scheme="icao-vds"):
         tried.append(csca.der)
         yield csca
     issuer = _names(dsc.der)[0]
-    for csca in trust.certificates():
+    for csca in trust.certificates(scheme="icao-vds"):
         if csca.der not in tried and csca.der != dsc.der and _names(csca.der)[1] == issuer:
             yield csca
 

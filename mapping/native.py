@@ -19,6 +19,7 @@ from .base import Decoded, MappingAdapter, Signer, check_size
 class NativeAdapter(MappingAdapter):
     scheme = "native"
     can_encode = True
+    signs_with_ring = True
     #: clock skew tolerated between issuer and scanner, seconds
     skew = 60
 

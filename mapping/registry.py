@@ -86,14 +86,21 @@ class Registry:
         return [self._adapters[n] for n in self.names()]
 
     def detect(self, text: str) -> MappingAdapter | None:
-        """The first adapter (in name order) that recognises ``text``."""
+        """The adapter that recognises ``text``; the most specific wins.
+
+        Several adapters may claim a compact JWT (ours recognises any; a partner's only those
+        with its issuers), so each adapter's ``specificity`` breaks the tie, then the name.
+        """
+        found = []
         for adapter in self.adapters():
             try:
                 if adapter.detect(text):
-                    return adapter
+                    found.append(adapter)
             except Exception:  # a detect() that throws is a "no", not a crash of the scan
                 continue
-        return None
+        if not found:
+            return None
+        return max(found, key=lambda a: getattr(a, "specificity", 0))
 
     def __contains__(self, name: str) -> bool:
         return name in self._adapters

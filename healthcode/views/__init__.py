@@ -2,8 +2,9 @@
 
 
 def register_blueprints(app) -> None:
-    from . import api, health, wellknown
+    from . import api, health, partners, wellknown
 
     app.register_blueprint(api.bp)
+    app.register_blueprint(partners.bp)
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(health.bp)

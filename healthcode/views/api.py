@@ -91,7 +91,7 @@ def verify():
     data = json_body()
     text = field(data, "code", str)
     verification.check_length(text)
-    answer = verification.verify_native(text.strip())
+    answer = verification.verify_any(text.strip())
     metrics.count_verification(answer["scheme"] or "unknown",
                                "valid" if answer["valid"] else answer["reason"])
     return jsonify(answer)

@@ -47,7 +47,8 @@ BAD_CODES = [
     ("wrong issuer", lambda r: tu.signed(r, iss="ELSEWHERE"), "untrusted_issuer"),
     ("expired", lambda r: tu.signed(r, iat=1_700_000_000), "expired"),
     ("not yet valid", lambda r: tu.signed(r, iat=4_000_000_000), "not_yet_valid"),
-    ("garbage", lambda r: "%%%", "malformed"),
+    ("no scheme recognises it", lambda r: "%%%", "unsupported_scheme"),
+    ("a broken JWT", lambda r: "eyJhbGciOi.eyJpc3Mi.sig", "malformed"),
 ]
 
 

@@ -1,0 +1,67 @@
+"""Mutual recognition endpoints: conversion, the schemes we read and write, and our trust list."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from .. import conversion, metrics, recognition
+from ..auth import actor, require
+from ..errors import CodeError, InvalidField
+from ..http import field, json_body
+from ..residents import get_ring
+
+bp = Blueprint("partners", __name__, url_prefix="/api/v1")
+
+
+@bp.post("/convert")
+@require("partner", "authority")
+def convert():
+    data = json_body()
+    unknown = set(data) - {"code", "to", "from", "document"}
+    if unknown:
+        raise InvalidField(sorted(unknown)[0], "unknown field")
+    text = field(data, "code", str).strip()
+    if len(text) > current_app.config["MAX_CODE_LENGTH"]:
+        from ..errors import PayloadTooLarge
+        raise PayloadTooLarge("the code is longer than the configured cap")
+    to = field(data, "to", str)
+    source = field(data, "from", str, required=False)
+    document = field(data, "document", dict, required=False)
+    try:
+        result = conversion.convert(text, to, source=source, actor=actor(), document=document)
+    except CodeError as error:
+        metrics.count_verification(f"convert:{to}", error.reason)
+        raise
+    metrics.count_verification(f"convert:{to}", "converted")
+    return jsonify(result.to_dict())
+
+
+@bp.get("/schemes")
+def schemes():
+    """The schemes this service reads (verify, convert from) and writes (convert to)."""
+    registry = recognition.get_registry()
+    policies = recognition.get_policies()
+    signers = recognition.get_signers()
+    out = []
+    for adapter in registry.adapters():
+        entry = {"scheme": adapter.scheme, "decode": True,
+                 "encode": bool(adapter.can_encode and (
+                     adapter.signs_with_ring or adapter.scheme in signers)),
+                 "agreement": adapter.scheme in policies or adapter.scheme == "native"}
+        for attr in ("name", "region"):
+            value = getattr(adapter, attr, None) or getattr(
+                getattr(adapter, "mapping", None), attr, None)
+            if isinstance(value, str):
+                entry[attr] = value
+        out.append(entry)
+    return jsonify({"schemes": out})
+
+
+@bp.get("/trust")
+def trust():
+    """Our public keys and the partner keys we recognise, for offline scanners and partners."""
+    issuer = current_app.config["ISSUER"]
+    partners = recognition.get_trust().to_dict()
+    # our keys come live from the ring (a rotation shows at once), not from start-up trust
+    partners["jwks"] = [entry for entry in partners["jwks"] if entry["issuer"] != issuer]
+    return jsonify({"own": {"issuer": issuer, "scheme": "native", **get_ring().jwks()},
+                    **partners})
