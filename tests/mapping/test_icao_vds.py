@@ -266,7 +266,7 @@ class _SpelledDifferently(TrustStore):
     """A trust store where the subject text lookup misses, as it does when the CSCA and DSC
     names were rendered by different parsers (cryptography vs the tolerant pyasn1 reader)."""
 
-    def certificates_by_subject(self, subject):
+    def certificates_by_subject(self, subject, scheme=None):
         return []
 
 
