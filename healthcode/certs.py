@@ -8,6 +8,7 @@ A certificate that neither can read raises ``ValueError``.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import warnings
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ class Certificate:
     #: the parsed ``cryptography`` object, when ``cryptography`` could read the whole thing
     parsed: x509.Certificate | None
 
-    @property
+    @functools.cached_property
     def sha256(self) -> bytes:
         return hashlib.sha256(self.der).digest()
 

@@ -108,14 +108,19 @@ def mask_name(name: str | None) -> str | None:
     return " ".join(mask_word(w) for w in name.split())
 
 
-def _str_or_none(value: Any, field_name: str, max_len: int = 200) -> str | None:
+def _str_or_none(value: Any, field_name: str, max_len: int = 200,
+                 prefix: str | None = None) -> str | None:
+    # Records are built for every scanned foreign code, so the field name is only assembled
+    # when there is an error to report.
     if value is None or value == "":
         return None
-    if not isinstance(value, str):
-        _fail(field_name, "expected a string")
+    if value.__class__ is not str:
+        if not isinstance(value, str):
+            _fail(f"{prefix}.{field_name}" if prefix else field_name, "expected a string")
     value = value.strip()
     if len(value) > max_len:
-        _fail(field_name, f"longer than {max_len} characters")
+        _fail(f"{prefix}.{field_name}" if prefix else field_name,
+              f"longer than {max_len} characters")
     return value or None
 
 
@@ -168,9 +173,9 @@ class Subject:
     masked_name: str | None = None
 
     def __post_init__(self):
-        for name in ("name", "family_name", "given_name", "name_latin", "family_name_latin",
-                     "given_name_latin", "subject_id", "masked_name"):
-            object.__setattr__(self, name, _str_or_none(getattr(self, name), f"subject.{name}"))
+        _clean_strings(self, "subject", ("name", "family_name", "given_name", "name_latin",
+                                         "family_name_latin", "given_name_latin", "subject_id",
+                                         "masked_name"))
         if self.name is None and (self.family_name or self.given_name):
             joined = " ".join(p for p in (self.given_name, self.family_name) if p)
             object.__setattr__(self, "name", joined)
@@ -379,7 +384,9 @@ def validate_reasons(reasons: Iterable[str], field_name: str = "reasons") -> tup
 
 def _clean_strings(obj, prefix: str, names: Iterable[str]) -> None:
     for name in names:
-        object.__setattr__(obj, name, _str_or_none(getattr(obj, name), f"{prefix}.{name}"))
+        value = getattr(obj, name)
+        if value is not None:
+            object.__setattr__(obj, name, _str_or_none(value, name, prefix=prefix))
 
 
 def _only(data: Any, cls, field_name: str) -> dict:

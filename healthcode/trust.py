@@ -85,6 +85,7 @@ class TrustStore:
         self._keys: dict[tuple[str, str], TrustedKey] = {}
         self._certificates: dict[bytes, Certificate] = {}
         self._certificate_schemes: dict[bytes, str | None] = {}
+        self._by_dcc_kid: dict[bytes, list[bytes]] = {}
         self._revocations: dict[tuple[str, str], RevocationList] = {}
         self._issuer_schemes: dict[str, str | None] = {}
 
@@ -125,6 +126,8 @@ class TrustStore:
     def add_x509(self, data: bytes, *, scheme: str | None = None) -> Certificate:
         """Trust a signer or CA certificate (DER or PEM)."""
         cert = load_certificate(data)
+        if cert.sha256 not in self._certificates:
+            self._by_dcc_kid.setdefault(cert.dcc_kid, []).append(cert.sha256)
         self._certificates[cert.sha256] = cert
         self._certificate_schemes[cert.sha256] = scheme
         return cert
@@ -174,8 +177,8 @@ class TrustStore:
 
     def certificates_by_dcc_kid(self, kid: bytes) -> list[Certificate]:
         """EU DCC signers whose kid (first 8 bytes of the DER's SHA-256) is ``kid``."""
-        return [c for h, c in self._certificates.items()
-                if c.dcc_kid == kid and self._for_scheme(h, "eu-dcc")]
+        return [self._certificates[h] for h in self._by_dcc_kid.get(bytes(kid), ())
+                if self._for_scheme(h, "eu-dcc")]
 
     def _for_scheme(self, digest: bytes, scheme: str | None) -> bool:
         tag = self._certificate_schemes.get(digest)
