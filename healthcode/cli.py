@@ -421,8 +421,10 @@ def issue(status_file, out_path, fmt, ttl):
 @click.argument("code")
 @click.option("--trust", "trust_paths", multiple=True, type=click.Path(exists=True),
               help="JWKS files, PEM/DER certificates, or folders of them (repeatable).")
+@click.option("--issuer", help="The issuer that JWK sets and revocation lists under --trust "
+                               "belong to, when a file does not name one itself.")
 @click.option("--at", "at_text", help="Check validity at this ISO 8601 time (default now).")
-def verify(code, trust_paths, at_text):
+def verify(code, trust_paths, issuer, at_text):
     """Verify CODE offline and print the result as JSON; exit 0 only if it is valid.
 
     CODE may be '-' to read it from stdin, or @FILE to read it from a file.
@@ -437,7 +439,8 @@ def verify(code, trust_paths, at_text):
         code = Path(code[1:]).read_text(encoding="utf-8")
     try:
         at = parse_time(at_text, "--at") if at_text else None
-        result = verify_offline(code.strip(), cfg, trust_paths=trust_paths, at=at)
+        result = verify_offline(code.strip(), cfg, trust_paths=trust_paths, at=at,
+                                issuer=issuer)
     except HealthCodeError as exc:
         _fail(exc.message, code=2)
     click.echo(json.dumps(result, ensure_ascii=False, indent=2))

@@ -15,7 +15,7 @@ from .record import format_time
 from .trust import TrustStore
 
 
-def build_trust(cfg, trust_paths=()) -> TrustStore:
+def build_trust(cfg, trust_paths=(), issuer: str | None = None) -> TrustStore:
     trust = TrustStore()
     ring_dir = data_path(cfg, "keys")
     if ring_dir.is_dir():
@@ -26,16 +26,16 @@ def build_trust(cfg, trust_paths=()) -> TrustStore:
     if local.is_dir():
         trust.load_path(local)
     for path in trust_paths:
-        trust.load_path(Path(path))
+        trust.load_path(Path(path), default_issuer=issuer)
     return trust
 
 
 def verify_offline(code: str, cfg, trust_paths=(), at: datetime | None = None,
-                   registry=None) -> dict:
+                   registry=None, issuer: str | None = None) -> dict:
     from mapping import default_registry
 
     registry = registry or default_registry()
-    trust = build_trust(cfg, trust_paths)
+    trust = build_trust(cfg, trust_paths, issuer)
     adapter = registry.detect(code)
     if adapter is None:
         return {"valid": False, "reason": "unsupported_scheme", "scheme": None,

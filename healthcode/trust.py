@@ -227,31 +227,38 @@ class TrustStore:
 
     # -- loading ----------------------------------------------------------------------------
 
-    def load_path(self, path: str | os.PathLike) -> None:
+    def load_path(self, path: str | os.PathLike, default_issuer: str | None = None) -> None:
         """Load one trust file or every trust file in a folder (recursively).
 
-        A JWK set file must name its ``issuer``: trust is never inferred from where a file
-        sits or from a URL. Raises ``ConfigurationError`` naming the file that could not be read.
+        A JWK set or revocation list must name its ``issuer``, in the file or as
+        ``default_issuer`` (``healthcode verify --issuer``): trust is never inferred from where
+        a file sits or from a URL. Raises ``ConfigurationError`` naming the unreadable file.
         """
         path = Path(path)
         files: Iterable[Path] = sorted(p for p in path.rglob("*") if p.is_file()) \
             if path.is_dir() else [path]
         for file in files:
-            self._load_file(file)
+            self._load_file(file, default_issuer)
 
-    def _load_file(self, file: Path) -> None:
+    def _load_file(self, file: Path, default_issuer: str | None = None) -> None:
         name = file.name.lower()
         try:
             if name.endswith((".pem", ".der", ".crt", ".cer")):
                 self.add_x509(file.read_bytes())
             elif name.endswith(".json"):
                 data = json.loads(file.read_text(encoding="utf-8"))
-                if "crl" in data:
-                    self.add_revocation_list(data["crl"], issuer=data["issuer"], kid=data["kid"])
-                elif "keys" in data:
-                    issuer = data.get("issuer")
+                issuer = data.get("issuer") or default_issuer
+                if "crl" in data or "rids" in data:
+                    crl = data.get("crl", data)
                     if not issuer:
-                        raise ValueError("a trusted JWK set file needs an 'issuer' member")
+                        raise ValueError("a revocation list file needs an 'issuer' member "
+                                         "(or name the issuer)")
+                    self.add_revocation_list(crl, issuer=issuer,
+                                             kid=data.get("kid") or crl["kid"])
+                elif "keys" in data:
+                    if not issuer:
+                        raise ValueError("a trusted JWK set file needs an 'issuer' member "
+                                         "(or name the issuer)")
                     self.add_jwks(data, issuer=issuer, scheme=data.get("scheme"))
                 else:
                     raise ValueError("not a JWK set or revocation list")
