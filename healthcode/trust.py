@@ -86,6 +86,7 @@ class TrustStore:
         self._certificates: dict[bytes, Certificate] = {}
         self._certificate_schemes: dict[bytes, str | None] = {}
         self._by_dcc_kid: dict[bytes, list[bytes]] = {}
+        self._kid_issuers: dict[str, set[str]] = {}
         self._revocations: dict[tuple[str, str], RevocationList] = {}
         self._issuer_schemes: dict[str, str | None] = {}
 
@@ -113,6 +114,7 @@ class TrustStore:
                 continue
             kid = public.get("kid") or jwk_thumbprint(public)
             public["kid"] = kid
+            self._kid_issuers.setdefault(kid, set()).add(issuer)
             self._keys[(issuer, kid)] = TrustedKey(issuer=issuer, kid=kid, jwk=public,
                                                    key=parsed.key,
                                                    algorithm=public.get("alg") or
@@ -158,6 +160,12 @@ class TrustStore:
 
     def key(self, issuer: str, kid: str) -> TrustedKey | None:
         return self._keys.get((issuer, kid))
+
+    def keys_by_kid(self, kid: str, scheme: str | None = None) -> list[TrustedKey]:
+        """Every trusted key filed under ``kid``, from any issuer (SHC finds keys this way)."""
+        return [k for k in (self._keys.get((issuer, kid)) for issuer in
+                            self._kid_issuers.get(kid, ()))
+                if k is not None and (scheme is None or k.scheme in (None, scheme))]
 
     def keys(self, *, issuer: str | None = None, scheme: str | None = None) -> list[TrustedKey]:
         return [k for k in self._keys.values()
