@@ -67,8 +67,8 @@ class Registry:
         if not name:
             raise BrokenAdapter(f"{adapter!r} has no scheme name")
         if name in self._adapters and self._adapters[name] is not adapter:
-            raise DuplicateScheme(f"scheme {name!r} is already registered "
-                                  f"({self._adapters[name]!r})")
+            raise DuplicateScheme(f"scheme {name!r} is claimed by both "
+                                  f"{self._adapters[name]!r} and {adapter!r}")
         adapter.scheme = name
         self._adapters[name] = adapter
 
