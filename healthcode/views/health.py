@@ -1,7 +1,7 @@
 """Liveness, readiness and metrics for operators."""
 from flask import Blueprint, Response, jsonify
 
-from .. import metrics
+from .. import metrics, openapi
 from ..errors import StoreUnavailable
 from ..residents import get_ring
 from ..store import get_store
@@ -33,3 +33,9 @@ def readyz():
 @bp.get("/metrics")
 def metrics_view():
     return Response(metrics.exposition(), mimetype="text/plain; version=0.0.4")
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    """The API description partners integrate against."""
+    return jsonify(openapi.spec())
