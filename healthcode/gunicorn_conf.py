@@ -20,5 +20,7 @@ max_requests_jitter = 10_000
 # Access log without query strings or headers: a bearer token must never reach a log.
 accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(L)ss'
+# ...and one-time sign-in tokens in paths are redacted (healthcode.gunicorn_logging).
+logger_class = "healthcode.gunicorn_logging.RedactingLogger"
 errorlog = "-"
 loglevel = os.environ.get("HEALTHCODE_LOG_LEVEL", "info")

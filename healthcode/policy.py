@@ -30,7 +30,7 @@ Each rule that fires is reported in the conversion's ``trace``; a refusal is a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 

@@ -13,11 +13,10 @@ import hashlib
 import hmac
 import os
 import re
-import secrets
 from pathlib import Path
 
-from .errors import ConfigurationError
 from .record import Document
+from .secretfile import configured_or_file
 
 SECRET_FILE = "subject.secret"
 _ID = re.compile(r"^[A-Za-z0-9_-]{16}$")
@@ -42,21 +41,5 @@ def mask_document_number(number: str) -> str:
 
 def load_secret(configured: str | None, data_dir: str | os.PathLike) -> bytes:
     """The configured secret, else one generated into the data dir on first use (mode 0600)."""
-    if configured:
-        if len(configured) < 16:
-            raise ConfigurationError("HEALTHCODE_SUBJECT_SECRET must be at least 16 characters")
-        return configured.encode("utf-8")
-    path = Path(data_dir) / SECRET_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another worker created it first
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(32))
-    secret = path.read_text().strip()
-    if len(secret) < 16:
-        raise ConfigurationError(f"{path} holds no usable secret")
-    return secret.encode("utf-8")
+    return configured_or_file(configured, Path(data_dir) / SECRET_FILE,
+                              "HEALTHCODE_SUBJECT_SECRET").encode("utf-8")

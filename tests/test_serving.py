@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -70,6 +69,8 @@ def test_healthcode_serve_runs_on_a_private_persistent_redis(tmp_path):
                                  json={"name": "Ana Lopes", "status": "green", "document": {
                                      "type": "id_card", "number": "7654321", "region": "MO"}})
         assert response.status_code == 201
+        secret_path = f"http://127.0.0.1:{port}/me/login/one-time-token-that-must-not-be-logged"
+        requests.get(secret_path)
     finally:
         stop(proc)
     output = proc.stdout.read()
@@ -78,3 +79,5 @@ def test_healthcode_serve_runs_on_a_private_persistent_redis(tmp_path):
         any((data / "redis").glob("appendonlydir/*"))
     assert not (data / "redis" / "redis.sock").exists(), "the private redis was not stopped"
     assert "hc_" not in output, "a bearer token reached the log"
+    assert "/me/login/[redacted]" in output
+    assert "one-time-token-that-must-not-be-logged" not in output

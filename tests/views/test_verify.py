@@ -2,7 +2,6 @@
 import pytest
 
 from tests import tokens_util as tu
-from tests.views.test_residents import RESIDENT  # noqa: F401  (shared enrollment body)
 
 
 def code_of(client, creds, sid):
