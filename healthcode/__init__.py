@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -15,7 +14,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     Importing the package builds nothing; everything happens here.
     """
-    from . import auth, bootstrap, config, recognition, store
+    from . import auth, bootstrap, config, i18n, recognition, sessions, store
     from .views import register_blueprints
 
     app = Flask(__name__)
@@ -30,6 +29,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     bootstrap.init_app(app)
     store.init_app(app)
     auth.init_app(app)
+    sessions.init_app(app)
+    i18n.init_app(app)
     recognition.init_app(app)
     register_blueprints(app)
     _register_error_handlers(app)

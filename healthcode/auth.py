@@ -15,6 +15,7 @@ import time
 
 from flask import current_app, g, request
 
+from . import sessions
 from .errors import Forbidden, StoreUnavailable, Unauthorized
 from .store import Credential, get_store
 
@@ -56,10 +57,19 @@ def init_app(app) -> None:
 
 
 def current_credential() -> Credential:
-    """The request's credential; :class:`Unauthorized` when missing or unknown."""
+    """The request's credential; :class:`Unauthorized` when missing or unknown.
+
+    A bearer header wins; without one, the pages' session cookie stands for the credential it
+    was opened with (:mod:`healthcode.sessions`, which demands a CSRF token on unsafe methods).
+    """
     if "credential" in g:
         return g.credential
     header = request.headers.get("Authorization", "")
+    if not header:
+        credential = sessions.cookie_credential()
+        if credential is not None:
+            g.credential = credential
+            return credential
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:

@@ -13,6 +13,8 @@ keys share a Redis Cluster slot and can change together in one MULTI:
 ``hc:audit``                       stream: every status change, lookup and conversion
 ``hc:cred:<credential id>``        hash: role, subject, label, SHA-256 of the secret
 ``hc:rl:<credential id>:<minute>`` lookup rate-limit counters
+``hc:sess:<sha256 of session id>`` page sessions (:mod:`healthcode.sessions`)
+``hc:link:<sha256 of token>``      one-time sign-in links for the resident page
 =================================  ======================================================
 
 Redis errors are wrapped as :class:`~healthcode.errors.StoreUnavailable` here, so callers decide

@@ -1,0 +1,232 @@
+"""Pages for people: the resident's code page (``/me``), the checkpoint scanner (``/checkpoint``),
+sign-in and sign-out, and one-time sign-in links.
+
+Two blueprints: ``bp`` serves HTML and answers its errors as translated pages; ``api_bp`` serves
+the JSON the pages' scripts and the authorities call, with the service's JSON errors.
+
+Safe pages (issue 5): no inline scripts (the Content-Security-Policy set here on every response
+forbids them, so the scripts' words and data travel as JSON data blocks); no personal data in
+URLs or titles (the resident page is ``/me`` for everyone, its code is fetched from ``/me/code``);
+the credential lives in a server-side session behind an HttpOnly SameSite=Strict cookie, and
+every form post carries a CSRF token.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+
+from flask import (Blueprint, current_app, jsonify, make_response, redirect, render_template,
+                   request, url_for)
+from flask_babel import gettext
+
+from .. import i18n, residents, sessions
+from ..auth import actor, current_credential, require
+from ..errors import Forbidden, HealthCodeError, NotFound, StoreUnavailable
+from ..http import created
+from ..record import format_time
+from ..store import Credential, get_store
+from ..subject import is_subject_id
+
+bp = Blueprint("pages", __name__)
+api_bp = Blueprint("pages_api", __name__)
+
+#: the page each role signs in to; other roles are API clients and have none
+PAGE_OF_ROLE = {"resident": "me", "checkpoint": "checkpoint"}
+
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    # QR images arrive as data: URIs; the scanner draws camera frames through blob:/canvas
+    "img-src 'self' data: blob:",
+    "media-src 'self' blob: mediastream:",
+    "connect-src 'self'",
+    "font-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+
+
+@bp.after_app_request
+def security_headers(response):
+    """Every response, JSON included: a policy on a JSON body costs nothing and covers any
+    HTML an error path might produce."""
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("Permissions-Policy",
+                                "camera=(self), microphone=(), geolocation=()")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+def _page(template: str, status: int = 200, **context):
+    if "csrf" not in context:  # not setdefault: that would ask the store even when given
+        context["csrf"] = sessions.csrf_token()
+    if "signed_in" not in context:
+        context["signed_in"] = sessions.current_session()
+    response = make_response(render_template(template, text=i18n.client_text(), **context),
+                             status)
+    # Pages carry a live code or a CSRF token: no cache, shared or private, may keep them.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _signin(target: str, error: str | None = None, status: int = 200):
+    # A SameSite=Strict cookie is not sent when another site links here, so a signed-in
+    # resident arriving from, say, a webmail link would see the sign-in form. Reloading from
+    # our own origin sends it.
+    if (error is None and request.method == "GET"
+            and request.headers.get("Sec-Fetch-Site") == "cross-site"):
+        return _page("reload.html", title=_title(target))
+    return _page("signin.html", status=status, target=target, title=_title(target),
+                 error=i18n.error_text(error) if error else None,
+                 signed_out=request.args.get("signed_out") == "1")
+
+
+def _target() -> str:
+    """The page a sign-in or sign-out form came from, from a fixed list (no open redirect)."""
+    wanted = request.form.get("next")
+    return wanted if wanted in PAGE_OF_ROLE.values() else "me"
+
+
+def _title(target: str) -> str:
+    return gettext("Health code") if target == "me" else gettext("Checkpoint scanner")
+
+
+def _code_view(issued: residents.IssuedCode) -> dict:
+    """What the resident page shows of a code: the QR image travels inline with its data, so
+    the picture and the words always belong to the same token."""
+    claims = issued.claims
+    svg = residents.image(issued.token, "svg", current_app.config["CODE_TTL"])
+    return {
+        "status": claims.status,
+        "masked_name": claims.masked_name,
+        "issued_at": format_time(claims.issued_at),
+        "expires_at": format_time(claims.expires_at),
+        "issued_ms": int(claims.issued_at.timestamp() * 1000),
+        "expires_ms": int(claims.expires_at.timestamp() * 1000),
+        "now_ms": int(time.time() * 1000),
+        "image": "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii"),
+    }
+
+
+@bp.errorhandler(HealthCodeError)
+def page_error(error: HealthCodeError):
+    # No session look-up here: the error may be the store being down, and asking it again
+    # would turn a translated 503 page into a 500.
+    response = _page("error.html", status=error.status, title=_title("me"),
+                     message=i18n.error_text(error.reason), csrf="", signed_in=None)
+    if isinstance(error, StoreUnavailable):
+        response.headers["Retry-After"] = str(current_app.config["RETRY_AFTER"])
+    return response
+
+
+# -- the pages ------------------------------------------------------------------------------------
+
+@bp.get("/me")
+def me():
+    session = sessions.current_session()
+    if session is None:
+        return _signin("me")
+    if session.credential.role != "resident":
+        return _signin("me", error="wrong_page")
+    issued = residents.current_code(session.credential.subject)
+    code = _code_view(issued)
+    return _page("me.html", title=_title("me"), code=code,
+                 status_label=str(i18n.STATUS_LABELS[code["status"]]),
+                 page_data={"code": code, "code_url": url_for("pages_api.me_code")})
+
+
+@bp.get("/checkpoint")
+def checkpoint():
+    session = sessions.current_session()
+    if session is None:
+        return _signin("checkpoint")
+    if session.credential.role != "checkpoint":
+        return _signin("checkpoint", error="wrong_page")
+    return _page("checkpoint.html", title=_title("checkpoint"),
+                 page_data={"verify_url": url_for("api.verify"),
+                            "lookup_url": url_for("lookup.lookup"), "keep": 5})
+
+
+@bp.post("/signin")
+def signin():
+    target = _target()
+    if not sessions.csrf_ok():
+        return _signin(target, error="csrf_failed", status=403)
+    token = (request.form.get("token") or "").strip()
+    credential = get_store().check_credential(token) if 0 < len(token) <= 200 else None
+    if credential is None:
+        return _signin(target, error="bad_credential", status=401)
+    page = PAGE_OF_ROLE.get(credential.role)
+    if page is None:
+        return _signin(target, error="no_page", status=403)
+    response = redirect(url_for(f"pages.{page}"), code=303)
+    sessions.start(response, credential, "token")
+    return response
+
+
+@bp.post("/signout")
+def signout():
+    target = _target()
+    response = redirect(url_for(f"pages.{target}", signed_out=1), code=303)
+    if sessions.current_session() is None:
+        return response  # already over (expired, or ended elsewhere): nothing to protect
+    sessions.require_csrf()
+    sessions.finish(response)
+    return response
+
+
+@bp.get("/me/login/<token>")
+def link(token):
+    """A one-time link only shows a button: link previews in chat apps fetch the URL, and
+    must not use the link up before the resident opens it."""
+    if not sessions.get_sessions().link_alive(token):
+        return _page("error.html", status=410, title=_title("me"),
+                     message=i18n.error_text("link_used"))
+    return _page("link.html", title=_title("me"), token=token)
+
+
+@bp.post("/me/login/<token>")
+def redeem(token):
+    if not sessions.csrf_ok():
+        return _page("error.html", status=403, title=_title("me"),
+                     message=i18n.error_text("csrf_failed"))
+    sid = sessions.get_sessions().redeem_link(token)
+    if sid is None:
+        return _page("error.html", status=410, title=_title("me"),
+                     message=i18n.error_text("link_used"))
+    link_id = "link-" + hashlib.sha256(token.encode("utf-8")).hexdigest()[:12]
+    response = redirect(url_for("pages.me"), code=303)
+    sessions.start(response, Credential(link_id, "resident", sid, "one-time link"), "link")
+    return response
+
+
+# -- JSON for the pages and for authorities -------------------------------------------------------
+
+@api_bp.get("/me/code")
+def me_code():
+    """The signed-in resident's current code, with its QR image, for the page to refresh."""
+    credential = current_credential()
+    if credential.role != "resident":
+        raise Forbidden("only a resident has a code page")
+    response = jsonify(_code_view(residents.current_code(credential.subject)))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@api_bp.post("/api/v1/residents/<sid>/links")
+@require("authority")
+def create_link(sid):
+    """A one-time sign-in link for a resident, handed out by an authority (SMS, paper)."""
+    if not is_subject_id(sid):
+        raise NotFound("no such resident")
+    get_store().resident(sid)  # 404 for an unknown resident
+    token, expires = sessions.get_sessions().create_link(sid)
+    get_store().audit("link_create", actor=actor(), subject=sid)
+    return created({"url": url_for("pages.link", token=token),
+                    "expires_at": format_time(expires)})

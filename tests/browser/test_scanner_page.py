@@ -1,0 +1,184 @@
+"""The checkpoint scanner in Chromium: a fake camera showing a QR video, the paste fallback, the
+look-up for residents without a phone, and the last few results kept in memory."""
+import base64
+import json
+
+import pytest
+
+from tests.browser.conftest import (FAKE_CAMERA_ARGS, launch, qr_video, screenshot,
+                                    sign_in_with_token, start_site)
+
+pytestmark = pytest.mark.browser
+
+
+def tampered(code: str) -> str:
+    """A red code whose payload an attacker rewrote to green, keeping the signature."""
+    header, payload, signature = code.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["st"] == "red"
+    claims["st"] = "green"
+    forged = base64.urlsafe_b64encode(json.dumps(claims, ensure_ascii=False).encode())
+    return f"{header}.{forged.decode().rstrip('=')}.{signature}"
+
+
+# case -> (make the code, data-valid, data-status, data-reason, headline, words in the reason)
+CASES = {
+    "green": (lambda site: site.code(site.enroll("green")),
+              "true", "green", "valid", "Green code", "genuine and up to date"),
+    "red": (lambda site: site.code(site.enroll("red")),
+            "true", "red", "valid", "Red code", "genuine and up to date"),
+    "expired": (lambda site: site.expired_code(site.enroll("green")),
+                "false", "", "expired", "Not valid", "The code has expired"),
+    "tampered": (lambda site: tampered(site.code(site.enroll("red"))),
+                 "false", "", "bad_signature", "Not valid", "altered or forged"),
+}
+
+
+def result_of(page, kind: str = "scan"):
+    """Wait for the full-screen result (not the 'checking' placeholder) and read it."""
+    page.wait_for_selector(f"#result[data-kind={kind}]:not([hidden]):not(.result-pending)",
+                           timeout=15_000)
+    result = page.locator("#result")
+    return {name: result.get_attribute(f"data-{name}")
+            for name in ("valid", "status", "reason", "latency")}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_camera_scan_shows_the_right_result(playwright, site, tmp_path, case):
+    make, valid, status, reason, headline, words = CASES[case]
+    code = make(site)
+    video = qr_video(code, tmp_path)
+    # one browser per video: the fake camera's file is a launch argument
+    browser = launch(playwright, FAKE_CAMERA_ARGS + [f"--use-file-for-fake-video-capture={video}"])
+    try:
+        context = browser.new_context(locale="en-US", viewport={"width": 360, "height": 780},
+                                      device_scale_factor=2, is_mobile=True, has_touch=True,
+                                      permissions=["camera"])
+        page = context.new_page()
+        sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
+        seen = result_of(page)
+        assert (seen["valid"], seen["status"], seen["reason"]) == (valid, status, reason)
+        assert page.inner_text("#result-headline") == headline
+        assert words in page.inner_text("#result-reason")
+        assert int(seen["latency"]) < 1000, "the result took longer than a second"
+        if valid == "true":
+            assert page.is_visible("#result-name") and page.inner_text("#result-name")
+            assert page.inner_text("#result-online") == "Checked online"
+        else:
+            assert page.is_hidden("#result-online")  # never reached the online check
+        box = page.eval_on_selector("#result", "el => el.getBoundingClientRect().toJSON()")
+        assert box["width"] >= 360 and box["height"] >= 780  # full screen
+        screenshot(page, f"scanner-{case}-en", full_page=False)
+        assert page.locator("#recent li").count() == 1
+    finally:
+        browser.close()
+
+
+def test_without_a_camera_the_code_can_be_pasted(page, site):
+    code = site.code(site.enroll("green"))
+    sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
+    # no fake camera in this browser: the page says so and offers the camera button again
+    page.wait_for_selector("#camera-start:not([hidden])")
+    assert page.inner_text("#camera-status") and page.is_hidden("#video")
+    screenshot(page, "scanner-en")
+    page.fill("#manual-code", code)
+    page.click("#manual-form button[type=submit]")
+    seen = result_of(page)
+    assert (seen["valid"], seen["status"]) == ("true", "green")
+    assert page.inner_text("#result-name") == "陳*文"
+    page.click("#result-close")
+    assert page.is_hidden("#result")
+    assert page.input_value("#manual-code") == ""
+
+
+def test_a_superseded_code_shows_the_current_status(page, site):
+    sid = site.enroll("green")
+    code = site.code(sid)
+    site.set_status(sid, "red", "close_contact")
+    sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
+    page.fill("#manual-code", code)
+    page.click("#manual-form button[type=submit]")
+    seen = result_of(page)
+    assert (seen["valid"], seen["reason"]) == ("false", "superseded")
+    assert page.inner_text("#result-current") == "Current status: Red code"
+
+
+def test_only_the_last_five_results_are_kept(page, site):
+    code = site.code(site.enroll("green"))
+    sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
+    for _ in range(7):
+        page.fill("#manual-code", code)
+        page.click("#manual-form button[type=submit]")
+        result_of(page)
+        page.click("#result-close")
+    assert page.locator("#recent li").count() == 5
+    # kept in the page's memory only: nothing in storage, gone after a reload
+    assert page.evaluate("Object.keys(localStorage).length + Object.keys(sessionStorage).length") \
+        == 0
+    page.reload()
+    assert page.locator("#recent li").count() == 0
+
+
+def test_the_lookup_shows_colour_and_masked_name(page, site):
+    site.enroll("red")
+    sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
+    page.select_option("#doc-type", "id_card")
+    page.fill("#doc-number", "1234567(8)")
+    page.fill("#doc-region", "mo")
+    page.click("#lookup-form button[type=submit]")
+    seen = result_of(page, "lookup")
+    assert seen["status"] == "red"
+    assert page.inner_text("#result-headline") == "Red code"
+    assert page.inner_text("#result-name") == "C**n S*u M**g"
+    assert page.input_value("#doc-number") == ""  # not left on screen for the next in line
+    screenshot(page, "scanner-lookup-red-en", full_page=False)
+    page.click("#result-close")
+
+    page.fill("#doc-number", "9999999(9)")
+    page.click("#lookup-form button[type=submit]")
+    seen = result_of(page, "lookup")
+    assert seen["reason"] == "not_found"
+    assert page.inner_text("#result-headline") == "Not found"
+    assert page.is_hidden("#result-name-row")
+
+
+def test_the_lookup_rate_limit_is_explained(context_for, tmp_path_factory, redis_server):
+    limited = start_site(tmp_path_factory, redis_server, LOOKUP_RATE=1)
+    try:
+        page = context_for(locale="zh-TW").new_page()
+        sign_in_with_token(page, limited, limited.token("checkpoint"), "checkpoint")
+        for _ in range(2):
+            page.fill("#doc-number", "H0000000")
+            page.click("#lookup-form button[type=submit]")
+            seen = result_of(page, "lookup")
+            page.click("#result-close")
+        assert seen["reason"] == "rate_limited"
+        page.fill("#doc-number", "H0000000")
+        page.click("#lookup-form button[type=submit]")
+        result_of(page, "lookup")
+        assert "查詢次數太多" in page.inner_text("#result-reason")
+        assert "%(seconds)s" not in page.inner_text("#result-reason")
+    finally:
+        limited.close()
+
+
+@pytest.mark.parametrize("locale, tag, heading", [
+    ("zh-TW", "zh-Hant", "關口掃碼"), ("zh-CN", "zh-Hans", "关口扫码"),
+    ("en-US", "en", "Checkpoint scanner"), ("pt-PT", "pt", "Leitor do posto de controlo"),
+])
+def test_the_scanner_speaks_each_language(context_for, site, locale, tag, heading):
+    page = context_for(locale=locale).new_page()
+    page.goto(f"{site.url}/checkpoint")
+    screenshot(page, f"signin-checkpoint-{tag}")
+    sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
+    assert page.get_attribute("html", "lang") == tag
+    assert page.inner_text("h1") == heading
+    screenshot(page, f"scanner-{tag}")
+    code = site.code(site.enroll("green"))
+    page.fill("#manual-code", code + "x")  # a broken signature
+    page.click("#manual-form button[type=submit]")
+    seen = result_of(page)
+    assert seen["valid"] == "false"
+    reason_words = page.inner_text("#result-reason")
+    assert reason_words and reason_words != seen["reason"]  # words, not a code
+    screenshot(page, f"scanner-result-invalid-{tag}", full_page=False)
