@@ -1,54 +1,30 @@
 """Bearer credentials per role, checked against hashes in Redis.
 
-A checked credential is remembered in-process for ``CREDENTIAL_CACHE_SECONDS`` so the hot verify
-path costs no extra Redis round trip. While Redis is down, a credential this worker has already
-checked keeps working (for at most ``STALE_SECONDS``): verification must survive a store outage,
-and a checkpoint whose credential was good a minute ago has not become an attacker. A
-credential never seen before cannot be checked then, and gets 503.
+A checked credential is remembered in-process for ``CREDENTIAL_CACHE_SECONDS``, and keeps
+working through a Redis outage if this worker has checked it before (:mod:`healthcode.cache`).
+A credential never seen before cannot be checked then, and gets 503.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
-import threading
-import time
 
 from flask import current_app, g, request
 
 from . import sessions
-from .errors import Forbidden, StoreUnavailable, Unauthorized
+from .cache import OutageTolerantCache
+from .errors import Forbidden, Unauthorized
 from .store import Credential, get_store
 
-STALE_SECONDS = 3600
-
-
 class CredentialCache:
-    def __init__(self, fresh_seconds: float, max_entries: int = 10_000):
-        self.fresh = fresh_seconds
-        self.max_entries = max_entries
-        self._entries: dict[str, tuple[Credential, float]] = {}
-        self._lock = threading.Lock()
+    """Checked bearer tokens, keyed by the token's SHA-256 (see :mod:`healthcode.cache`)."""
+
+    def __init__(self, fresh_seconds: float):
+        self._cache: OutageTolerantCache[Credential] = OutageTolerantCache(fresh_seconds)
 
     def lookup(self, token: str, store) -> Credential | None:
         key = hashlib.sha256(token.encode()).hexdigest()
-        now = time.monotonic()
-        entry = self._entries.get(key)
-        if entry and now - entry[1] < self.fresh:
-            return entry[0]
-        try:
-            credential = store.check_credential(token)
-        except StoreUnavailable:
-            if entry and now - entry[1] < STALE_SECONDS:
-                return entry[0]
-            raise
-        with self._lock:
-            if credential is None:
-                self._entries.pop(key, None)
-            else:
-                if len(self._entries) >= self.max_entries:
-                    self._entries.clear()
-                self._entries[key] = (credential, now)
-        return credential
+        return self._cache.get(key, lambda: store.check_credential(token))
 
 
 def init_app(app) -> None:

@@ -23,15 +23,14 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from flask import current_app, g, request
 
-from .errors import ConfigurationError, Forbidden, StoreUnavailable
+from .cache import STALE_SECONDS, OutageTolerantCache
+from .errors import ConfigurationError, Forbidden
 from .record import format_time
 from .secretfile import configured_or_file
 from .store import Credential, get_store, wraps_redis
@@ -42,8 +41,6 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SECRET_FILE = "session.secret"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: as :data:`healthcode.auth.STALE_SECONDS`: how long a known session outlives a store outage
-STALE_SECONDS = 3600
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -79,10 +76,8 @@ class SessionStore:
         self.r = redis_client
         self.ttl = ttl
         self.link_ttl = link_ttl
-        self.fresh = fresh_seconds
-        self.max_entries = max_entries
-        self._cache: dict[str, tuple[PageSession, float]] = {}
-        self._lock = threading.Lock()
+        self._cache: OutageTolerantCache[PageSession] = OutageTolerantCache(
+            fresh_seconds, STALE_SECONDS, max_entries)
 
     @wraps_redis
     def create(self, credential: Credential, kind: str) -> PageSession:
@@ -97,25 +92,7 @@ class SessionStore:
         """The live session with this id; None when unknown, expired or its credential gone."""
         if not session_id or len(session_id) > 100:
             return None
-        key = _session_key(session_id)
-        now = time.monotonic()
-        entry = self._cache.get(key)
-        if entry and now - entry[1] < self.fresh:
-            return entry[0]
-        try:
-            session = self._read(session_id)
-        except StoreUnavailable:
-            if entry and now - entry[1] < STALE_SECONDS:
-                return entry[0]
-            raise
-        with self._lock:
-            if session is None:
-                self._cache.pop(key, None)
-            else:
-                if len(self._cache) >= self.max_entries:
-                    self._cache.clear()
-                self._cache[key] = (session, now)
-        return session
+        return self._cache.get(_session_key(session_id), lambda: self._read(session_id))
 
     @wraps_redis
     def _read(self, session_id: str) -> PageSession | None:
@@ -133,8 +110,7 @@ class SessionStore:
     @wraps_redis
     def end(self, session_id: str) -> None:
         key = _session_key(session_id)
-        with self._lock:
-            self._cache.pop(key, None)
+        self._cache.forget(key)
         self.r.delete(key)
 
     @wraps_redis

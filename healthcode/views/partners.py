@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from .. import conversion, metrics, recognition
+from .. import conversion, metrics, recognition, verification
 from ..auth import actor, require
 from ..errors import CodeError, InvalidField
 from ..http import field, json_body
@@ -20,9 +20,7 @@ def convert():
     if unknown:
         raise InvalidField(sorted(unknown)[0], "unknown field")
     text = field(data, "code", str).strip()
-    if len(text) > current_app.config["MAX_CODE_LENGTH"]:
-        from ..errors import PayloadTooLarge
-        raise PayloadTooLarge("the code is longer than the configured cap")
+    verification.check_length(text)
     to = field(data, "to", str)
     source = field(data, "from", str, required=False)
     document = field(data, "document", dict, required=False)
@@ -47,9 +45,8 @@ def schemes():
                  "encode": bool(adapter.can_encode and (
                      adapter.signs_with_ring or adapter.scheme in signers)),
                  "agreement": adapter.scheme in policies or adapter.scheme == "native"}
-        for attr in ("name", "region"):
-            value = getattr(adapter, attr, None) or getattr(
-                getattr(adapter, "mapping", None), attr, None)
+        for attr in ("name", "region"):  # partner adapters say who they are
+            value = getattr(adapter, attr, None)
             if isinstance(value, str):
                 entry[attr] = value
         out.append(entry)
