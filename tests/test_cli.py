@@ -114,3 +114,51 @@ def test_issue_refuses_bad_status_json(cli, tmp_path):
         "type": "id", "number": "1", "region": "MO"}}))
     result = cli("issue", str(status))
     assert result.exit_code == 1 and "reason" in result.output
+
+
+def test_trust_add_list_remove(cli, tmp_path):
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(pyjwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    source = tmp_path / "partner.json"
+    source.write_text(json.dumps({"keys": [{**jwk, "kid": "p-1"}]}))
+    assert cli("trust", "add", str(source)).exit_code == 1  # which issuer? never guessed
+    added = cli("trust", "add", str(source), "--issuer", "https://partner.example",
+                "--scheme", "mo")
+    assert added.exit_code == 0, added.output
+    listing = cli("trust", "list").output
+    assert "partner.jwks.json\tjwk\thttps://partner.example\tp-1\tmo" in listing
+    assert cli("trust", "remove", "partner.jwks.json").exit_code == 0
+    assert "partner" not in cli("trust", "list").output
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert cli("trust", "add", str(bad), "--issuer", "x").exit_code == 1
+
+
+def test_mappings_add_validates_and_installs(cli, tmp_path):
+    from tests.support import REPO
+
+    added = cli("mappings", "add", str(REPO / "mapping" / "partners" / "hk.toml"))
+    assert added.exit_code == 0, added.output
+    assert cli("mappings", "list").output.startswith("hk\t")
+    broken = tmp_path / "broken.toml"
+    broken.write_text('scheme = "zz"\nname = "Z"\nregion = "ZZ"\n')
+    result = cli("mappings", "add", str(broken))
+    assert result.exit_code == 1 and "broken.toml" in result.output
+    assert "hk" in cli("schemes").output
+    assert cli("mappings", "remove", "hk").exit_code == 0
+    assert cli("mappings", "list").output == ""
+
+
+def test_policies_add_validates_and_installs(cli, tmp_path):
+    policy = tmp_path / "dcc.toml"
+    policy.write_text('scheme = "eu-dcc"\n[policy]\n[[policy.grant]]\nstatus = "green"\n'
+                      'evidence = "test"\nresult = "negative"\nwithin_hours = 48\n')
+    assert cli("policies", "add", str(policy)).exit_code == 0
+    assert "eu-dcc\taccept green\t0 requirements\t1 grants" in cli("policies", "list").output
+    policy.write_text('scheme = "eu-dcc"\n[policy]\naccept = ["purple"]\n')
+    result = cli("policies", "add", str(policy))
+    assert result.exit_code == 1 and "policy.accept" in result.output
+    assert cli("policies", "remove", "eu-dcc").exit_code == 0
