@@ -19,7 +19,6 @@ import base64
 import json
 import os
 import sys
-import time
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature  # noqa: E402
 
+from bench.rounds import alternate  # noqa: E402
 from healthcode.trust import TrustStore  # noqa: E402
 from mapping.shc import SHCAdapter  # noqa: E402
 
@@ -39,7 +39,6 @@ ISS = "https://spec.smarthealth.cards/examples/issuer"
 EXAMPLES = ("00", "01", "02")
 AT = datetime(2023, 6, 23, tzinfo=timezone.utc)
 #: Length of one round; short enough to alternate often, long enough that timer calls vanish.
-ROUND_SECONDS = 0.25
 #: "dd" read as hex is 16*d1 + d2; map it to the character 10*d1 + d2 + 45.
 _PAIRS = bytes((10 * (i >> 4) + (i & 15) + 45) & 0xFF for i in range(256))
 
@@ -109,38 +108,13 @@ def make_adapter():
     return decode
 
 
-def _round(fn, texts: list[str], seconds: float) -> tuple[int, float]:
-    """Decode the samples over and over for ``seconds``; return (decodes, elapsed)."""
-    count = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    while True:
-        for text in texts:
-            fn(text)
-        count += len(texts)
-        now = time.perf_counter()
-        if now >= deadline:
-            return count, now - start
-
-
 def run(seconds: float = 3.0) -> dict:
     """Run both for about ``seconds`` each; return decodes per second and the ratio."""
     texts = load_samples()
-    contenders = {"floor": make_floor(), "adapter": make_adapter()}
-    for fn in contenders.values():  # warm-up: the x5c chain cache, imports, first-call costs
-        _round(fn, texts, 0.0)
-    totals = {name: [0, 0.0] for name in contenders}
-    best = dict.fromkeys(contenders, 0.0)
-    rounds = max(1, round(seconds / ROUND_SECONDS))
-    for _ in range(rounds):
-        for name, fn in contenders.items():
-            count, elapsed = _round(fn, texts, seconds / rounds)
-            totals[name][0] += count
-            totals[name][1] += elapsed
-            best[name] = max(best[name], count / elapsed)
-    rates = {name: count / elapsed for name, (count, elapsed) in totals.items()}
+    result = alternate({"floor": make_floor(), "adapter": make_adapter()}, texts, seconds)
+    rates, best = result["rates"], result["best"]
     # the best round of each is the one a noisy neighbour on a shared machine disturbed least
-    return {"samples": len(texts), "seconds": seconds, "rounds": rounds,
+    return {"samples": len(texts), "seconds": seconds, "rounds": result["rounds"],
             "floor_per_second": rates["floor"], "adapter_per_second": rates["adapter"],
             "ratio": rates["adapter"] / rates["floor"],
             "best_round_ratio": best["adapter"] / best["floor"]}
