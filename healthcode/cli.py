@@ -144,6 +144,15 @@ def _folder(cfg, name: str) -> Path:
     return folder
 
 
+def _remove(folder: str, file_name: str, what: str) -> None:
+    """Delete one file the operator added to a data-dir folder."""
+    path = _folder(_config(), folder) / _check_name(file_name)
+    if not path.is_file():
+        _fail(f"no {what}")
+    path.unlink()
+    click.echo(f"removed {what}; restart the service to apply")
+
+
 def _check_name(name: str) -> str:
     import re
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name or ""):
@@ -228,11 +237,7 @@ def trust_list():
 @click.argument("name")
 def trust_remove(name):
     """Stop trusting a file added before (by its name in the trust folder)."""
-    path = _folder(_config(), "trust") / _check_name(name)
-    if not path.is_file():
-        _fail(f"no trust file {name}")
-    path.unlink()
-    click.echo(f"removed {name}; restart the service to apply")
+    _remove("trust", name, f"trust file {name}")
 
 
 @main.group()
@@ -275,11 +280,7 @@ def mappings_list():
 @mappings.command("remove")
 @click.argument("scheme")
 def mappings_remove(scheme):
-    path = _folder(_config(), "mappings") / f"{_check_name(scheme)}.toml"
-    if not path.is_file():
-        _fail(f"no mapping file for {scheme}")
-    path.unlink()
-    click.echo(f"removed {scheme}; restart the service to apply")
+    _remove("mappings", f"{scheme}.toml", f"mapping file for {scheme}")
 
 
 @main.group()
@@ -315,11 +316,7 @@ def policies_list():
 @policies.command("remove")
 @click.argument("scheme")
 def policies_remove(scheme):
-    path = _folder(_config(), "policies") / f"{_check_name(scheme)}.toml"
-    if not path.is_file():
-        _fail(f"no policy for {scheme}")
-    path.unlink()
-    click.echo(f"removed the {scheme} policy; restart the service to apply")
+    _remove("policies", f"{scheme}.toml", f"policy for {scheme}")
 
 
 @main.command()
