@@ -27,7 +27,7 @@ from flask import current_app
 from mapping import CodeError, Decoded, MappingAdapter
 
 from . import recognition
-from .errors import Conflict, InvalidField, NotFound
+from .errors import ConfigurationError, Conflict, InvalidField, NotFound, SignerUnavailable
 from .policy import earliest
 from .record import Document, Provenance, Record, Subject, format_time
 from .residents import ONE_SHOT_VERSION, get_ring, get_secret
@@ -96,7 +96,12 @@ def convert(text: str, to: str, *, source: str | None, actor: str,
     record = record.replace(provenance=provenance)
     signer = signer_for(to, target, recognition.get_signers(), get_ring(),
                         current_app.config["ISSUER"])
-    code = target.encode(record, signer=signer, at=at)
+    try:
+        code = target.encode(record, signer=signer, at=at)
+    except ConfigurationError as exc:
+        # e.g. an expired document signer: the operator's to fix, and the client's to retry
+        current_app.logger.error("cannot issue %s codes: %s", to, exc.message)
+        raise SignerUnavailable(f"{to} codes cannot be issued now: {exc.message}") from exc
     trace.append(f"encode: {to} signed by {signer.issuer}" +
                  (f" (key {signer.kid})" if signer.kid else ""))
     _audit(actor, adapter.scheme, to, text, record, status)

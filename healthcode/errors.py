@@ -124,6 +124,13 @@ class StoreUnavailable(HealthCodeError):
     status = 503
 
 
+class SignerUnavailable(HealthCodeError):
+    """Codes of this scheme cannot be issued now: its signer is misconfigured or expired."""
+
+    reason = "signer_unavailable"
+    status = 503
+
+
 class ConfigurationError(HealthCodeError):
     """The service is configured wrongly; raised at start-up, never per request."""
 

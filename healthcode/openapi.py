@@ -29,7 +29,8 @@ def _errors(*codes: int) -> dict:
             409: "already enrolled", 413: "body or code over the size cap (too_large)",
             422: "the code cannot be converted (a code reason)",
             429: "rate limited (rate_limited)",
-            503: "the state store is unavailable (store_unavailable, with Retry-After)"}
+            503: "the state store is unavailable (store_unavailable, with Retry-After), or a "
+                 "target scheme's signer is (signer_unavailable)"}
     return {str(code): _error(text[code]) for code in codes}
 
 

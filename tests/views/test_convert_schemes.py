@@ -234,3 +234,20 @@ def test_conversions_are_audited_without_personal_data(world):
     assert conversions[0]["source_scheme"] == "eu-dcc"
     text = json.dumps(entries)
     assert "Lopes" not in text and "LOPES" not in text and "1990" not in text
+
+
+def test_an_expired_signer_is_a_503_naming_the_problem(world):
+    _, code = enrolled_code(world, {"tests": [pcr(10)]})
+    app = world["app"]
+    signers = app.extensions["healthcode.signers"]
+    key, _ = document_signer()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired DSC")])
+    expired = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+               .public_key(key.public_key()).serial_number(1)
+               .not_valid_before(now() - timedelta(days=400))
+               .not_valid_after(now() - timedelta(days=1)).sign(key, hashes.SHA256()))
+    signers["eu-dcc"] = Signer(private_key=key, kid="", issuer="MO", country="MO",
+                               certificate=expired.public_bytes(serialization.Encoding.DER))
+    response = convert(world, code, "eu-dcc")
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "signer_unavailable"
