@@ -48,7 +48,10 @@ def parse_time(value: Any, field_name: str) -> datetime:
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        dt = datetime.fromtimestamp(value, timezone.utc)
+        try:
+            dt = datetime.fromtimestamp(value, timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            _fail(field_name, "a time out of range")
     elif isinstance(value, str):
         text = value.strip()
         if text.endswith(("Z", "z")):

@@ -52,6 +52,10 @@ def test_is_immutable():
      "evidence.tests.sampled_at"),
     ({"evidence": {"vaccinations": [{"product": "X", "administered_on": "2021-01-01"}]}},
      "evidence.vaccinations.dose_number"),
+    ({"evidence": {"tests": [{"type": "pcr", "result": "negative", "sampled_at": 2**70}]}},
+     "evidence.tests.sampled_at"),
+    ({"evidence": {"tests": [{"type": "pcr", "result": "negative",
+                              "sampled_at": float("inf")}]}}, "evidence.tests.sampled_at"),
 ])
 def test_rejects_invalid_data_naming_the_field(change, field):
     with pytest.raises(InvalidField) as info:
