@@ -35,11 +35,16 @@ def parse_status(data: dict) -> tuple[str, tuple[str, ...]]:
     status = data.get("status")
     if status not in STATUSES:
         raise InvalidField("status", f"one of {', '.join(STATUSES)}")
-    reasons = data.get("reasons", [])
-    if "reason" in data and data["reason"] is not None:
-        reasons = [data["reason"]] + list(reasons or [])
+    reasons = data.get("reasons")
+    if reasons is None:
+        reasons = []
     if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
         raise InvalidField("reasons", "expected a list of reason codes")
+    reason = data.get("reason")
+    if reason is not None:
+        if not isinstance(reason, str):
+            raise InvalidField("reason", "expected a reason code")
+        reasons = [reason] + reasons
     reasons = validate_reasons(reasons)
     if status in ("yellow", "red") and not reasons:
         raise InvalidField("reason", f"a {status} status needs a reason: one of "

@@ -96,3 +96,29 @@ def test_every_field_of_an_enrollment_takes_every_hostile_value(app, client, cre
             response = client.post(url, data=json.dumps(body), content_type="application/json",
                                    headers=creds.authority)
             assert response.status_code < 500, (url, value, response.get_json())
+
+
+OTHER_BODIES = [
+    ("PUT", "/api/v1/residents/{sid}/status", "authority",
+     {"status": "red", "reason": "close_contact", "reasons": ["symptoms"], "note": "n"}),
+    ("POST", "/api/v1/convert", "partner",
+     {"code": "eyJhbGciOiJFUzI1NiJ9.e30.c2ln", "to": "mo", "from": "native",
+      "document": {"type": "passport", "number": "P1", "region": "HK"}}),
+    ("POST", "/api/v1/lookup", "checkpoint",
+     {"document": {"type": "passport", "number": "P1", "region": "HK"}}),
+    ("POST", "/api/v1/verify", "checkpoint", {"code": "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"}),
+]
+
+
+@pytest.mark.parametrize("method, path, role, base", OTHER_BODIES,
+                         ids=[b[1] for b in OTHER_BODIES])
+def test_every_field_of_the_other_bodies_takes_every_hostile_value(app, client, creds, enrolled,
+                                                                  method, path, role, base):
+    app.config["LOOKUP_RATE"] = 10_000
+    for leaf in sorted(set(leaf_paths(base)), key=str):
+        for value in HOSTILE:
+            body = replaced(base, leaf, value)
+            response = client.open(path.format(sid=enrolled["id"]), method=method,
+                                   data=json.dumps(body), content_type="application/json",
+                                   headers=creds.headers(role))
+            assert response.status_code < 500, (leaf, value, response.get_json())
