@@ -122,3 +122,20 @@ def test_every_field_of_the_other_bodies_takes_every_hostile_value(app, client, 
                                    data=json.dumps(body), content_type="application/json",
                                    headers=creds.headers(role))
             assert response.status_code < 500, (leaf, value, response.get_json())
+
+
+def test_a_presented_document_takes_every_hostile_value(app, client, creds, enrolled):
+    """With a genuine code, conversion reaches the document check; every bad document fails
+    cleanly there."""
+    code = client.get(f"/api/v1/residents/{enrolled['id']}/code",
+                      headers=creds.authority).get_json()["code"]
+    base = {"code": code, "to": "eu-dcc",
+            "document": {"type": "travel_permit", "number": "H1234567", "region": "MO"}}
+    for leaf in sorted(set(leaf_paths(base["document"])), key=str):
+        for value in HOSTILE:
+            body = {**base, "document": replaced(base["document"], leaf, value)}
+            response = client.post("/api/v1/convert", data=json.dumps(body),
+                                   content_type="application/json",
+                                   headers=creds.headers("partner"))
+            assert response.status_code < 500, (leaf, value, response.get_json())
+            assert response.status_code >= 400
