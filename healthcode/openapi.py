@@ -173,7 +173,9 @@ def spec() -> dict:
             body={"type": "object", "required": ["code", "to"], "properties": {
                 "code": {"type": "string"}, "to": {"type": "string"},
                 "from": {"type": "string", "description": "source scheme (default: detected)"},
-                "document": _ref("Document")}})},
+                "document": _ref("Document"),
+                "format": {"type": "string", "enum": ["png", "svg"],
+                           "description": "also render the QR, by the target scheme's rules"}}})},
         "/api/v1/lookup": {"post": _op(
             "Look a resident up by identity document (no phone)", ["checkpoint"],
             {"200": _json({"type": "object", "required": ["found", "status", "masked_name"],

@@ -1,9 +1,11 @@
 """Mutual recognition endpoints: conversion, the schemes we read and write, and our trust list."""
 from __future__ import annotations
 
+import base64
+
 from flask import Blueprint, current_app, jsonify
 
-from .. import conversion, metrics, recognition, verification
+from .. import conversion, metrics, qr, recognition, verification
 from ..auth import actor, require
 from ..errors import CodeError, InvalidField
 from ..http import field, json_body
@@ -16,7 +18,7 @@ bp = Blueprint("partners", __name__, url_prefix="/api/v1")
 @require("partner", "authority")
 def convert():
     data = json_body()
-    unknown = set(data) - {"code", "to", "from", "document"}
+    unknown = set(data) - {"code", "to", "from", "document", "format"}
     if unknown:
         raise InvalidField(sorted(unknown)[0], "unknown field")
     text = field(data, "code", str).strip()
@@ -24,13 +26,22 @@ def convert():
     to = field(data, "to", str)
     source = field(data, "from", str, required=False)
     document = field(data, "document", dict, required=False)
+    fmt = field(data, "format", str, required=False)
+    if fmt is not None and fmt not in qr.FORMATS:
+        raise InvalidField("format", "png or svg")
     try:
         result = conversion.convert(text, to, source=source, actor=actor(), document=document)
     except CodeError as error:
         metrics.count_verification(f"convert:{to}", error.reason)
         raise
     metrics.count_verification(f"convert:{to}", "converted")
-    return jsonify(result.to_dict())
+    body = result.to_dict()
+    if fmt:
+        # each scheme's own QR rules: an EU DCC is alphanumeric at error correction Q
+        level = getattr(recognition.get_registry().get(to), "qr_error_correction", "M")
+        body["qr"] = {"format": fmt, "media_type": qr.FORMATS[fmt], "error_correction": level,
+                      "data": base64.b64encode(qr.render(result.code, fmt, level)).decode()}
+    return jsonify(body)
 
 
 @bp.get("/schemes")

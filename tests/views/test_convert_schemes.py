@@ -199,6 +199,16 @@ def test_our_code_becomes_an_eu_dcc_carrying_the_test(world):
     assert decoded.record.evidence.tests[0].result == "negative"
 
 
+def test_a_converted_dcc_is_rendered_at_error_correction_q(world):
+    import base64
+    from tests.support import decode_qr_result
+    _, code = enrolled_code(world, {"tests": [pcr(10)]})
+    body = convert(world, code, "eu-dcc", format="png").get_json()
+    assert body["qr"]["error_correction"] == "Q"
+    scanned = decode_qr_result(base64.b64decode(body["qr"]["data"]))
+    assert scanned.text == body["code"] and scanned.ec_level == "Q"
+
+
 def test_our_code_becomes_an_shc_carrying_the_vaccinations(world):
     _, code = enrolled_code(world, {"vaccinations": [full_series(30)]})
     response = convert(world, code, "shc")
