@@ -58,3 +58,13 @@ def _rasterise_svg(svg: bytes) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
+
+
+def test_a_smart_health_card_gets_a_numeric_segment():
+    from tests.support import conformance_dir
+    text = (conformance_dir("shc") / "example-00-f-qr-code-numeric-value-0.txt").read_text()
+    text = text.strip()
+    qr_code = qr.make(text)
+    assert [d.mode for d in qr_code.data_list] == [4, 1]  # byte "shc:/", then numeric digits
+    assert qr_code.version <= 21  # 33 as one byte-mode segment
+    assert decode_qr(qr.render(text)) == text
