@@ -7,7 +7,7 @@ drops it, so the next fetch carries the new status.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from flask import current_app
 
@@ -148,14 +148,9 @@ class IssuedCode:
 
 
 def _sign(sid: str, status: str, version: int, masked_name: str | None, ttl: int) -> IssuedCode:
-    config = current_app.config
-    now = datetime.now(timezone.utc)
-    token = tokens.sign(get_ring(), issuer=config["ISSUER"], subject_id=sid, status=status,
-                        status_version=version, masked_name=masked_name, issued_at=now, ttl=ttl)
-    claims = tokens.NativeClaims(
-        issuer=config["ISSUER"], subject_id=sid, status=status, status_version=version,
-        masked_name=masked_name, issued_at=now.replace(microsecond=0),
-        expires_at=now.replace(microsecond=0) + timedelta(seconds=ttl), kid=get_ring().active.kid)
+    token, claims = tokens.issue(get_ring(), issuer=current_app.config["ISSUER"], subject_id=sid,
+                                 status=status, status_version=version, masked_name=masked_name,
+                                 issued_at=datetime.now(timezone.utc), ttl=ttl)
     return IssuedCode(token, claims)
 
 

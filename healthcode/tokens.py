@@ -65,13 +65,25 @@ class NativeClaims:
 def sign(ring: KeyRing, *, issuer: str, subject_id: str, status: str, status_version: int,
          masked_name: str | None, issued_at: datetime, ttl: int) -> str:
     """Sign a native code with the ring's active key."""
+    return issue(ring, issuer=issuer, subject_id=subject_id, status=status,
+                 status_version=status_version, masked_name=masked_name, issued_at=issued_at,
+                 ttl=ttl)[0]
+
+
+def issue(ring: KeyRing, *, issuer: str, subject_id: str, status: str, status_version: int,
+          masked_name: str | None, issued_at: datetime, ttl: int) -> tuple[str, NativeClaims]:
+    """Sign a native code; return it with the claims exactly as signed."""
     key = ring.active
     iat = int(issued_at.timestamp())
     claims = {"iss": issuer, "sub": subject_id, "st": status, "sv": status_version,
               "iat": iat, "exp": iat + int(ttl)}
     if masked_name:
         claims["nm"] = fit_masked_name(claims, masked_name, kid=key.kid)
-    return encode_claims(claims, key.private_key, key.kid)
+    token = encode_claims(claims, key.private_key, key.kid)
+    return token, NativeClaims(
+        issuer=issuer, subject_id=subject_id, status=status, status_version=status_version,
+        masked_name=claims.get("nm"), issued_at=datetime.fromtimestamp(iat, timezone.utc),
+        expires_at=datetime.fromtimestamp(claims["exp"], timezone.utc), kid=key.kid)
 
 
 def encode_claims(claims: dict, private_key, kid: str) -> str:

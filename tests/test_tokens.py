@@ -109,3 +109,13 @@ def test_verifies_at_a_given_instant(ring):
     with pytest.raises(CodeError) as info:
         tokens.verify(token, ring, issuer="HC-TEST", at=now() + timedelta(hours=1))
     assert info.value.reason == "expired"
+
+
+def test_issue_reports_the_claims_exactly_as_signed(ring):
+    """A long masked name is shortened to fit; what the API reports is what the code says."""
+    token, claims = tokens.issue(ring, issuer="HC-TEST", subject_id="AAAAAAAAAAAAAAAA",
+                                 status="green", status_version=7,
+                                 masked_name=mask_name("Maria Fernanda da Silva Oliveira Santos"),
+                                 issued_at=now(), ttl=300)
+    assert claims == tokens.verify(token, ring, issuer="HC-TEST")
+    assert claims.masked_name.endswith("…")
