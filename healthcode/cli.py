@@ -322,15 +322,9 @@ def policies_remove(scheme):
 @main.command()
 def schemes():
     """The installed schemes (entry points and partner mapping files)."""
-    from mapping import Registry
-    from mapping.partner_jwt import load_partners
+    from .recognition import build_registry
 
-    cfg = _config()
-    registry = Registry.from_entry_points()
-    folder = config_module.data_path(cfg, "mappings")
-    if folder.is_dir() and any(folder.glob("*.toml")):
-        for adapter in load_partners(folder):
-            registry.add(adapter)
+    registry = build_registry(_config())
     for adapter in registry.adapters():
         click.echo(f"{adapter.scheme}\t{'encode+decode' if adapter.can_encode else 'decode'}"
                    f"\t{type(adapter).__module__}.{type(adapter).__name__}")

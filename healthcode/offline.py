@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from . import recognition
 from .config import data_path
 from .errors import CodeError
 from .keys import KeyRing
@@ -16,15 +17,8 @@ from .trust import TrustStore
 
 
 def build_trust(cfg, trust_paths=(), issuer: str | None = None) -> TrustStore:
-    trust = TrustStore()
-    ring_dir = data_path(cfg, "keys")
-    if ring_dir.is_dir():
-        jwks = KeyRing(ring_dir).jwks()
-        if jwks["keys"]:
-            trust.add_jwks(jwks, issuer=cfg["ISSUER"], scheme="native")
-    local = data_path(cfg, "trust")
-    if local.is_dir():
-        trust.load_path(local)
+    """What the service trusts (our ring, the data dir's trust folder), plus ``trust_paths``."""
+    trust = recognition.build_trust(cfg, KeyRing(data_path(cfg, "keys")))
     for path in trust_paths:
         trust.load_path(Path(path), default_issuer=issuer)
     return trust
@@ -32,9 +26,7 @@ def build_trust(cfg, trust_paths=(), issuer: str | None = None) -> TrustStore:
 
 def verify_offline(code: str, cfg, trust_paths=(), at: datetime | None = None,
                    registry=None, issuer: str | None = None) -> dict:
-    from mapping import default_registry
-
-    registry = registry or default_registry()
+    registry = registry or recognition.build_registry(cfg)
     trust = build_trust(cfg, trust_paths, issuer)
     adapter = registry.detect(code)
     if adapter is None:

@@ -162,3 +162,32 @@ def test_policies_add_validates_and_installs(cli, tmp_path):
     result = cli("policies", "add", str(policy))
     assert result.exit_code == 1 and "policy.accept" in result.output
     assert cli("policies", "remove", "eu-dcc").exit_code == 0
+
+
+def test_verify_reads_partner_codes_through_installed_mapping_files(cli, tmp_path, env):
+    """The CLI knows the same schemes as the service: partners installed by mapping file."""
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from healthcode.record import Record
+    from mapping import Signer
+    from mapping.partner_jwt import PartnerJWTAdapter
+    from mapping.partner_schema import load_mapping
+    from tests.support import REPO
+
+    example = REPO / "mapping" / "partners" / "mo.toml"
+    assert cli("mappings", "add", str(example)).exit_code == 0
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(pyjwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    keys = tmp_path / "mo-keys.json"
+    keys.write_text(json.dumps({"keys": [{**jwk, "kid": "mo-1"}]}))
+    mapping = load_mapping(example)
+    assert cli("trust", "add", str(keys), "--issuer", mapping.issuers[0],
+               "--scheme", "mo").exit_code == 0
+    record = Record.from_dict({"subject": {"name": "陳大文"}, "status": "green"})
+    code = PartnerJWTAdapter(mapping).encode(record, signer=Signer(
+        private_key=key, kid="mo-1", issuer=mapping.issuers[0]))
+    result = cli("verify", code)
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert answer["scheme"] == "mo" and answer["status"] == "green"
