@@ -17,6 +17,7 @@ Every conversion is recorded in the audit stream by ids and hashes, never person
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from mapping import CodeError, Decoded, MappingAdapter
 from . import recognition
 from .errors import ConfigurationError, Conflict, InvalidField, NotFound, SignerUnavailable
 from .policy import earliest
-from .record import Document, Provenance, Record, Subject, format_time
+from .record import Document, Provenance, Record, format_time
 from .residents import ONE_SHOT_VERSION, get_ring, get_secret
 from .signers import signer_for
 from .store import get_store
@@ -141,15 +142,15 @@ def _native_source(decoded: Decoded, document: dict | None, trace: list[str]) ->
     stored = Record.from_dict(data["record"])
     subject = stored.subject
     if document is not None:
-        given = Document(**_document_fields(document))
+        given = Document.from_request(document)
         if not hmac.compare_digest(subject_id(get_secret(), given), sid):
             raise CodeError("policy_refused", "the document does not belong to this code",
                             rule="document")
-        subject = Subject(**{**_subject_fields(subject), "document": given})
+        subject = dataclasses.replace(subject, document=given)
         trace.append("document: presented and matches the code's subject")
     else:
         # Only a masked number is stored; a partner gets no document number it could misuse.
-        subject = Subject(**{**_subject_fields(subject), "document": None})
+        subject = dataclasses.replace(subject, document=None)
     return stored.replace(subject=subject, status=status, provenance=Provenance(
         scheme="native", issuer=decoded.issuer, source_id=sid,
         issued_at=decoded.record.provenance.issued_at,
@@ -169,11 +170,10 @@ def _native_target(record: Record, decoded: Decoded, until, trace, actor):
         sid = subject_id(get_secret(), Document(type="foreign-code", number=seed,
                                                 region=decoded.scheme.upper()))
         trace.append("subject: keyed by the source scheme and its subject id")
-    stored_subject = Subject(**{**_subject_fields(record.subject), "subject_id": sid,
-                                "document": Document(type=document.type, region=document.region,
-                                                     number=mask_document_number(
-                                                         document.number))
-                                if document else None})
+    stored_subject = dataclasses.replace(
+        record.subject, subject_id=sid,
+        document=dataclasses.replace(document, number=mask_document_number(document.number))
+        if document else None)
     stored = record.replace(subject=stored_subject, reasons=("partner_conversion",))
     current = store.current_status(sid)
     if current is None:
@@ -190,18 +190,6 @@ def _native_target(record: Record, decoded: Decoded, until, trace, actor):
     if until is None:  # neither the source nor the policy bounds it: a dynamic code's life
         until = datetime.now(timezone.utc) + timedelta(seconds=config["CODE_TTL"])
     return stored.replace(status=status), version, until
-
-
-def _subject_fields(subject: Subject) -> dict:
-    return {k: getattr(subject, k) for k in ("name", "family_name", "given_name", "name_latin",
-                                              "family_name_latin", "given_name_latin",
-                                              "birth_date", "document", "subject_id")}
-
-
-def _document_fields(document) -> dict:
-    if not isinstance(document, dict) or set(document) - {"type", "number", "region"}:
-        raise InvalidField("document", "an object with type, number and region")
-    return {k: document.get(k) for k in ("type", "number", "region")}
 
 
 def source_hash(text: str) -> str:

@@ -154,6 +154,16 @@ class Document:
         object.__setattr__(self, "region", self.region.strip().upper())
         object.__setattr__(self, "number", self.number.strip())
 
+    @classmethod
+    def from_request(cls, value: Any) -> "Document":
+        """From a request body: an object with exactly ``type``, ``number`` and ``region``."""
+        if not isinstance(value, dict):
+            _fail("document", "expected an object with type, number and region")
+        unknown = set(value) - {"type", "number", "region"}
+        if unknown:
+            _fail(f"document.{sorted(unknown)[0]}", "unknown field")
+        return cls(**{k: value.get(k) for k in ("type", "number", "region")})
+
     def normalised(self) -> str:
         """The form the subject id is computed over: case, spaces and dashes do not matter."""
         number = re.sub(r"[\s\-]", "", self.number).upper()

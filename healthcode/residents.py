@@ -56,22 +56,13 @@ def subject_from(data: dict, require_document: bool = True) -> Subject:
     document = data.get("document")
     if document is None and require_document:
         raise InvalidField("document", "required")
-    if document is not None and not isinstance(document, dict):
-        raise InvalidField("document", "expected an object with type, number and region")
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise InvalidField("name", "required")
     return Subject(
         name=name, family_name=data.get("family_name"), given_name=data.get("given_name"),
         name_latin=data.get("name_latin"), birth_date=data.get("birth_date"),
-        document=Document(**_document_fields(document)) if document is not None else None)
-
-
-def _document_fields(document: dict) -> dict:
-    unknown = set(document) - {"type", "number", "region"}
-    if unknown:
-        raise InvalidField(f"document.{sorted(unknown)[0]}", "unknown field")
-    return {k: document.get(k) for k in ("type", "number", "region")}
+        document=Document.from_request(document) if document is not None else None)
 
 
 def _evidence(data: dict) -> Evidence:

@@ -62,13 +62,7 @@ def _document(data: dict) -> Document:
     unknown = set(data) - {"document"}
     if unknown:
         raise InvalidField(sorted(unknown)[0], "unknown field")
-    document = data.get("document")
-    if not isinstance(document, dict):
-        raise InvalidField("document", "expected an object with type, number and region")
-    unknown = set(document) - {"type", "number", "region"}
-    if unknown:
-        raise InvalidField(f"document.{sorted(unknown)[0]}", "unknown field")
-    return Document(**{k: document.get(k) for k in ("type", "number", "region")})
+    return Document.from_request(data.get("document"))
 
 
 @bp.errorhandler(RateLimited)
