@@ -12,6 +12,8 @@ from flask import current_app
 from mapping import Registry
 
 from .config import data_path
+from .policy import load_policies
+from .signers import load_signers
 from .trust import TrustStore
 
 
@@ -38,9 +40,6 @@ def build_registry(config) -> Registry:
 
 
 def init_app(app) -> None:
-    from .policy import load_policies
-    from .signers import load_signers
-
     ring = app.extensions["healthcode.keys"]
     registry = build_registry(app.config)
     app.extensions["healthcode.trust"] = build_trust(app.config, ring)

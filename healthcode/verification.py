@@ -6,11 +6,11 @@ answer then comes from the token alone, marked ``checked_online: false``.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from flask import current_app
 
-from . import tokens
+from . import recognition, tokens
 from .errors import CodeError, PayloadTooLarge, StoreUnavailable
 from .record import format_time
 from .residents import ONE_SHOT_VERSION, get_ring
@@ -64,8 +64,6 @@ def verify_native(text: str, at: datetime | None = None, online: bool = True) ->
 
 def verify_any(text: str, at: datetime | None = None) -> dict:
     """Any registered scheme, detected automatically; our own codes take the fast path."""
-    from . import recognition
-
     if tokens.looks_native(text):
         answer = verify_native(text, at=at)
         # A JWT that is not ours (another issuer, a key we do not hold) may be a partner's.
@@ -87,10 +85,6 @@ def verify_any(text: str, at: datetime | None = None) -> dict:
 
 def _foreign_answer(decoded, at: datetime | None) -> dict:
     """A verified foreign code: its colour, or the colour our agreement gives its evidence."""
-    from datetime import timezone
-
-    from . import recognition
-
     record = decoded.record
     provenance = record.provenance
     answer = {"valid": True, "reason": None, "scheme": decoded.scheme, "status": record.status,
