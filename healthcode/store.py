@@ -277,19 +277,6 @@ class RedisStore:
             count, _ = pipe.execute()
         return int(count)
 
-    # -- generic (conversion idempotency, used by the mapping layer) ---------------------------
-
-    @wraps_redis
-    def get_json(self, key: str) -> dict | None:
-        raw = self.r.get(key)
-        return None if raw is None else json.loads(raw)
-
-    @wraps_redis
-    def set_json(self, key: str, value: dict, seconds: int | None = None,
-                 only_new: bool = False) -> bool:
-        return bool(self.r.set(key, json.dumps(value, ensure_ascii=False), ex=seconds,
-                               nx=only_new))
-
 
 def _split_status(value: str) -> tuple[str, int]:
     status, _, version = value.partition("|")

@@ -149,13 +149,6 @@ class TrustStore:
         self._revocations[(issuer, kid)] = revocations
         return revocations
 
-    def remove_issuer(self, issuer: str) -> int:
-        doomed = [k for k in self._keys if k[0] == issuer]
-        for k in doomed:
-            del self._keys[k]
-        self._issuer_schemes.pop(issuer, None)
-        return len(doomed)
-
     # -- querying ---------------------------------------------------------------------------
 
     def key(self, issuer: str, kid: str) -> TrustedKey | None:
