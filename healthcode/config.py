@@ -40,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_AFTER": 5,
     # Key that signs the pages' CSRF tokens; generated into the data dir on first use when unset.
     "SECRET_KEY": None,
+    # Whether missing secrets (subject, session) may be generated into the data dir. None: only
+    # when REDIS_URL is unset; with a shared Redis every host must read the same secrets, so a
+    # missing one stops start-up (see `healthcode init`).
+    "GENERATE_SECRETS": None,
     # Page session cookies only over HTTPS. None: on, except when TESTING.
     "SECURE_COOKIES": None,
     # Lifetime of a page sign-in (resident or checkpoint), seconds.

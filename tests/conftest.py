@@ -39,6 +39,7 @@ def app(tmp_path, redis_server, redis_client):
         "DATA_DIR": str(tmp_path / "data"),
         "ISSUER": "HC-TEST",
         "SUBJECT_SECRET": "test-subject-secret-0123456789",
+        "SECRET_KEY": "test-session-secret-0123456789",
         "CODE_TTL": 300,
         "CREDENTIAL_CACHE_SECONDS": 0,
     })
