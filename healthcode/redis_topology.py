@@ -29,7 +29,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 from redis import exceptions as rx
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from .errors import ConfigurationError
@@ -47,6 +49,8 @@ _TLS_OPTIONS = frozenset({"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_ce
 _SENTINEL_OPTIONS = frozenset({"sentinel_username", "sentinel_password"})
 
 SLOTS = 16384
+#: retries of a cluster command after a connection error, MOVED refresh or CLUSTERDOWN
+CLUSTER_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,10 @@ def connect(topology: Topology | str, timeout: float = 0.5):
             # a cluster missing a primary still serves the slots it has (deploy/redis-cluster.conf
             # sets cluster-require-full-coverage no to match)
             require_full_coverage=False,
+            # fail fast while a slot has no primary: each retry after CLUSTERDOWN sleeps 0.25 s
+            # and redis-py's default of 10 would hold a scan for ~3 s before the token-only
+            # answer; two retries ride out a MOVED or a refreshed slot table
+            retry=Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.2), CLUSTER_RETRIES),
             **auth, **tls, **common))
     sentinel_auth = {"username": topology.options.get("sentinel_username", topology.username),
                      "password": topology.options.get("sentinel_password", topology.password)}
