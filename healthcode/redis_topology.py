@@ -58,7 +58,7 @@ class Topology:
     """What a ``REDIS_URL`` names, parsed; never printed with its password."""
 
     kind: str
-    url: str
+    url: str = field(repr=False)
     nodes: tuple[tuple[str, int], ...] = ()
     service: str | None = None
     db: int = 0
@@ -97,6 +97,9 @@ def parse(url: str) -> Topology:
             redis.connection.parse_url(url)
         except ValueError as exc:
             raise _bad(url, str(exc)) from None
+        path = urlsplit(url).path
+        if scheme != "unix" and path not in ("", "/") and not path[1:].isdigit():
+            raise _bad(url, f"database {path[1:]!r} is not a number")
         return Topology(SINGLE, url, tls=scheme == "rediss")
     if scheme not in _CLUSTER_SCHEMES + _SENTINEL_SCHEMES:
         raise _bad(url, "unknown scheme; use redis://, rediss://, unix://, redis+cluster://, "
