@@ -114,19 +114,26 @@ class RedisStore:
         """Enroll a subject at status version 1; :class:`Conflict` if already enrolled."""
         st_key = _k(sid, "st")
         now = format_time(datetime.now(timezone.utc))
-        with self.r.pipeline(transaction=True) as pipe:  # one slot: cluster-safe
-            try:
-                pipe.watch(st_key)
-                if pipe.exists(st_key):
-                    raise Conflict("this resident is already enrolled", id=sid)
-                pipe.multi()
-                pipe.set(st_key, f"{status}|1")
-                pipe.set(_k(sid, "rec"), json.dumps({**data, "created_at": now,
-                                                     "updated_at": now}, ensure_ascii=False))
-                pipe.rpush(_k(sid, "hist"), _change_entry(actor, None, status, reasons, 1, now))
-                pipe.execute()
-            except redis.WatchError:
-                raise Conflict("this resident is already enrolled", id=sid) from None
+        # A WatchError means the watched key was touched, not that the resident exists: a
+        # primary's role change during a failover touches every watched key. Look again.
+        for _ in range(20):
+            with self.r.pipeline(transaction=True) as pipe:  # one slot: cluster-safe
+                try:
+                    pipe.watch(st_key)
+                    if pipe.exists(st_key):
+                        raise Conflict("this resident is already enrolled", id=sid)
+                    pipe.multi()
+                    pipe.set(st_key, f"{status}|1")
+                    pipe.set(_k(sid, "rec"), json.dumps({**data, "created_at": now,
+                                                         "updated_at": now}, ensure_ascii=False))
+                    pipe.rpush(_k(sid, "hist"),
+                               _change_entry(actor, None, status, reasons, 1, now))
+                    pipe.execute()
+                    break
+                except redis.WatchError:
+                    continue
+        else:
+            raise StoreUnavailable("the enrollment kept colliding; try again")
         self.audit("enroll", actor=actor, subject=sid, to=status, reason=",".join(reasons),
                    version=1)
         return 1

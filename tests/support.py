@@ -134,11 +134,13 @@ def free_cluster_ports(count: int) -> list[int]:
 class _Node:
     """One redis-server (data node or sentinel) with its own directory, killable by signal."""
 
-    def __init__(self, port: int, directory: str, args: list[str], sentinel: bool = False):
+    def __init__(self, port: int, directory: str, args: list[str], sentinel: bool = False,
+                 conf: str | None = None):
         self.port = port
         self.dir = directory
         self.args = args
         self.sentinel = sentinel
+        self.conf = conf
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -149,6 +151,10 @@ class _Node:
             with open(conf, "w") as fh:
                 fh.write("\n".join(self.args) + "\n")
             argv += [conf, "--sentinel"]
+        elif self.conf:  # a deployment's config file, with this node's address and folder
+            argv += [self.conf, "--port", str(self.port), "--bind", "127.0.0.1",
+                     "--dir", self.dir, "--maxmemory", "256mb", "--repl-backlog-size", "1mb",
+                     *self.args]
         else:
             argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
                      "--save", "", "--appendonly", "no", *self.args]
@@ -192,18 +198,28 @@ class _Node:
             client.close()
 
 
+def _replicas_in_sync(replication: dict) -> int:
+    """Replicas past their initial sync: connected is not enough, a replica still waiting for
+    its first copy (diskless sync waits for more replicas first) would be promoted empty."""
+    return sum(1 for n in range(int(replication.get("connected_slaves", 0)))
+               if replication.get(f"slave{n}", {}).get("state") == "online")
+
+
 class RedisCluster:
     """A local Redis Cluster: ``primaries`` primaries with one replica each, on free ports.
 
     Started from redis-server and ``redis-cli --cluster create``; ready once every node says
-    ``cluster_state:ok`` and every primary has its replica connected. ``node_timeout`` is short
-    so a killed primary is replaced within a few seconds. ``url`` is the service's
+    ``cluster_state:ok`` and every primary has its replica connected. ``node_timeout`` is 5 s for
+    the session's cluster (a busy machine must not trigger failovers); the failover tests pass a
+    short one so a killed primary is replaced within a few seconds. ``url`` is the service's
     ``redis+cluster://`` form listing every node as a start-up node.
     """
 
     kind = "cluster"
 
-    def __init__(self, primaries: int = 3, node_timeout: int = 1500):
+    def __init__(self, primaries: int = 3, node_timeout: int = 5000, conf: str | None = None):
+        """:param conf: a redis.conf for every node (e.g. ``deploy/redis-cluster.conf``);
+        port, folder, node timeout and small memory settings are set over it."""
         self.dir = tempfile.mkdtemp(prefix="healthcode-cluster-")
         self.primaries = primaries
         self.node_timeout = node_timeout
@@ -213,7 +229,7 @@ class RedisCluster:
             "--cluster-node-timeout", str(node_timeout),
             # a dead primary stops only its own slots, not the whole cluster (deploy/)
             "--cluster-require-full-coverage", "no",
-            "--cluster-replica-validity-factor", "0"]) for port in ports]
+            "--cluster-replica-validity-factor", "0"], conf=conf) for port in ports]
         self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
     def start(self) -> None:
@@ -249,7 +265,7 @@ class RedisCluster:
                     return False
             masters = [n for n in live if n.info("replication")["role"] == "master"]
             return len(masters) == self.primaries and all(
-                n.info("replication").get("connected_slaves", 0) >= 1 for n in masters)
+                _replicas_in_sync(n.info("replication")) >= 1 for n in masters)
 
         _wait(healthy, seconds, "cluster ready")
 
@@ -284,14 +300,14 @@ class RedisCluster:
 class RedisSentinel:
     """A Sentinel set-up: one primary, ``replicas`` replicas, ``sentinels`` sentinels (quorum 2).
 
-    ``down_after`` is short so a killed primary is replaced within a few seconds. ``url`` is
-    the service's ``redis+sentinel://host:port,.../<service>`` form.
+    ``down_after`` is like the cluster's ``node_timeout``: 5 s by default, short in failover
+    tests. ``url`` is the service's ``redis+sentinel://host:port,.../<service>`` form.
     """
 
     kind = "sentinel"
     service = "healthcode"
 
-    def __init__(self, replicas: int = 1, sentinels: int = 3, down_after: int = 1000):
+    def __init__(self, replicas: int = 1, sentinels: int = 3, down_after: int = 5000):
         self.dir = tempfile.mkdtemp(prefix="healthcode-sentinel-")
         ports = [free_port() for _ in range(1 + replicas + sentinels)]
         primary = ports[0]
@@ -349,7 +365,7 @@ class RedisSentinel:
             primary = self.primary_node()
             if primary not in live_data:
                 return False
-            if primary.info("replication").get("connected_slaves", 0) < len(live_data) - 1:
+            if _replicas_in_sync(primary.info("replication")) < len(live_data) - 1:
                 return False
             for sentinel in live_sentinels:
                 state = sentinel.client().sentinel_master(self.service)

@@ -20,7 +20,7 @@ import pytest
 
 from healthcode import create_app
 from tests.conftest import RESIDENT, Credentials
-from tests.support import RedisCluster, RedisSentinel
+from tests.support import REPO, RedisCluster, RedisSentinel
 
 #: the whole test, failover included, stays under this
 BUDGET_SECONDS = 60
@@ -104,7 +104,9 @@ class Traffic:
 
 
 def _topology(kind: str):
-    return RedisCluster() if kind == "cluster" else RedisSentinel()
+    if kind == "cluster":  # nodes configured as deploy/ recommends (AOF everysec, noeviction)
+        return RedisCluster(node_timeout=1500, conf=str(REPO / "deploy" / "redis-cluster.conf"))
+    return RedisSentinel(down_after=1000)
 
 
 def _primary_to_kill(topology, kind: str):

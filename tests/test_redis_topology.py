@@ -69,14 +69,14 @@ def test_a_password_never_reaches_the_message():
 
 def test_readyz_names_the_topology_it_reached_and_the_kids(client, redis_server):
     body = client.get("/readyz").get_json()
-    assert body["status"] == "ready"
+    assert body["status"] == "ready", body
     assert body["redis"]["topology"] == redis_server.kind
     assert body["redis"]["complete"] is True
     assert body["redis"]["primaries"] >= 1
     if redis_server.kind == "cluster":
         assert body["redis"]["cluster_state"] == "ok"
         assert body["redis"]["slots_assigned"] == body["redis"]["slots_ok"] == 16384
-        assert body["redis"]["primaries"] == 3 and body["redis"]["replicas"] == 3
+        assert (body["redis"]["primaries"], body["redis"]["replicas"]) == (3, 3), body
     if redis_server.kind == "sentinel":
         assert body["redis"]["replicas"] == 1
     assert body["keys"]["active"] in body["keys"]["verifying"]
