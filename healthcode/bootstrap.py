@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import embedded_redis
 from .keys import KeyRing
+from .recordcrypt import load_cipher
 from .subject import load_secret
 
 
@@ -19,6 +20,7 @@ def prepare(config) -> dict:
     created = {}
     with embedded_redis.file_lock(data_dir / ".bootstrap.lock"):
         secret = load_secret(config.get("SUBJECT_SECRET"), data_dir)
+        cipher = load_cipher(config.get("RECORD_KEY"), data_dir)
         ring = KeyRing(data_dir / "keys")
         if not ring.has_active():
             created["key"] = ring.generate().kid
@@ -27,10 +29,11 @@ def prepare(config) -> dict:
     if not config.get("REDIS_URL"):
         config["REDIS_URL"] = embedded_redis.ensure_running(data_dir)
         created["redis"] = config["REDIS_URL"]
-    return {"secret": secret, "ring": ring, "created": created}
+    return {"secret": secret, "ring": ring, "cipher": cipher, "created": created}
 
 
 def init_app(app) -> None:
     prepared = prepare(app.config)
     app.extensions["healthcode.subject_secret"] = prepared["secret"]
     app.extensions["healthcode.keys"] = prepared["ring"]
+    app.extensions["healthcode.record_cipher"] = prepared["cipher"]

@@ -89,10 +89,11 @@ def keys_retire(kid):
 
 def _store(cfg):
     from . import bootstrap
-    from .store import RedisStore
+    from .store import RedisStore, store_options
 
-    bootstrap.prepare(cfg)
-    return RedisStore.from_url(cfg["REDIS_URL"], timeout=2.0)
+    prepared = bootstrap.prepare(cfg)
+    return RedisStore.from_url(cfg["REDIS_URL"], timeout=2.0,
+                               **store_options(cfg, prepared["cipher"]))
 
 
 @main.group()

@@ -9,6 +9,7 @@ from .. import metrics, qr, residents, verification
 from ..auth import actor, current_credential, require, require_subject_access
 from ..errors import InvalidField, NotFound
 from ..http import created, field, json_body
+from ..idempotency import idempotent
 from ..record import STATUS_REASONS
 from ..store import get_store
 from ..subject import is_subject_id
@@ -23,11 +24,15 @@ def _subject(sid: str) -> str:
     return sid
 
 
+def _enrolled(view: dict):
+    return created(view, location=f"/api/v1/residents/{view['id']}")
+
+
 @bp.post("/residents")
 @require("authority")
+@idempotent(respond=_enrolled)
 def enroll():
-    view = residents.enroll(json_body(), actor())
-    return created(view, location=f"/api/v1/residents/{view['id']}")
+    return _enrolled(residents.enroll(json_body(), actor()))
 
 
 @bp.get("/residents/<sid>")
@@ -38,6 +43,7 @@ def show(sid):
 
 @bp.put("/residents/<sid>/status")
 @require("authority")
+@idempotent(respond=jsonify)
 def change_status(sid):
     return jsonify(residents.change_status(_subject(sid), json_body(), actor()))
 
