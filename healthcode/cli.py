@@ -135,6 +135,113 @@ def tokens_revoke(credential_id):
     click.echo(f"revoked {credential_id}")
 
 
+# -- audit trail -----------------------------------------------------------------------------
+
+def _ms(text: str | None, option: str) -> int | None:
+    from .record import parse_time
+
+    if text is None:
+        return None
+    try:
+        return int(parse_time(text, option).timestamp() * 1000)
+    except HealthCodeError as exc:
+        _fail(exc.message)
+
+
+@main.group()
+def audit():
+    """The audit trail (ids and codes only), merged from its shards in time order."""
+
+
+@audit.command("tail")
+@click.option("-n", "count", type=click.IntRange(1, 100_000), default=20, show_default=True)
+def audit_tail(count):
+    """The newest entries, oldest of them first, as JSON lines."""
+    try:
+        entries = _store(_config()).audit_entries(count)
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    for entry in reversed(entries):
+        click.echo(json.dumps(entry, ensure_ascii=False))
+
+
+@audit.command("export")
+@click.option("--since", help="ISO 8601 time (inclusive); default: the oldest entry.")
+@click.option("--until", help="ISO 8601 time (inclusive); default: now.")
+@click.option("--out", type=click.File("w", encoding="utf-8"), default="-",
+              help="Write here (default stdout).")
+def audit_export(since, until, out):
+    """Every entry in a window as JSON lines, oldest first: archive before trimming."""
+    store = _store(_config())
+    count = 0
+    try:
+        for entry in store.audit_export(_ms(since, "--since"), _ms(until, "--until")):
+            out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            count += 1
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    click.echo(f"exported {count} entries", err=True)
+
+
+@audit.command("trim")
+def audit_trim():
+    """Drop entries older than HEALTHCODE_AUDIT_RETENTION_DAYS (exact XTRIM MINID)."""
+    cfg = _config()
+    if not cfg["AUDIT_RETENTION_DAYS"]:
+        click.echo("HEALTHCODE_AUDIT_RETENTION_DAYS is 0: entries are kept for ever")
+        return
+    try:
+        removed = _store(cfg).audit_trim()
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    click.echo(f"removed {sum(removed.values())} entries older than "
+               f"{cfg['AUDIT_RETENTION_DAYS']} days")
+
+
+# -- records at rest -------------------------------------------------------------------------
+
+@main.group()
+def records():
+    """The key ring that seals stored records (<data dir>/record.keys)."""
+
+
+@records.command("keys")
+def records_keys():
+    """The record key ids; the newest seals new records."""
+    from .recordcrypt import load_cipher
+
+    cfg = _config()
+    cipher = load_cipher(cfg["RECORD_KEY"], cfg["DATA_DIR"])
+    for kid in cipher.kids:
+        click.echo(f"{kid}\t{'newest' if kid == cipher.newest else 'opens older records'}")
+
+
+@records.command("rotate-key")
+def records_rotate_key():
+    """Add a new newest record key; restart the service, then run `records rekey`."""
+    from .recordcrypt import add_key
+
+    cfg = _config()
+    if cfg["RECORD_KEY"]:
+        _fail("HEALTHCODE_RECORD_KEY is set: add the new key to it (<id>:<base64url key>)")
+    click.echo(add_key(cfg["DATA_DIR"]))
+
+
+@records.command("rekey")
+def records_rekey():
+    """Re-seal every record and history under the newest key (visits every primary)."""
+    store = _store(_config())
+    changed = total = 0
+    try:
+        for key in store.sealed_keys():
+            total += 1
+            changed += store.rekey(key)
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    click.echo(f"re-sealed {changed} of {total} keys under record key {store.cipher.newest}; "
+               f"older keys may now be removed from the ring")
+
+
 # -- partners: trust, mapping files, policies ------------------------------------------------
 # Files live in the data dir; a running service reads them at start-up, so restart it (or send
 # gunicorn's master a HUP) after a change. Each file is validated before it is copied in.
