@@ -413,8 +413,10 @@ class RedisStore:
         if result[0] == -1:
             raise NotFound("no such resident")
         if result[0] == -2:
-            raise Conflict("the status has changed since the version you expected",
-                           status=result[1], status_version=int(result[2]))
+            conflict = Conflict("the status has changed since the version you expected",
+                                status_version=int(result[2]))
+            conflict.detail["status"] = result[1]  # ("status" names the HTTP status as a kwarg)
+            raise conflict
         version, previous = int(result[0]), result[1]
         self.audit("status_change", actor=actor, subject=sid, **{"from": previous},
                    to=status, reason=",".join(reasons), version=version)
