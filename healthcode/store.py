@@ -154,6 +154,7 @@ class RedisStore:
         self.wait_timeout = int(wait_timeout)
         self._cluster = isinstance(client, redis.RedisCluster)
         self._stale_topology = False
+        self._loaded: set[tuple[int, str]] = set()
 
     @classmethod
     def from_url(cls, url: str, timeout: float = 0.5, **options) -> "RedisStore":
@@ -202,6 +203,11 @@ class RedisStore:
         for attempt in range(2):
             client = self._node(key)
             try:
+                for script in scripts:
+                    # loaded ahead, so a first EVALSHA does not fail and send its WAIT twice
+                    if (id(client), script.sha) not in self._loaded:
+                        client.script_load(script.source)
+                        self._loaded.add((id(client), script.sha))
                 with client.pipeline(transaction=False) as pipe:
                     build(pipe)
                     if replicas:
@@ -216,8 +222,8 @@ class RedisStore:
                     self._stale_topology = True
                     continue
                 if any(isinstance(e, rx.NoScriptError) for e in errors):
-                    for script in scripts:
-                        client.script_load(script.source)
+                    # the server restarted, or flushed its scripts
+                    self._loaded -= {(id(client), script.sha) for script in scripts}
                     continue
             if errors:
                 raise errors[0]
