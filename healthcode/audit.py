@@ -89,6 +89,11 @@ class AuditLog:
         cutoff = now - self.retention_days * 86400 - self.skew
         return f"{max(0, int(cutoff * 1000))}-0"
 
+    @staticmethod
+    def key_for(name: str) -> str:
+        """The stream an entry about this subject (or by this actor) goes to."""
+        return shard_key(shard_of(name))
+
     def add(self, client, action: str, actor: str, fields: dict, subject: str | None = None):
         """Queue (on a pipeline) or run one XADD; trims the shard when its minute is due."""
         shard = shard_of(subject or actor)

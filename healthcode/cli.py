@@ -135,6 +135,64 @@ def tokens_revoke(credential_id):
     click.echo(f"revoked {credential_id}")
 
 
+# -- residents ---------------------------------------------------------------------------------
+
+@main.group()
+def residents():
+    """Enrolled residents."""
+
+
+@residents.command("import")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, allow_dash=False))
+@click.option("--batch", type=click.IntRange(1, 1000), default=1000, show_default=True,
+              help="Residents per round of pipelined writes.")
+@click.option("--rejects", type=click.File("w", encoding="utf-8"),
+              help="Write rejected lines here as JSON lines (default: stderr, as text).")
+@click.option("--label", default="import", show_default=True,
+              help="Who imports, for the audit trail (recorded as operator:<label>).")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar (default: when stderr is a terminal).")
+def residents_import(source, batch, rejects, label, progress):
+    """Enroll every line of SOURCE (JSON lines, the POST /api/v1/residents body per line).
+
+    Lines are validated as single enrollments are. Rejected lines are reported by line
+    number and reason; residents already enrolled are skipped, so re-running resumes an
+    interrupted import. Exits 1 if any line was rejected.
+    """
+    import time as clock
+
+    from . import bulk
+    from .subject import load_secret
+
+    cfg = _config()
+    store = _store(cfg)
+    secret = load_secret(cfg["SUBJECT_SECRET"], cfg["DATA_DIR"])
+
+    def rejected(number, error):
+        if rejects:
+            rejects.write(json.dumps({"line": number, **error}, ensure_ascii=False) + "\n")
+        else:
+            click.echo(f"line {number}: {error.get('error')}: {error.get('message')}", err=True)
+
+    size = Path(source).stat().st_size
+    show = sys.stderr.isatty() if progress is None else progress
+    started = clock.perf_counter()
+    with open(source, "rb") as stream, click.progressbar(
+            length=size, label="importing", file=sys.stderr if show else open(os.devnull, "w"),
+            show_eta=True) as bar:
+        try:
+            counts = bulk.import_stream(store, stream, f"operator:{label}", secret, batch=batch,
+                                        progress=bar.update, rejected=rejected)
+        except HealthCodeError as exc:
+            _fail(f"{exc.message} (re-run to resume: enrolled residents are skipped)")
+    seconds = clock.perf_counter() - started
+    click.echo(f"enrolled {counts['enrolled']}, already enrolled {counts['already_enrolled']}"
+               f" (skipped), rejected {counts['rejected']} of {counts['lines']} lines in "
+               f"{seconds:.1f} s ({counts['lines'] / max(seconds, 1e-9):.0f} lines/s)")
+    if counts["rejected"]:
+        sys.exit(1)
+
+
 # -- audit trail -----------------------------------------------------------------------------
 
 def _ms(text: str | None, option: str) -> int | None:

@@ -425,15 +425,36 @@ def _only(data: Any, cls, field_name: str) -> dict:
     return data
 
 
+#: per dataclass, its field names in sorted order (``dataclasses.fields`` is slow, and every
+#: enrollment and scanned foreign code turns a record into JSON); None for other classes
+_SORTED_FIELDS: dict[type, tuple[str, ...] | None] = {}
+_PLAIN = (str, int, float, bool)
+
+
+def _sorted_fields(cls: type) -> tuple[str, ...] | None:
+    if cls not in _SORTED_FIELDS:
+        _SORTED_FIELDS[cls] = (tuple(sorted(f.name for f in dataclasses.fields(cls)))
+                               if dataclasses.is_dataclass(cls) else None)
+    return _SORTED_FIELDS[cls]
+
+
 def _to_json(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
+    cls = value.__class__
+    if cls in _PLAIN:
+        return value
+    names = _sorted_fields(cls)
+    if names is not None:
         out = {}
-        for f in dataclasses.fields(value):
-            item = _to_json(getattr(value, f.name))
-            if item is None or item == () or item == [] or item == {}:
+        fields = value.__dict__
+        for name in names:  # sorted, so the keys come out sorted
+            item = fields[name]
+            if item is None:
                 continue
-            out[f.name] = item
-        return dict(sorted(out.items()))
+            item = _to_json(item)
+            if item == () or item == [] or item == {}:
+                continue
+            out[name] = item
+        return out
     if isinstance(value, datetime):
         return format_time(value)
     if isinstance(value, (list, tuple)):

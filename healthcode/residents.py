@@ -79,14 +79,28 @@ KNOWN_RESIDENT_FIELDS = {"name", "family_name", "given_name", "name_latin", "bir
                          "document", "status", "reason", "reasons", "evidence"}
 
 
-def enroll(data: dict, actor: str) -> dict:
+@dataclass(frozen=True)
+class Enrollment:
+    """A validated enrollment request: who (by subject id), at which status, and the record
+    to store (the document number masked)."""
+
+    sid: str
+    status: str
+    reasons: tuple[str, ...]
+    record: dict
+
+
+def prepare_enrollment(data: dict, secret: bytes) -> Enrollment:
+    """Validate an enrollment body (the one parser for the API, batches and imports)."""
+    if data.__class__ is not dict:
+        raise InvalidField("resident", "expected an object")
     unknown = set(data) - KNOWN_RESIDENT_FIELDS
     if unknown:
         raise InvalidField(sorted(unknown)[0], "unknown field")
     subject = subject_from(data)
     status, reasons = parse_status(data)
     evidence = _evidence(data)
-    sid = subject_id(get_secret(), subject.document)
+    sid = subject_id(secret, subject.document)
     # The document number is replaced by a masked form: the subject id (a keyed hash of it)
     # does every job the clear number would, and a leak of the store then leaks no numbers.
     stored_subject = Subject(
@@ -95,7 +109,13 @@ def enroll(data: dict, actor: str) -> dict:
         document=Document(type=subject.document.type, region=subject.document.region,
                           number=mask_document_number(subject.document.number)))
     record = Record(subject=stored_subject, status=status, reasons=reasons, evidence=evidence)
-    view = resident_view(sid, record.to_dict(), status, 1)
+    return Enrollment(sid, status, reasons, record.to_dict())
+
+
+def enroll(data: dict, actor: str) -> dict:
+    enrollment = prepare_enrollment(data, get_secret())
+    sid, status, reasons = enrollment.sid, enrollment.status, enrollment.reasons
+    view = resident_view(sid, enrollment.record, status, 1)
     try:
         get_store().create_resident(sid, {"record": view["record"]}, status, reasons, actor)
     except NotReplicated as exc:

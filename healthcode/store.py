@@ -298,20 +298,20 @@ class RedisStore:
 
     @wraps_redis
     def enroll_many(self, items: list[tuple[str, str, bytes]], actor: str,
-                    reasons_of=None) -> list[bool]:
+                    reasons: list[tuple[str, ...]] | None = None) -> list[bool]:
         """Enroll many subjects (sid, status, sealed record); True where newly enrolled.
 
-        Commands go in one pipeline per primary (grouped by the node owning each slot), each
-        followed by WAIT; then the audit entries of those enrolled, likewise grouped.
+        One pipeline per primary (commands grouped by the node owning each slot), each
+        followed by WAIT; then one audit entry per group of up to AUDIT_GROUP residents
+        enrolled at one status (:mod:`healthcode.bulk`), likewise grouped.
         """
+        from .bulk import AUDIT_GROUP
+
         created = [False] * len(items)
-        groups: dict = {}
-        for i, (sid, _, _) in enumerate(items):
-            groups.setdefault(self._group_of(_k(sid, "st")), []).append(i)
-        for indexes in groups.values():
+        sha = _ENROLL.sha
+        for indexes in self._by_node([_k(sid, "st") for sid, _, _ in items]):
             def build(pipe, indexes=indexes):
                 evalsha = pipe.evalsha
-                sha = _ENROLL.sha
                 for i in indexes:
                     sid, status, sealed = items[i]
                     evalsha(sha, 2, f"hc:{{{sid}}}:st", f"hc:{{{sid}}}:rec", f"{status}|1",
@@ -320,46 +320,34 @@ class RedisStore:
                                     scripts=(_ENROLL,))
             for i, result in zip(indexes, results):
                 created[i] = bool(result)
-        audit_groups: dict = {}
+        groups: dict = {}
         for i, (sid, status, _) in enumerate(items):
             if created[i]:
-                key = self.audit_log_key(sid)
-                audit_groups.setdefault(self._group_of(key), (key, []))[1].append(i)
-        for key, indexes in audit_groups.values():
+                why = ",".join(reasons[i]) if reasons else ""
+                groups.setdefault((status, why), []).append(sid)
+        entries = []
+        for (status, why), sids in groups.items():
+            for at in range(0, len(sids), AUDIT_GROUP):
+                chunk = sids[at:at + AUDIT_GROUP]
+                entries.append((chunk[0], {"subjects": " ".join(chunk), "to": status,
+                                           "reason": why, "version": 1}))
+        for indexes in self._by_node([self.audit_log.key_for(first) for first, _ in entries]):
             def build(pipe, indexes=indexes):
                 for i in indexes:
-                    sid, status, _ = items[i]
-                    reasons = reasons_of(i) if reasons_of else ()
-                    self.audit_log.add(pipe, "enroll", actor, {
-                        "subject": sid, "to": status, "reason": ",".join(reasons),
-                        "version": "1"}, subject=sid)
-            self._on_slot(key, build, wait=True)
+                    first, fields = entries[i]
+                    self.audit_log.add(pipe, "enroll", actor, fields, subject=first)
+            self._on_slot(self.audit_log.key_for(entries[indexes[0]][0]), build, wait=True)
         return created
 
-    def audit_log_key(self, sid: str) -> str:
-        from .audit import shard_key, shard_of
-        return shard_key(shard_of(sid))
-
-    def _group_of(self, key: str):
-        """Keys whose commands may share one pipeline: those on one primary."""
+    def _by_node(self, keys: list[str]) -> list[list[int]]:
+        """Indexes of ``keys`` grouped by the primary owning their slot (one group off a
+        cluster), so each group can go in one pipeline."""
         if not self._cluster:
-            return None
-        return self.r.get_node_from_key(key).name
-
-    @wraps_redis
-    def is_enrolled(self, sids: list[str]) -> list[bool]:
-        """Which of these subjects are enrolled (one pipeline per primary)."""
-        found = [False] * len(sids)
+            return [list(range(len(keys)))] if keys else []
         groups: dict = {}
-        for i, sid in enumerate(sids):
-            groups.setdefault(self._group_of(_k(sid, "st")), []).append(i)
-        for indexes in groups.values():
-            def build(pipe, indexes=indexes):
-                for i in indexes:
-                    pipe.exists(_k(sids[i], "st"))
-            for i, result in zip(indexes, self._on_slot(_k(sids[indexes[0]], "st"), build)):
-                found[i] = bool(result)
-        return found
+        for i, key in enumerate(keys):
+            groups.setdefault(self.r.get_node_from_key(key).name, []).append(i)
+        return list(groups.values())
 
     @wraps_redis
     def resident(self, sid: str) -> tuple[dict, str, int]:

@@ -5,7 +5,7 @@ import base64
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from .. import metrics, qr, residents, verification
+from .. import bulk, metrics, qr, residents, verification
 from ..auth import actor, current_credential, require, require_subject_access
 from ..errors import InvalidField, NotFound
 from ..http import created, field, json_body
@@ -33,6 +33,21 @@ def _enrolled(view: dict):
 @idempotent(respond=_enrolled)
 def enroll():
     return _enrolled(residents.enroll(json_body(), actor()))
+
+
+@bp.post("/residents/batch")
+@require("authority")
+def enroll_batch():
+    """Up to bulk.MAX_BATCH enrollments at once; a result per item, in order."""
+    data = json_body(limit=bulk.MAX_BATCH_BODY)
+    unknown = set(data) - {"residents"}
+    if unknown:
+        raise InvalidField(sorted(unknown)[0], "unknown field")
+    items = data.get("residents")
+    if not isinstance(items, list) or not 1 <= len(items) <= bulk.MAX_BATCH:
+        raise InvalidField("residents", f"a list of 1 to {bulk.MAX_BATCH} enrollment bodies")
+    results = bulk.enroll_batch(get_store(), items, actor(), residents.get_secret())
+    return jsonify({**bulk.tally(results), "results": results})
 
 
 @bp.get("/residents/<sid>")
