@@ -17,7 +17,8 @@ import time
 from typing import Iterable, Iterator
 
 from .errors import HealthCodeError, PayloadTooLarge
-from .residents import Enrollment, prepare_enrollment
+from .residents import prepare_enrollment
+from .store import seal_record
 
 #: Residents per POST /api/v1/residents/batch (documented), and per import round.
 MAX_BATCH = 1000
@@ -28,28 +29,49 @@ MAX_LINE = 64 * 1024
 AUDIT_GROUP = 100
 
 
-def enroll_batch(store, bodies: list, actor: str, secret: bytes) -> list[dict]:
-    """Validate and enroll a batch; one result per item, in order.
+def prepare_batch(bodies: list, actor: str, secret: bytes, cipher,
+                  now: int | None = None) -> tuple[list, list]:
+    """Validate and seal a batch: (rejected as (index, error body), ready as (index, sid,
+    status, reasons, sealed record)). Pure CPU, no store: it may run in another process."""
+    now = int(time.time()) if now is None else now
+    rejected, ready = [], []
+    for index, body in enumerate(bodies):
+        if isinstance(body, HealthCodeError):
+            rejected.append((index, body.to_dict()))
+            continue
+        try:
+            e = prepare_enrollment(body, secret)
+        except HealthCodeError as exc:
+            rejected.append((index, exc.to_dict()))
+            continue
+        ready.append((index, e.sid, e.status, e.reasons,
+                      seal_record(cipher, e.sid, e.record, actor, now)))
+    return rejected, ready
+
+
+def write_batch(store, size: int, prepared: tuple[list, list], actor: str) -> list[dict]:
+    """Enroll what :func:`prepare_batch` made ready; one result per item, in order.
 
     A result is ``{"index", "outcome": "enrolled" | "already_enrolled", "id", "status"}`` or
     ``{"index", "outcome": "rejected", "error", "message", ...}`` (the single enrollment's
     error body).
     """
-    results: list = [None] * len(bodies)
-    ready: list[tuple[int, Enrollment]] = []
-    for index, body in enumerate(bodies):
-        try:
-            ready.append((index, prepare_enrollment(body, secret)))
-        except HealthCodeError as exc:
-            results[index] = {"index": index, "outcome": "rejected", **exc.to_dict()}
-    now = int(time.time())
-    seal = store.stored_record
-    items = [(e.sid, e.status, seal(e.sid, e.record, actor, now)) for _, e in ready]
-    created = store.enroll_many(items, actor, reasons=[e.reasons for _, e in ready])
-    for (index, e), new in zip(ready, created):
+    rejected, ready = prepared
+    results: list = [None] * size
+    for index, error in rejected:
+        results[index] = {"index": index, "outcome": "rejected", **error}
+    created = store.enroll_many([(sid, status, sealed) for _, sid, status, _, sealed in ready],
+                                actor, reasons=[reasons for _, _, _, reasons, _ in ready])
+    for (index, sid, status, _, _), new in zip(ready, created):
         results[index] = {"index": index, "outcome": "enrolled" if new else "already_enrolled",
-                          "id": e.sid, "status": e.status}
+                          "id": sid, "status": status}
     return results
+
+
+def enroll_batch(store, bodies: list, actor: str, secret: bytes) -> list[dict]:
+    """Validate and enroll a batch in this process (the batch endpoint)."""
+    return write_batch(store, len(bodies), prepare_batch(bodies, actor, secret, store.cipher),
+                       actor)
 
 
 def tally(results: Iterable[dict]) -> dict:
@@ -59,63 +81,86 @@ def tally(results: Iterable[dict]) -> dict:
     return counts
 
 
-def read_lines(stream) -> Iterator[tuple[int, int, object]]:
-    """(line number, bytes read, parsed body or the error) per non-blank line of a binary
-    JSON-lines stream."""
+def parse_line(raw: bytes):
+    """A JSON-lines line: the body, None for a blank line, or the error refusing it."""
+    if len(raw) > MAX_LINE:
+        return PayloadTooLarge(f"the line is longer than {MAX_LINE} bytes")
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return HealthCodeError("the line is not valid JSON", reason="not_json")
+
+
+def _chunks(stream, batch: int) -> Iterator[tuple[list[int], list[bytes], int]]:
+    """(line numbers, raw lines, bytes read) per ``batch`` non-blank lines."""
+    numbers, lines, consumed = [], [], 0
     for number, raw in enumerate(stream, start=1):
-        size = len(raw)
-        if len(raw) > MAX_LINE:
-            yield number, size, PayloadTooLarge(f"the line is longer than {MAX_LINE} bytes")
+        consumed += len(raw)
+        if not raw.strip():
             continue
-        text = raw.strip()
-        if not text:
-            yield number, size, None
-            continue
-        try:
-            yield number, size, json.loads(text)
-        except (ValueError, UnicodeDecodeError):
-            yield number, size, HealthCodeError("the line is not valid JSON", reason="not_json")
+        numbers.append(number)
+        lines.append(raw)
+        if len(lines) >= batch:
+            yield numbers, lines, consumed
+            numbers, lines, consumed = [], [], 0
+    if lines or consumed:
+        yield numbers, lines, consumed
+
+
+_worker: dict = {}
+
+
+def _init_worker(secret: bytes, cipher, actor: str) -> None:
+    _worker.update(secret=secret, cipher=cipher, actor=actor)
+
+
+def _prepare_lines(lines: list[bytes], secret=None, cipher=None, actor=None):
+    if secret is None:  # in a worker process
+        secret, cipher, actor = _worker["secret"], _worker["cipher"], _worker["actor"]
+    return prepare_batch([parse_line(raw) for raw in lines], actor, secret, cipher)
 
 
 def import_stream(store, stream, actor: str, secret: bytes, *, batch: int = MAX_BATCH,
-                  progress=None, rejected=None) -> dict:
-    """Enroll every line of a JSON-lines stream; returns the tally.
+                  jobs: int = 1, progress=None, rejected=None) -> dict:
+    """Enroll every line of a binary JSON-lines stream; returns the tally.
 
+    :param jobs: processes that parse and seal (the per-resident CPU cost) while this one
+        writes, a few batches ahead; 1 does everything here.
     :param progress: called with the bytes consumed after each batch.
     :param rejected: called with (line number, error body) for each rejected line.
     """
     counts = {"enrolled": 0, "already_enrolled": 0, "rejected": 0, "lines": 0}
-    numbers: list[int] = []
-    bodies: list = []
-    consumed = 0
 
-    def flush():
-        nonlocal consumed
-        if bodies:
-            for number, result in zip(numbers, enroll_batch(store, bodies, actor, secret)):
-                counts[result["outcome"]] += 1
-                if result["outcome"] == "rejected" and rejected:
-                    rejected(number, {k: v for k, v in result.items()
-                                      if k not in ("index", "outcome")})
-            numbers.clear()
-            bodies.clear()
+    def write(numbers, prepared, consumed):
+        counts["lines"] += len(numbers)
+        for number, result in zip(numbers, write_batch(store, len(numbers), prepared, actor)):
+            counts[result["outcome"]] += 1
+            if result["outcome"] == "rejected" and rejected:
+                rejected(number, {k: v for k, v in result.items()
+                                  if k not in ("index", "outcome")})
         if progress:
             progress(consumed)
-            consumed = 0
 
-    for number, size, body in read_lines(stream):
-        consumed += size
-        if body is None:
-            continue
-        counts["lines"] += 1
-        if isinstance(body, HealthCodeError):
-            counts["rejected"] += 1
-            if rejected:
-                rejected(number, body.to_dict())
-            continue
-        numbers.append(number)
-        bodies.append(body)
-        if len(bodies) >= batch:
-            flush()
-    flush()
+    chunks = _chunks(stream, batch)
+    if jobs <= 1:
+        for numbers, lines, consumed in chunks:
+            write(numbers, _prepare_lines(lines, secret, store.cipher, actor), consumed)
+        return counts
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, initializer=_init_worker,
+                             initargs=(secret, store.cipher, actor)) as pool:
+        ahead: deque = deque()
+        for numbers, lines, consumed in chunks:
+            ahead.append((numbers, pool.submit(_prepare_lines, lines), consumed))
+            if len(ahead) > 2 * jobs:  # bounded: a 100-million-line file is streamed
+                numbers, future, consumed = ahead.popleft()
+                write(numbers, future.result(), consumed)
+        while ahead:
+            numbers, future, consumed = ahead.popleft()
+            write(numbers, future.result(), consumed)
     return counts

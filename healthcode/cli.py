@@ -152,7 +152,9 @@ def residents():
               help="Who imports, for the audit trail (recorded as operator:<label>).")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar (default: when stderr is a terminal).")
-def residents_import(source, batch, rejects, label, progress):
+@click.option("--jobs", type=click.IntRange(1, 64), default=None,
+              help="Processes that parse and seal lines (default: the CPU count).")
+def residents_import(source, batch, rejects, label, progress, jobs):
     """Enroll every line of SOURCE (JSON lines, the POST /api/v1/residents body per line).
 
     Lines are validated as single enrollments are. Rejected lines are reported by line
@@ -182,6 +184,7 @@ def residents_import(source, batch, rejects, label, progress):
             show_eta=True) as bar:
         try:
             counts = bulk.import_stream(store, stream, f"operator:{label}", secret, batch=batch,
+                                        jobs=jobs or os.cpu_count() or 1,
                                         progress=bar.update, rejected=rejected)
         except HealthCodeError as exc:
             _fail(f"{exc.message} (re-run to resume: enrolled residents are skipped)")

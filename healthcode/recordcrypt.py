@@ -73,11 +73,16 @@ class RecordCipher:
     def __init__(self, ring: dict[int, bytes]):
         if not ring:
             raise ConfigurationError("the record key ring is empty")
+        self._ring = dict(ring)
         self.kids = sorted(ring)
         self.newest = self.kids[-1]
         self._aead = {kid: AESGCM(key) for kid, key in ring.items()}
         self._seal = self._aead[self.newest].encrypt
         self._prefix = bytes([self.newest])
+
+    def __reduce__(self):
+        # so a bulk import's parsing processes get the same ring
+        return RecordCipher, (self._ring,)
 
     def seal(self, sid: str, plain: bytes) -> bytes:
         nonce = os.urandom(NONCE)

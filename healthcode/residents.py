@@ -101,15 +101,13 @@ def prepare_enrollment(data: dict, secret: bytes) -> Enrollment:
     status, reasons = parse_status(data)
     evidence = _evidence(data)
     sid = subject_id(secret, subject.document)
+    record = Record(subject=subject, status=status, reasons=reasons, evidence=evidence).to_dict()
     # The document number is replaced by a masked form: the subject id (a keyed hash of it)
     # does every job the clear number would, and a leak of the store then leaks no numbers.
-    stored_subject = Subject(
-        name=subject.name, family_name=subject.family_name, given_name=subject.given_name,
-        name_latin=subject.name_latin, birth_date=subject.birth_date, subject_id=sid,
-        document=Document(type=subject.document.type, region=subject.document.region,
-                          number=mask_document_number(subject.document.number)))
-    record = Record(subject=stored_subject, status=status, reasons=reasons, evidence=evidence)
-    return Enrollment(sid, status, reasons, record.to_dict())
+    stored = record["subject"]
+    stored["document"]["number"] = mask_document_number(subject.document.number)
+    stored["subject_id"] = sid
+    return Enrollment(sid, status, reasons, record)
 
 
 def enroll(data: dict, actor: str) -> dict:

@@ -255,12 +255,7 @@ class RedisStore:
 
     def stored_record(self, sid: str, record: dict, actor: str, now: int) -> bytes:
         """The sealed form of a new subject's record, with the history's first entry."""
-        record = dict(record)
-        record.pop("subject_id", None)  # it is the key
-        subject = record.get("subject")
-        if subject and subject.get("masked_name") == mask_name(subject.get("name")):
-            record["subject"] = {k: v for k, v in subject.items() if k != "masked_name"}
-        return self._seal(sid, {"record": record, "created_at": now, "actor": actor})
+        return seal_record(self.cipher, sid, record, actor, now)
 
     def _record_view(self, sid: str, stored: dict) -> dict:
         record = stored["record"]
@@ -637,6 +632,21 @@ def _split_status(value: str) -> tuple[str, int]:
 def _hash_secret(secret: str) -> str:
     # Secrets are 192 random bits, so a fast hash is as good as a slow one here.
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def seal_record(cipher, sid: str, record: dict, actor: str, now: int) -> bytes:
+    """A new subject's record as stored: compact, sealed, with who enrolled them and when.
+
+    The subject id (it is the key) and a masked name derivable from the name are left out.
+    """
+    subject = record.get("subject")
+    if subject:
+        subject = {k: v for k, v in subject.items() if k != "subject_id"}
+        if subject.get("masked_name") == mask_name(subject.get("name")):
+            del subject["masked_name"]
+        record = {**record, "subject": subject}
+    return cipher.seal(sid, compact.dumps({"record": record, "created_at": now,
+                                           "actor": actor}))
 
 
 def _iso(seconds: int) -> str:

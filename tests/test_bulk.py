@@ -72,8 +72,9 @@ def test_an_import_reports_bad_lines_by_number_and_enrolls_the_rest(cli, app, cl
 def test_rejects_go_to_stderr_without_a_rejects_file(cli, tmp_path):
     source = tmp_path / "people.jsonl"
     source.write_text(json.dumps(person(1)) + "\n" + json.dumps({"name": "x"}) + "\n")
-    result = cli("residents", "import", str(source))
+    result = cli("residents", "import", str(source), "--jobs", "1")
     assert "line 2: invalid_field: document: required" in result.output
+    assert "enrolled 1," in result.output
 
 
 def test_a_rerun_resumes_an_interrupted_import(cli, app, redis_client, tmp_path):
