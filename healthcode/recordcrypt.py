@@ -106,12 +106,20 @@ def ring_file(data_dir) -> Path:
     return Path(data_dir) / KEY_FILE
 
 
-def load_cipher(configured: str | None, data_dir) -> RecordCipher:
-    """The configured ring, else the data dir's, created with one key on first use."""
+def load_cipher(configured: str | None, data_dir, create: bool = True) -> RecordCipher:
+    """The configured ring, else the data dir's, created with one key on first use where
+    ``create`` allows (not on a host that may share its Redis with others: their records
+    would be sealed under a key this host does not have)."""
     if configured:
         return RecordCipher(parse_ring(configured, "HEALTHCODE_RECORD_KEY"))
     path = ring_file(data_dir)
     if not path.exists():
+        if not create:
+            raise ConfigurationError(
+                f"HEALTHCODE_RECORD_KEY is unset and {path} does not exist. REDIS_URL is set, "
+                f"so this host may be one of several sharing that Redis: set "
+                f"HEALTHCODE_RECORD_KEY, or run `healthcode init` once on the shared data "
+                f"directory")
         create_exclusive(path, f"1 {_b64(AESGCM.generate_key(256))}\n")
     return RecordCipher(parse_ring(path.read_text(), str(path)))
 

@@ -44,22 +44,29 @@ import redis
 from flask import current_app
 from redis import exceptions as rx
 from redis.client import NEVER_DECODE
+from redis.sentinel import MasterNotFoundError, SlaveNotFoundError
 
-from . import compact
+from . import compact, redis_topology
 from .audit import AuditLog
 from .errors import Conflict, NotFound, StoreUnavailable
 from .record import format_time, mask_name
 
 ROLES = ("authority", "checkpoint", "partner", "resident")
+#: Seconds between looks at how many replicas a primary has connected (for WAIT).
+REPLICA_PROBE_SECONDS = 5.0
 
 
 def _k(sid: str, part: str) -> str:
     return f"hc:{{{sid}}}:{part}"
 
 
-#: failures that mean "the store is not there right now", as opposed to a bug in a command
+#: failures that mean "the store is not there right now", as opposed to a bug in a command:
+#: on a cluster or under Sentinel these are what a failover looks like from the client
+#: (a primary gone, its slots not yet served, no primary known to the sentinels)
 _OUTAGES = (rx.ConnectionError, rx.TimeoutError, rx.BusyLoadingError, rx.ReadOnlyError,
-            rx.ClusterDownError, rx.TryAgainError, rx.OutOfMemoryError, OSError)
+            rx.ClusterDownError, rx.ClusterError, rx.MasterDownError, rx.SlotNotCoveredError,
+            rx.TryAgainError, rx.OutOfMemoryError, MasterNotFoundError, SlaveNotFoundError,
+            OSError)
 
 
 def wraps_redis(fn):
@@ -152,20 +159,25 @@ class RedisStore:
         self.audit_log = AuditLog(audit_retention_days, clock_skew)
         self._wait_replicas = wait_replicas
         self.wait_timeout = int(wait_timeout)
-        self._cluster = isinstance(client, redis.RedisCluster)
+        self._kind = redis_topology.kind_of(client)
+        self._cluster = self._kind == redis_topology.CLUSTER
         self._stale_topology = False
         self._loaded: set[tuple[int, str]] = set()
+        self._connected: dict[int, tuple[int, float]] = {}
 
     @classmethod
     def from_url(cls, url: str, timeout: float = 0.5, **options) -> "RedisStore":
-        client = redis.Redis.from_url(url, socket_timeout=timeout,
-                                      socket_connect_timeout=timeout, decode_responses=True,
-                                      retry_on_timeout=False)
-        return cls(client, **options)
+        """A store on any topology ``REDIS_URL`` names (:mod:`healthcode.redis_topology`)."""
+        return cls(redis_topology.connect(url, timeout=timeout), **options)
 
     @wraps_redis
     def ping(self) -> bool:
         return bool(self.r.ping())
+
+    @wraps_redis
+    def topology(self) -> dict:
+        """Which topology answered and whether all of it serves (see ``/readyz``)."""
+        return redis_topology.describe(self.r)
 
     # -- one slot, one connection, one round trip ---------------------------------------------
 
@@ -178,9 +190,30 @@ class RedisStore:
     def _has_replicas(self) -> bool:
         if self._cluster:
             return bool(self.r.get_replicas())
-        if "Sentinel" in type(self.r.connection_pool).__name__:
+        if self._kind == redis_topology.SENTINEL:
             return True  # a Sentinel-managed primary is there to fail over to its replicas
         return int(self.r.info("replication").get("connected_slaves", 0)) > 0
+
+    def _replicas_to_wait(self, client) -> int:
+        """WAIT_REPLICAS, or fewer where that primary has fewer replicas connected right now.
+
+        After a failover the promoted primary has no replica until the old one rejoins; it
+        cannot be failed over either, so a write it acknowledges cannot be lost to a failover
+        (it is in its append-only file). Waiting for a replica it does not have would refuse
+        every write to its slots until then. A frozen or lagging replica still counts as
+        connected, so it is waited for. The count is looked up (ROLE) at most every
+        REPLICA_PROBE_SECONDS per primary, and again after a write it did not confirm.
+        """
+        wanted = self.wait_replicas()
+        if not wanted:
+            return 0
+        seen = self._connected.get(id(client))
+        now = time.monotonic()
+        if seen is None or now - seen[1] > REPLICA_PROBE_SECONDS:
+            role = client.execute_command("ROLE")
+            connected = len(role[2]) if role and role[0] == "master" else 0
+            self._connected[id(client)] = seen = (connected, now)
+        return min(wanted, seen[0])
 
     def _node(self, key: str):
         """A client whose connections reach the primary owning ``key`` (itself, off a cluster)."""
@@ -199,10 +232,10 @@ class RedisStore:
         A MOVED (a failover or resharding on a cluster) refreshes the slot map and retries
         once; so does a script the node has not loaded yet.
         """
-        replicas = self.wait_replicas() if wait else 0
         for attempt in range(2):
             client = self._node(key)
             try:
+                replicas = self._replicas_to_wait(client) if wait else 0
                 for script in scripts:
                     # loaded ahead, so a first EVALSHA does not fail and send its WAIT twice
                     if (id(client), script.sha) not in self._loaded:
@@ -230,6 +263,7 @@ class RedisStore:
             if replicas:
                 confirmed = results.pop()
                 if confirmed < replicas:
+                    self._connected.pop(id(client), None)  # look again before the next write
                     raise NotReplicated(key, results, confirmed, replicas)
             return results
         raise AssertionError("unreachable")  # pragma: no cover
@@ -444,7 +478,7 @@ class RedisStore:
     def sealed_keys(self):
         """Every key holding sealed data (records and histories), on every primary."""
         for pattern in ("hc:{*}:rec", "hc:{*}:hist"):
-            yield from self.r.scan_iter(pattern, count=1000)
+            yield from redis_topology.scan_iter(self.r, pattern, count=1000)
 
     @wraps_redis
     def rekey(self, key: str) -> bool:
@@ -600,7 +634,7 @@ class RedisStore:
     @wraps_redis
     def credentials(self) -> list[dict]:
         out = []
-        for key in self.r.scan_iter("hc:cred:*", count=500):
+        for key in redis_topology.scan_iter(self.r, "hc:cred:*"):  # every primary
             fields = self.r.hgetall(key)
             fields.pop("hash", None)
             out.append({"id": key.split(":", 2)[2], **fields})

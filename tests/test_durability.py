@@ -79,6 +79,7 @@ def make_app(tmp_path, replicated, **config):
     return create_app({"TESTING": True, "REDIS_URL": replicated["url"],
                        "DATA_DIR": str(tmp_path / "data"), "ISSUER": "HC-TEST",
                        "SUBJECT_SECRET": "test-subject-secret-0123456789",
+                       "SECRET_KEY": "test-session-secret-0123456789",
                        "CREDENTIAL_CACHE_SECONDS": 0, "WAIT_TIMEOUT": 150, **config})
 
 
@@ -92,8 +93,11 @@ def test_the_default_waits_for_one_replica_where_there_are_replicas(tmp_path, re
     assert store.wait_replicas() == 1
     single = create_app({"TESTING": True, "REDIS_URL": redis_server.url,
                          "DATA_DIR": str(tmp_path / "single"),
-                         "SUBJECT_SECRET": "test-subject-secret-0123456789"})
-    assert single.extensions["healthcode.store"].wait_replicas() == 0
+                         "SUBJECT_SECRET": "test-subject-secret-0123456789",
+                         "SECRET_KEY": "test-session-secret-0123456789"})
+    # the session's Redis: a lone server has no replica; the cluster and Sentinel set-ups do
+    expected = 0 if (os.environ.get("HEALTHCODE_TEST_REDIS") or "single") == "single" else 1
+    assert single.extensions["healthcode.store"].wait_replicas() == expected
 
 
 def test_an_acknowledged_enrollment_is_on_the_replica(tmp_path, replicated):
@@ -170,3 +174,25 @@ def test_wait_settings_are_checked_at_start(tmp_path, redis_server):
         with pytest.raises(ConfigurationError):
             create_app({"TESTING": True, "REDIS_URL": redis_server.url,
                         "DATA_DIR": str(tmp_path), **bad})
+
+
+def test_a_primary_left_without_replicas_still_takes_writes(tmp_path):
+    """After a failover the promoted primary has no replica until the old one rejoins: it
+    cannot be failed over either, so its writes are acknowledged without a WAIT."""
+    proc, port, folder = start_redis()
+    try:
+        app = create_app({"TESTING": True, "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+                          "DATA_DIR": str(tmp_path / "data"), "WAIT_REPLICAS": 1,
+                          "SUBJECT_SECRET": "test-subject-secret-0123456789",
+                          "SECRET_KEY": "test-session-secret-0123456789"})
+        store = app.extensions["healthcode.store"]
+        _, token = store.create_credential("authority")
+        response = app.test_client().post("/api/v1/residents", json=RESIDENT,
+                                          headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 201
+        stats = redis.Redis(port=port, decode_responses=True).info("commandstats")
+        assert "cmdstat_wait" not in stats and stats["cmdstat_role"]["calls"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)

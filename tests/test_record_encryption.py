@@ -4,10 +4,10 @@ import os
 import stat
 
 import pytest
-import redis
+from redis.client import NEVER_DECODE
 from click.testing import CliRunner
 
-from healthcode import create_app
+from healthcode import create_app, redis_topology
 from healthcode.cli import main
 from healthcode.recordcrypt import (RecordCipher, RecordUnreadable, load_cipher, parse_ring,
                                     ring_file)
@@ -17,26 +17,32 @@ CLEAR = ("陳大文".encode(), "1980-01-02".encode(), b"1980", b"H1234567", b"H1
          "Ana Lopes".encode(), b"Lopes", "self-isolating at".encode())
 
 
+def raw(client, *command):
+    """A command's answer as bytes, whatever the client decodes (values may be binary)."""
+    return client.execute_command(*command, **{NEVER_DECODE: True})
+
+
 def every_value(redis_server) -> bytes:
-    """Every value of every key, read raw by type (DUMP may compress, hiding a clear text)."""
-    raw = redis.Redis.from_url(redis_server.url)
+    """Every value of every key on every primary, read raw by type (DUMP may compress,
+    hiding a clear text)."""
+    client = redis_server.client()
     out = []
     try:
-        for key in raw.scan_iter(count=1000):
-            kind = raw.type(key)
-            if kind == b"string":
-                out.append(raw.get(key))
-            elif kind == b"list":
-                out += raw.lrange(key, 0, -1)
-            elif kind == b"hash":
-                out += [b"%s=%s" % kv for kv in raw.hgetall(key).items()]
-            elif kind == b"stream":
-                out += [b"%s=%s" % kv for _, fields in raw.xrange(key) for kv in fields.items()]
+        for key in redis_topology.scan_iter(client, "*"):
+            kind = client.type(key)
+            if kind == "string":
+                out.append(raw(client, "GET", key))
+            elif kind == "list":
+                out += raw(client, "LRANGE", key, 0, -1)
+            elif kind == "hash":
+                out += [k + b"=" + v for k, v in raw(client, "HGETALL", key).items()]
+            elif kind == "stream":
+                out.append(repr(client.xrange(key)).encode())  # audit entries are text
             else:
                 raise AssertionError(f"unexpected {kind} at {key}")
         return b"\n".join(out)
     finally:
-        raw.close()
+        client.close()
 
 
 def test_no_name_or_birth_date_is_stored_in_clear(client, creds, redis_server):
@@ -64,8 +70,8 @@ def test_a_record_moved_to_another_subject_does_not_open(app, client, creds, red
     first = client.post("/api/v1/residents", json=RESIDENT, headers=creds.authority).get_json()
     other = {**RESIDENT, "document": {**RESIDENT["document"], "number": "H7654321"}}
     second = client.post("/api/v1/residents", json=other, headers=creds.authority).get_json()
-    raw = redis.Redis.from_url(app.config["REDIS_URL"])
-    raw.set(f"hc:{{{second['id']}}}:rec", raw.get(f"hc:{{{first['id']}}}:rec"))
+    redis_client.set(f"hc:{{{second['id']}}}:rec",
+                     raw(redis_client, "GET", f"hc:{{{first['id']}}}:rec"))
     with pytest.raises(RecordUnreadable):
         app.extensions["healthcode.store"].resident(second["id"])
 
@@ -93,28 +99,44 @@ def test_the_key_comes_from_the_environment_when_set(tmp_path, redis_server, red
     key = "1:" + "B" * 43
     app = create_app({"TESTING": True, "REDIS_URL": redis_server.url,
                       "DATA_DIR": str(tmp_path / "d"), "RECORD_KEY": key,
-                      "SUBJECT_SECRET": "test-subject-secret-0123456789"})
+                      "SUBJECT_SECRET": "test-subject-secret-0123456789",
+                      "SECRET_KEY": "test-session-secret-0123456789"})
     assert not ring_file(tmp_path / "d").exists()
     assert app.extensions["healthcode.record_cipher"].kids == [1]
 
 
+def test_a_host_on_a_shared_redis_never_makes_up_a_record_key(tmp_path, redis_server,
+                                                               monkeypatch):
+    from healthcode.errors import ConfigurationError
+    monkeypatch.delenv("HEALTHCODE_RECORD_KEY")
+    with pytest.raises(ConfigurationError, match="HEALTHCODE_RECORD_KEY"):
+        create_app({"TESTING": True, "REDIS_URL": redis_server.url,
+                    "DATA_DIR": str(tmp_path / "d"),
+                    "SUBJECT_SECRET": "test-subject-secret-0123456789",
+                    "SECRET_KEY": "test-session-secret-0123456789"})
+    assert not ring_file(tmp_path / "d").exists()
+
+
 def test_rotation_new_writes_use_the_newest_key_and_rekey_reseals_the_rest(
-        tmp_path, redis_server, redis_client):
+        tmp_path, redis_server, redis_client, monkeypatch):
+    monkeypatch.delenv("HEALTHCODE_RECORD_KEY")  # the ring in the data dir, made by init
     data = tmp_path / "data"
     config = {"TESTING": True, "REDIS_URL": redis_server.url, "DATA_DIR": str(data),
-              "SUBJECT_SECRET": "test-subject-secret-0123456789", "CREDENTIAL_CACHE_SECONDS": 0}
+              "SUBJECT_SECRET": "test-subject-secret-0123456789", "CREDENTIAL_CACHE_SECONDS": 0,
+              "SECRET_KEY": "test-session-secret-0123456789"}
     env = {"HEALTHCODE_DATA_DIR": str(data), "REDIS_URL": redis_server.url,
-           "HEALTHCODE_SUBJECT_SECRET": config["SUBJECT_SECRET"]}
+           "HEALTHCODE_SUBJECT_SECRET": config["SUBJECT_SECRET"],
+           "HEALTHCODE_SECRET_KEY": config["SECRET_KEY"], "HEALTHCODE_RECORD_KEY": None}
     runner = CliRunner()
-    raw = redis.Redis.from_url(redis_server.url)
+    assert runner.invoke(main, ["init"], env=env, catch_exceptions=False).exit_code == 0
 
     def key_ids():
         ids = {}
-        for key in raw.scan_iter("hc:{*}:*"):
-            if key.endswith(b":rec"):
-                ids[key] = raw.get(key)[0]
-            elif key.endswith(b":hist"):
-                ids[key] = raw.lindex(key, 0)[0]
+        for key in redis_topology.scan_iter(redis_client, "hc:{*}:*"):
+            if key.endswith(":rec"):
+                ids[key] = raw(redis_client, "GET", key)[0]
+            elif key.endswith(":hist"):
+                ids[key] = raw(redis_client, "LINDEX", key, 0)[0]
         return ids
 
     app = create_app(config)
@@ -135,8 +157,8 @@ def test_rotation_new_writes_use_the_newest_key_and_rekey_reseals_the_rest(
     other = {**RESIDENT, "document": {**RESIDENT["document"], "number": "H7654321"}}
     new = client.post("/api/v1/residents", json=other, headers=headers).get_json()
     ids = key_ids()
-    assert ids[f"hc:{{{new['id']}}}:rec".encode()] == 2
-    assert ids[f"hc:{{{old['id']}}}:rec".encode()] == 1
+    assert ids[f"hc:{{{new['id']}}}:rec"] == 2
+    assert ids[f"hc:{{{old['id']}}}:rec"] == 1
     # the old record still opens
     body = client.get(f"/api/v1/residents/{old['id']}", headers=headers).get_json()
     assert body["record"]["subject"]["name"] == "陳大文" and body["status"] == "yellow"
@@ -153,4 +175,3 @@ def test_rotation_new_writes_use_the_newest_key_and_rekey_reseals_the_rest(
         assert client.get(f"/api/v1/residents/{sid}", headers=headers).status_code == 200
     history = client.get(f"/api/v1/residents/{old['id']}/history", headers=headers).get_json()
     assert history["changes"][-1]["note"] == "cough"
-    raw.close()
