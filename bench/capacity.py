@@ -213,7 +213,7 @@ def bench_cluster_import(args, out: dict) -> None:
     cluster = RedisCluster(primaries=3)
     cluster.start()
     try:
-        store = make_store(cluster.url)  # WAIT_REPLICAS auto: 1, the cluster has replicas
+        store = make_store(cluster.url, wait_replicas=None)  # auto: 1, it has replicas
         count = args.cluster_residents
         load = os.getloadavg()[0]
         result = import_rate(store, count, args.jobs, seed=7)
