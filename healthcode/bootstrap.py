@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import embedded_redis, sessions, subject
 from .keys import KeyRing
+from .recordcrypt import KEY_FILE, load_cipher, ring_file
 from .subject import load_secret
 
 SUBFOLDERS = ("trust", "mappings")
@@ -47,10 +48,20 @@ def prepare(config, generate: bool | None = None) -> dict:
                 created["key"] = ring.generate().kid
             for sub in SUBFOLDERS:
                 (data_dir / sub).mkdir(parents=True, exist_ok=True)
+    cipher = record_cipher(config, data_dir, generate)
     if not config.get("REDIS_URL"):
         config["REDIS_URL"] = embedded_redis.ensure_running(data_dir)
         created["redis"] = config["REDIS_URL"]
-    return {"secret": secret, "ring": ring, "created": created}
+    return {"secret": secret, "ring": ring, "cipher": cipher, "created": created}
+
+
+def record_cipher(config, data_dir: Path, generate: bool):
+    """The record key ring: like the subject secret, made up only where no other host can
+    need the same one (see :func:`prepare`)."""
+    if config.get("RECORD_KEY") or ring_file(data_dir).exists() or not generate:
+        return load_cipher(config.get("RECORD_KEY"), data_dir, create=generate)
+    with embedded_redis.file_lock(data_dir / ".bootstrap.lock"):
+        return load_cipher(None, data_dir)
 
 
 def initialise(config) -> dict:
@@ -58,7 +69,7 @@ def initialise(config) -> dict:
     directory every host will share; what exists already is kept. Starts no Redis."""
     data_dir = Path(config["DATA_DIR"])
     files = {name: (data_dir / name).exists()
-             for name in (subject.SECRET_FILE, sessions.SECRET_FILE)}
+             for name in (subject.SECRET_FILE, sessions.SECRET_FILE, KEY_FILE)}
     prepared = prepare({**config, "REDIS_URL": config.get("REDIS_URL") or "redis://unused"},
                        generate=True)
     prepared["created"].update({name: True for name, existed in files.items() if not existed
@@ -70,3 +81,4 @@ def init_app(app) -> None:
     prepared = prepare(app.config)
     app.extensions["healthcode.subject_secret"] = prepared["secret"]
     app.extensions["healthcode.keys"] = prepared["ring"]
+    app.extensions["healthcode.record_cipher"] = prepared["cipher"]

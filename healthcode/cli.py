@@ -103,10 +103,12 @@ def init():
 # -- credentials -----------------------------------------------------------------------------
 
 def _store(cfg):
-    from .store import RedisStore
+    from . import bootstrap
+    from .store import RedisStore, store_options
 
-    bootstrap.prepare(cfg)
-    return RedisStore.from_url(cfg["REDIS_URL"], timeout=2.0)
+    prepared = bootstrap.prepare(cfg)
+    return RedisStore.from_url(cfg["REDIS_URL"], timeout=2.0,
+                               **store_options(cfg, prepared["cipher"]))
 
 
 @main.group()
@@ -146,6 +148,174 @@ def tokens_revoke(credential_id):
     if not _store(_config()).revoke_credential(credential_id):
         _fail(f"no credential {credential_id}")
     click.echo(f"revoked {credential_id}")
+
+
+# -- residents ---------------------------------------------------------------------------------
+
+@main.group()
+def residents():
+    """Enrolled residents."""
+
+
+@residents.command("import")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, allow_dash=False))
+@click.option("--batch", type=click.IntRange(1, 1000), default=1000, show_default=True,
+              help="Residents per round of pipelined writes.")
+@click.option("--rejects", type=click.File("w", encoding="utf-8"),
+              help="Write rejected lines here as JSON lines (default: stderr, as text).")
+@click.option("--label", default="import", show_default=True,
+              help="Who imports, for the audit trail (recorded as operator:<label>).")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar (default: when stderr is a terminal).")
+@click.option("--jobs", type=click.IntRange(1, 64), default=None,
+              help="Processes that parse and seal lines (default: the CPU count).")
+def residents_import(source, batch, rejects, label, progress, jobs):
+    """Enroll every line of SOURCE (JSON lines, the POST /api/v1/residents body per line).
+
+    Lines are validated as single enrollments are. Rejected lines are reported by line
+    number and reason; residents already enrolled are skipped, so re-running resumes an
+    interrupted import. Exits 1 if any line was rejected.
+    """
+    import time as clock
+
+    from . import bulk
+    from .subject import load_secret
+
+    cfg = _config()
+    store = _store(cfg)
+    secret = load_secret(cfg["SUBJECT_SECRET"], cfg["DATA_DIR"])
+
+    def rejected(number, error):
+        if rejects:
+            rejects.write(json.dumps({"line": number, **error}, ensure_ascii=False) + "\n")
+        else:
+            click.echo(f"line {number}: {error.get('error')}: {error.get('message')}", err=True)
+
+    size = Path(source).stat().st_size
+    show = sys.stderr.isatty() if progress is None else progress
+    started = clock.perf_counter()
+    with open(source, "rb") as stream, click.progressbar(
+            length=size, label="importing", file=sys.stderr if show else open(os.devnull, "w"),
+            show_eta=True) as bar:
+        try:
+            counts = bulk.import_stream(store, stream, f"operator:{label}", secret, batch=batch,
+                                        jobs=jobs or os.cpu_count() or 1,
+                                        progress=bar.update, rejected=rejected)
+        except HealthCodeError as exc:
+            _fail(f"{exc.message} (re-run to resume: enrolled residents are skipped)")
+    seconds = clock.perf_counter() - started
+    click.echo(f"enrolled {counts['enrolled']}, already enrolled {counts['already_enrolled']}"
+               f" (skipped), rejected {counts['rejected']} of {counts['lines']} lines in "
+               f"{seconds:.1f} s ({counts['lines'] / max(seconds, 1e-9):.0f} lines/s)")
+    if counts["rejected"]:
+        sys.exit(1)
+
+
+# -- audit trail -----------------------------------------------------------------------------
+
+def _ms(text: str | None, option: str) -> int | None:
+    from .record import parse_time
+
+    if text is None:
+        return None
+    try:
+        return int(parse_time(text, option).timestamp() * 1000)
+    except HealthCodeError as exc:
+        _fail(exc.message)
+
+
+@main.group()
+def audit():
+    """The audit trail (ids and codes only), merged from its shards in time order."""
+
+
+@audit.command("tail")
+@click.option("-n", "count", type=click.IntRange(1, 100_000), default=20, show_default=True)
+def audit_tail(count):
+    """The newest entries, oldest of them first, as JSON lines."""
+    try:
+        entries = _store(_config()).audit_entries(count)
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    for entry in reversed(entries):
+        click.echo(json.dumps(entry, ensure_ascii=False))
+
+
+@audit.command("export")
+@click.option("--since", help="ISO 8601 time (inclusive); default: the oldest entry.")
+@click.option("--until", help="ISO 8601 time (inclusive); default: now.")
+@click.option("--out", type=click.File("w", encoding="utf-8"), default="-",
+              help="Write here (default stdout).")
+def audit_export(since, until, out):
+    """Every entry in a window as JSON lines, oldest first: archive before trimming."""
+    store = _store(_config())
+    count = 0
+    try:
+        for entry in store.audit_export(_ms(since, "--since"), _ms(until, "--until")):
+            out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            count += 1
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    click.echo(f"exported {count} entries", err=True)
+
+
+@audit.command("trim")
+def audit_trim():
+    """Drop entries older than HEALTHCODE_AUDIT_RETENTION_DAYS (exact XTRIM MINID)."""
+    cfg = _config()
+    if not cfg["AUDIT_RETENTION_DAYS"]:
+        click.echo("HEALTHCODE_AUDIT_RETENTION_DAYS is 0: entries are kept for ever")
+        return
+    try:
+        removed = _store(cfg).audit_trim()
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    click.echo(f"removed {sum(removed.values())} entries older than "
+               f"{cfg['AUDIT_RETENTION_DAYS']} days")
+
+
+# -- records at rest -------------------------------------------------------------------------
+
+@main.group()
+def records():
+    """The key ring that seals stored records (<data dir>/record.keys)."""
+
+
+@records.command("keys")
+def records_keys():
+    """The record key ids; the newest seals new records."""
+    from .recordcrypt import load_cipher
+
+    cfg = _config()
+    cipher = load_cipher(cfg["RECORD_KEY"], cfg["DATA_DIR"])
+    for kid in cipher.kids:
+        click.echo(f"{kid}\t{'newest' if kid == cipher.newest else 'opens older records'}")
+
+
+@records.command("rotate-key")
+def records_rotate_key():
+    """Add a new newest record key; restart the service, then run `records rekey`."""
+    from .recordcrypt import add_key
+
+    cfg = _config()
+    if cfg["RECORD_KEY"]:
+        _fail("HEALTHCODE_RECORD_KEY is set: add the new key to it (<id>:<base64url key>)")
+    click.echo(add_key(cfg["DATA_DIR"]))
+
+
+@records.command("rekey")
+def records_rekey():
+    """Re-seal every record and history under the newest key (visits every primary)."""
+    store = _store(_config())
+    changed = total = 0
+    try:
+        for key in store.sealed_keys():
+            total += 1
+            changed += store.rekey(key)
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    click.echo(f"re-sealed {changed} of {total} keys under record key {store.cipher.newest}; "
+               f"older keys may now be removed from the ring")
 
 
 # -- partners: trust, mapping files, policies ------------------------------------------------

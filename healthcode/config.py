@@ -52,6 +52,16 @@ DEFAULTS: dict[str, Any] = {
     "LINK_TTL": 900,
     # Page language when neither ?lang=, the cookie nor Accept-Language names one we have.
     "DEFAULT_LANGUAGE": "en",
+    # -- scale: durability, audit retention, records at rest (README "Scale and durability")
+    # Replicas that must confirm each enrollment, status change and credential (WAIT).
+    # None: 1 when the topology has replicas (detected at the first write), else 0; 0: off.
+    "WAIT_REPLICAS": None,
+    # Milliseconds a write waits for those replicas before answering 503.
+    "WAIT_TIMEOUT": 200,
+    # Days audit entries are kept before XTRIM MINID drops them; 0 keeps them for ever.
+    "AUDIT_RETENTION_DAYS": 400,
+    # Record encryption key ring ("<id>:<base64url key>,..."); unset: <data dir>/record.keys.
+    "RECORD_KEY": None,
 }
 
 
@@ -83,6 +93,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HEALTHCODE_SESSION_TTL": ("SESSION_TTL", int),
     "HEALTHCODE_LINK_TTL": ("LINK_TTL", int),
     "HEALTHCODE_DEFAULT_LANGUAGE": ("DEFAULT_LANGUAGE", str),
+    "HEALTHCODE_WAIT_REPLICAS": ("WAIT_REPLICAS", int),
+    "HEALTHCODE_WAIT_TIMEOUT": ("WAIT_TIMEOUT", int),
+    "HEALTHCODE_AUDIT_RETENTION_DAYS": ("AUDIT_RETENTION_DAYS", int),
+    "HEALTHCODE_RECORD_KEY": ("RECORD_KEY", str),
 }
 
 
@@ -114,6 +128,22 @@ def validate(config: Mapping[str, Any]) -> None:
         redis_topology.parse(str(config["REDIS_URL"]))  # raises naming REDIS_URL
     if int(config["MAX_BODY"]) < 1024:
         raise ConfigurationError("HEALTHCODE_MAX_BODY must be at least 1024 bytes")
+    validate_scale(config)
+
+
+def validate_scale(config: Mapping[str, Any]) -> None:
+    """WAIT, audit retention: settings that cannot work stop start-up."""
+    replicas = config.get("WAIT_REPLICAS")
+    if replicas is not None and not 0 <= int(replicas) <= 16:
+        raise ConfigurationError("HEALTHCODE_WAIT_REPLICAS must be between 0 and 16")
+    timeout_ms = int(config.get("WAIT_TIMEOUT", 200))
+    # WAIT blocks the connection: it must give up before the socket timeout does.
+    if not 1 <= timeout_ms < float(config["REDIS_TIMEOUT"]) * 1000:
+        raise ConfigurationError("HEALTHCODE_WAIT_TIMEOUT must be at least 1 ms and below "
+                                 "HEALTHCODE_REDIS_TIMEOUT (in ms)")
+    if not 0 <= int(config.get("AUDIT_RETENTION_DAYS", 400)) <= 36500:
+        raise ConfigurationError("HEALTHCODE_AUDIT_RETENTION_DAYS must be 0 (keep for ever) "
+                                 "to 36500")
 
 
 def data_path(config: Mapping[str, Any], *parts: str) -> Path:

@@ -110,6 +110,19 @@ class Conflict(HealthCodeError):
     status = 409
 
 
+class IdempotencyKeyInUse(Conflict):
+    """A request with this Idempotency-Key is still being processed; retry later."""
+
+    reason = "idempotency_key_in_use"
+
+
+class IdempotencyKeyReused(HealthCodeError):
+    """This Idempotency-Key was used before with a different request."""
+
+    reason = "idempotency_key_reused"
+    status = 422
+
+
 class RateLimited(HealthCodeError):
     """Too many requests for this credential; try again later."""
 

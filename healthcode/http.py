@@ -8,9 +8,15 @@ from flask import current_app, jsonify, request
 from .errors import BadRequest, InvalidField, PayloadTooLarge
 
 
-def json_body() -> dict:
-    """The request's JSON object, with clear errors for everything else."""
-    limit = current_app.config["MAX_BODY"]
+def json_body(limit: int | None = None) -> dict:
+    """The request's JSON object, with clear errors for everything else.
+
+    :param limit: the body cap in bytes, where an endpoint takes more than ``MAX_BODY``.
+    """
+    if limit is None:
+        limit = current_app.config["MAX_BODY"]
+    elif request.max_content_length is None or request.max_content_length < limit:
+        request.max_content_length = limit
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     raw = request.get_data(cache=True)

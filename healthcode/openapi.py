@@ -90,7 +90,11 @@ SCHEMAS = {
     "StatusChange": {"type": "object", "required": ["status"], "additionalProperties": False,
                      "properties": {"status": _ref("Status"), "reason": _ref("StatusReason"),
                                     "reasons": {"type": "array", "items": _ref("StatusReason")},
-                                    "note": {"type": "string", "maxLength": 500}}},
+                                    "note": {"type": "string", "maxLength": 500},
+                                    "status_version": {
+                                        "type": "integer", "minimum": 1,
+                                        "description": "the version this change expects; "
+                                                       "409 conflict when it moved on"}}},
     "Code": {"type": "object", "required": ["code", "expires_at"], "properties": {
         "code": {"type": "string", "description": "the text inside the QR code"},
         "scheme": {"type": "string"}, "status": _ref("Status"),
@@ -121,6 +125,48 @@ SCHEMAS = {
                   "description": "the mapping and policy rules that fired"},
         "expires_at": {"type": ["string", "null"]}}},
 }
+
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "IETF draft httpapi-idempotency-key-header: the same key (per credential) "
+                   "within 24 hours returns the first answer and changes nothing"}
+
+
+def _scale(paths: dict) -> None:
+    """Idempotency-Key, expected status versions and the batch endpoint (issue 8)."""
+    reused = {"409": _error("already enrolled, the status moved on from the expected "
+                            "status_version (conflict), or a request with this "
+                            "Idempotency-Key is still being processed "
+                            "(idempotency_key_in_use)"),
+              "422": _error("this Idempotency-Key was used with a different request "
+                            "(idempotency_key_reused)")}
+    for path, method in (("/api/v1/residents", "post"),
+                         ("/api/v1/residents/{id}/status", "put")):
+        op = paths[path][method]
+        op["parameters"] = op.get("parameters", []) + [IDEMPOTENCY_KEY]
+        op["responses"].update(reused)
+    from .bulk import MAX_BATCH, MAX_BATCH_BODY
+    paths["/api/v1/residents/batch"] = {"post": _op(
+        f"Enroll up to {MAX_BATCH} residents at once", ["authority"],
+        {"200": _json({"type": "object", "required": ["results"], "properties": {
+            "enrolled": {"type": "integer"}, "already_enrolled": {"type": "integer"},
+            "rejected": {"type": "integer"},
+            "results": {"type": "array", "items": {"type": "object", "required": [
+                "index", "outcome"], "properties": {
+                "index": {"type": "integer"},
+                "outcome": {"enum": ["enrolled", "already_enrolled", "rejected"]},
+                "id": {"type": "string"}, "status": _ref("Status"),
+                "error": {"type": "string"}, "message": {"type": "string"},
+                "field": {"type": "string"}}}}}}, "one result per item, in order"),
+         **_errors(400, 401, 403, 413, 503)},
+        body={"type": "object", "required": ["residents"], "additionalProperties": False,
+              "properties": {"residents": {"type": "array", "minItems": 1,
+                                           "maxItems": MAX_BATCH,
+                                           "items": _ref("Enrollment")}}},
+        description=f"Each item is validated as POST /api/v1/residents validates it; bodies "
+                    f"up to {MAX_BATCH_BODY} bytes.")}
 
 
 def spec() -> dict:
@@ -216,6 +262,7 @@ def spec() -> dict:
         "/openapi.json": {"get": _op("This document", None, {
             "200": _json({"type": "object"}, "OpenAPI 3.1")})},
     }
+    _scale(paths)
     return {"openapi": "3.1.0",
             "info": {"title": "healthcode", "version": __version__,
                      "description": "Signed, dynamic QR health codes and their conversion "

@@ -409,31 +409,65 @@ def _clean_strings(obj, prefix: str, names: Iterable[str]) -> None:
         object.__setattr__(obj, name, _str_or_none(value, name, prefix=prefix))
 
 
+#: per dataclass: (every field name, the names without a default)
+_FIELD_SETS: dict[type, tuple[frozenset, tuple[str, ...]]] = {}
+
+
+def _field_sets(cls) -> tuple[frozenset, tuple[str, ...]]:
+    if cls not in _FIELD_SETS:
+        fields = dataclasses.fields(cls)
+        _FIELD_SETS[cls] = (frozenset(f.name for f in fields), tuple(
+            f.name for f in fields if f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING))
+    return _FIELD_SETS[cls]
+
+
 def _only(data: Any, cls, field_name: str) -> dict:
     """Reject unknown keys so a typo in a field name is an error, not silently dropped data."""
     if not isinstance(data, dict):
         _fail(field_name, "expected an object")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        _fail(f"{field_name}.{unknown[0]}", "unknown field")
-    missing = [f.name for f in dataclasses.fields(cls)
-               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-               and f.name not in data]
-    if missing:
-        _fail(f"{field_name}.{missing[0]}", "required")
+    known, required = _field_sets(cls)
+    if not known.issuperset(data):
+        _fail(f"{field_name}.{sorted(set(data) - known)[0]}", "unknown field")
+    for name in required:
+        if name not in data:
+            _fail(f"{field_name}.{name}", "required")
     return data
 
 
+#: per dataclass, its field names in sorted order (``dataclasses.fields`` is slow, and every
+#: enrollment and scanned foreign code turns a record into JSON); None for other classes
+_SORTED_FIELDS: dict[type, tuple[str, ...] | None] = {}
+_PLAIN = (str, int, float, bool)
+
+
+def _sorted_fields(cls: type) -> tuple[str, ...] | None:
+    if cls not in _SORTED_FIELDS:
+        _SORTED_FIELDS[cls] = (tuple(sorted(f.name for f in dataclasses.fields(cls)))
+                               if dataclasses.is_dataclass(cls) else None)
+    return _SORTED_FIELDS[cls]
+
+
 def _to_json(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
+    cls = value.__class__
+    if cls in _PLAIN:
+        return value
+    names = _sorted_fields(cls)
+    if names is not None:
         out = {}
-        for f in dataclasses.fields(value):
-            item = _to_json(getattr(value, f.name))
-            if item is None or item == () or item == [] or item == {}:
+        fields = value.__dict__
+        for name in names:  # sorted, so the keys come out sorted
+            item = fields[name]
+            if item is None:
                 continue
-            out[f.name] = item
-        return dict(sorted(out.items()))
+            if item.__class__ is str:
+                out[name] = item
+                continue
+            item = _to_json(item)
+            if item == () or item == [] or item == {}:
+                continue
+            out[name] = item
+        return out
     if isinstance(value, datetime):
         return format_time(value)
     if isinstance(value, (list, tuple)):

@@ -18,7 +18,7 @@ from .errors import CodeError, InvalidField, StoreUnavailable
 from .keys import KeyRing
 from .record import (STATUS_REASONS, STATUSES, Document, Evidence, Record, Subject,
                      format_time, validate_reasons)
-from .store import get_store
+from .store import NotReplicated, get_store
 from .subject import mask_document_number, subject_id
 
 
@@ -79,24 +79,46 @@ KNOWN_RESIDENT_FIELDS = {"name", "family_name", "given_name", "name_latin", "bir
                          "document", "status", "reason", "reasons", "evidence"}
 
 
-def enroll(data: dict, actor: str) -> dict:
+@dataclass(frozen=True)
+class Enrollment:
+    """A validated enrollment request: who (by subject id), at which status, and the record
+    to store (the document number masked)."""
+
+    sid: str
+    status: str
+    reasons: tuple[str, ...]
+    record: dict
+
+
+def prepare_enrollment(data: dict, secret: bytes) -> Enrollment:
+    """Validate an enrollment body (the one parser for the API, batches and imports)."""
+    if data.__class__ is not dict:
+        raise InvalidField("resident", "expected an object")
     unknown = set(data) - KNOWN_RESIDENT_FIELDS
     if unknown:
         raise InvalidField(sorted(unknown)[0], "unknown field")
     subject = subject_from(data)
     status, reasons = parse_status(data)
     evidence = _evidence(data)
-    sid = subject_id(get_secret(), subject.document)
+    sid = subject_id(secret, subject.document)
+    record = Record(subject=subject, status=status, reasons=reasons, evidence=evidence).to_dict()
     # The document number is replaced by a masked form: the subject id (a keyed hash of it)
     # does every job the clear number would, and a leak of the store then leaks no numbers.
-    stored_subject = Subject(
-        name=subject.name, family_name=subject.family_name, given_name=subject.given_name,
-        name_latin=subject.name_latin, birth_date=subject.birth_date, subject_id=sid,
-        document=Document(type=subject.document.type, region=subject.document.region,
-                          number=mask_document_number(subject.document.number)))
-    record = Record(subject=stored_subject, status=status, reasons=reasons, evidence=evidence)
-    get_store().create_resident(sid, {"record": record.to_dict()}, status, reasons, actor)
-    return resident_view(sid, record.to_dict(), status, 1)
+    stored = record["subject"]
+    stored["document"]["number"] = mask_document_number(subject.document.number)
+    stored["subject_id"] = sid
+    return Enrollment(sid, status, reasons, record)
+
+
+def enroll(data: dict, actor: str) -> dict:
+    enrollment = prepare_enrollment(data, get_secret())
+    sid, status, reasons = enrollment.sid, enrollment.status, enrollment.reasons
+    view = resident_view(sid, enrollment.record, status, 1)
+    try:
+        get_store().create_resident(sid, {"record": view["record"]}, status, reasons, actor)
+    except NotReplicated as exc:
+        raise exc.answered(view)
+    return view
 
 
 def resident_view(sid: str, record: dict, status: str, version: int) -> dict:
@@ -113,14 +135,27 @@ def show(sid: str) -> dict:
 
 
 def change_status(sid: str, data: dict, actor: str) -> dict:
-    unknown = set(data) - {"status", "reason", "reasons", "note"}
+    """A status change; with ``status_version``, only if the status is still at that version."""
+    unknown = set(data) - {"status", "reason", "reasons", "note", "status_version"}
     if unknown:
         raise InvalidField(sorted(unknown)[0], "unknown field")
     status, reasons = parse_status(data)
     note = data.get("note")
     if note is not None and (not isinstance(note, str) or len(note) > 500):
         raise InvalidField("note", "a string of at most 500 characters")
-    change = get_store().change_status(sid, status, reasons, actor, note=note)
+    expected = data.get("status_version")
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)
+                                 or not 1 <= expected < 2**53):
+        raise InvalidField("status_version", "the status version you expect, an integer >= 1")
+    try:
+        change = get_store().change_status(sid, status, reasons, actor, note=note,
+                                           expected_version=expected)
+    except NotReplicated as exc:
+        raise exc.answered(_change_view(sid, exc.answer))
+    return _change_view(sid, change)
+
+
+def _change_view(sid: str, change) -> dict:
     return {"id": sid, "status": change.status, "status_version": change.version,
             "previous_status": change.previous, "reasons": list(change.reasons)}
 

@@ -37,18 +37,23 @@ def configured_or_file(configured: str | None, path: Path, setting: str,
 
 def read_or_create(path: Path) -> str:
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(32))
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass  # another worker created it first: use theirs
-        finally:
-            os.unlink(temporary)
+        create_exclusive(Path(path), secrets.token_urlsafe(32))
     secret = path.read_text().strip()
     if len(secret) < MIN_LENGTH:
         raise ConfigurationError(f"{path} holds no usable secret")
     return secret
+
+
+def create_exclusive(path: Path, text: str) -> None:
+    """Write a private (0600) file whole, unless another process created it first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass  # another worker created it first: use theirs
+    finally:
+        os.unlink(temporary)

@@ -1,21 +1,31 @@
 """State in Redis: residents, status versions, audit trail, credentials, caches.
 
 Key layout. Every key about one subject carries the subject id as a hash tag, so a subject's
-keys share a Redis Cluster slot and can change together in one MULTI:
+keys share a Redis Cluster slot and change together in one script:
 
 =================================  ======================================================
 ``hc:{<sid>}:st``                  ``"<status>|<version>"``: the only key read on a verify
-``hc:{<sid>}:rec``                 JSON: the full record (evidence, masked document number)
-``hc:{<sid>}:hist``                list of JSON: every status change of this subject (a list,
-                                   not a stream: a one-entry stream costs ~4.7 KB, a list ~100 B)
+``hc:{<sid>}:rec``                 the full record, compact (:mod:`healthcode.compact`) and
+                                   sealed (:mod:`healthcode.recordcrypt`), with who enrolled
+                                   the subject and when: the history's first entry
+``hc:{<sid>}:hist``                list of sealed compact entries: every status change after
+                                   enrollment. Created by the first change only: most
+                                   residents never change, and an empty list key costs ~220 B
 ``hc:{<sid>}:code``                the current dynamic code (expires before the code does)
 ``hc:img:{<token hash>}:<fmt>``    rendered QR images, per token, expiring with the token
-``hc:audit``                       stream: every status change, lookup and conversion
+``hc:audit:{<0..15>}``             streams: the sharded audit trail (:mod:`healthcode.audit`)
+``hc:idem:{<cred id>:<key hash>}`` sealed first answers to Idempotency-Key requests, 24 h
 ``hc:cred:<credential id>``        hash: role, subject, label, SHA-256 of the secret
 ``hc:rl:<credential id>:<minute>`` lookup rate-limit counters
 ``hc:sess:<sha256 of session id>`` page sessions (:mod:`healthcode.sessions`)
 ``hc:link:<sha256 of token>``      one-time sign-in links for the resident page
 =================================  ======================================================
+
+Writes of one subject run as one Lua script on the primary that owns the subject's slot, and a
+``WAIT`` follows on the same connection, in the same round trip, where the deployment has
+replicas (``HEALTHCODE_WAIT_REPLICAS``): an acknowledged write is then on a replica too, and
+survives a failover. A write the replicas did not confirm in time raises
+:class:`NotReplicated` (503, ``store_unavailable``): it was made on the primary but may be lost.
 
 Redis errors are wrapped as :class:`~healthcode.errors.StoreUnavailable` here, so callers decide
 what an outage means (verify degrades; writes answer 503).
@@ -25,7 +35,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -34,14 +43,17 @@ from datetime import datetime, timezone
 import redis
 from flask import current_app
 from redis import exceptions as rx
+from redis.client import NEVER_DECODE
 from redis.sentinel import MasterNotFoundError, SlaveNotFoundError
 
-from . import redis_topology
+from . import compact, redis_topology
+from .audit import AuditLog
 from .errors import Conflict, NotFound, StoreUnavailable
-from .record import format_time
+from .record import format_time, mask_name
 
-AUDIT_STREAM = "hc:audit"
 ROLES = ("authority", "checkpoint", "partner", "resident")
+#: Seconds between looks at how many replicas a primary has connected (for WAIT).
+REPLICA_PROBE_SECONDS = 5.0
 
 
 def _k(sid: str, part: str) -> str:
@@ -86,16 +98,77 @@ class StatusChange:
     reasons: tuple[str, ...]
 
 
-class RedisStore:
-    """All of the service's state, behind methods named for what they mean."""
+class _Script:
+    """A Lua script run by EVALSHA, loaded on the node that lacks it."""
 
-    def __init__(self, client: redis.Redis):
+    def __init__(self, source: str):
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+#: Enroll one subject unless enrolled: status key and sealed record together, or nothing.
+_ENROLL = _Script("""
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+""")
+
+#: Bump the status version, append the change, drop the cached code: atomically, and only if
+#: the version is the one the caller expects (ARGV[3], '' for any). Returns {version, previous}
+#: or {-1} (not enrolled) or {-2, previous, version} (the version moved on).
+_CHANGE = _Script("""
+local st = redis.call('GET', KEYS[1])
+if not st then return {-1} end
+local bar = string.find(st, '|', 1, true)
+local previous = string.sub(st, 1, bar - 1)
+local version = tonumber(string.sub(st, bar + 1))
+if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= version then return {-2, previous, version} end
+version = version + 1
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. version)
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[3])
+return {version, previous}
+""")
+
+#: Re-write a key's value unchanged: a write that reaches the replication stream, so a WAIT
+#: after it tells whether everything written to that primary before is on a replica.
+_TOUCH = _Script("""
+local v = redis.call('GET', KEYS[1])
+if v then redis.call('SET', KEYS[1], v, 'KEEPTTL') end
+return v and 1 or 0
+""")
+
+
+class RedisStore:
+    """All of the service's state, behind methods named for what they mean.
+
+    :param client: a redis-py client (``Redis``, a Sentinel-managed ``Redis`` or
+        ``RedisCluster``) with ``decode_responses=True``.
+    :param cipher: seals records at rest (:class:`~healthcode.recordcrypt.RecordCipher`).
+    :param wait_replicas: replicas that must confirm each write; None: 1 when the topology
+        has replicas (detected once, at the first write), else 0.
+    :param wait_timeout: milliseconds a write waits for them.
+    """
+
+    def __init__(self, client, cipher=None, *, wait_replicas: int | None = 0,
+                 wait_timeout: int = 200, audit_retention_days: int = 400,
+                 clock_skew: int = 60):
         self.r = client
+        self.cipher = cipher
+        self.audit_log = AuditLog(audit_retention_days, clock_skew)
+        self._wait_replicas = wait_replicas
+        self.wait_timeout = int(wait_timeout)
+        self._kind = redis_topology.kind_of(client)
+        self._cluster = self._kind == redis_topology.CLUSTER
+        self._stale_topology = False
+        self._loaded: set[tuple[int, str]] = set()
+        self._connected: dict[int, tuple[int, float]] = {}
 
     @classmethod
-    def from_url(cls, url: str, timeout: float = 0.5) -> "RedisStore":
+    def from_url(cls, url: str, timeout: float = 0.5, **options) -> "RedisStore":
         """A store on any topology ``REDIS_URL`` names (:mod:`healthcode.redis_topology`)."""
-        return cls(redis_topology.connect(url, timeout=timeout))
+        return cls(redis_topology.connect(url, timeout=timeout), **options)
 
     @wraps_redis
     def ping(self) -> bool:
@@ -106,6 +179,126 @@ class RedisStore:
         """Which topology answered and whether all of it serves (see ``/readyz``)."""
         return redis_topology.describe(self.r)
 
+    # -- one slot, one connection, one round trip ---------------------------------------------
+
+    def wait_replicas(self) -> int:
+        """How many replicas must confirm a write (0: WAIT is off)."""
+        if self._wait_replicas is None:
+            self._wait_replicas = 1 if self._has_replicas() else 0
+        return self._wait_replicas
+
+    def _has_replicas(self) -> bool:
+        if self._cluster:
+            return bool(self.r.get_replicas())
+        if self._kind == redis_topology.SENTINEL:
+            return True  # a Sentinel-managed primary is there to fail over to its replicas
+        return int(self.r.info("replication").get("connected_slaves", 0)) > 0
+
+    def _replicas_to_wait(self, client) -> int:
+        """WAIT_REPLICAS, or fewer where that primary has fewer replicas connected right now.
+
+        After a failover the promoted primary has no replica until the old one rejoins; it
+        cannot be failed over either, so a write it acknowledges cannot be lost to a failover
+        (it is in its append-only file). Waiting for a replica it does not have would refuse
+        every write to its slots until then. A frozen or lagging replica still counts as
+        connected, so it is waited for. The count is looked up (ROLE) at most every
+        REPLICA_PROBE_SECONDS per primary, and again after a write it did not confirm.
+        """
+        wanted = self.wait_replicas()
+        if not wanted:
+            return 0
+        seen = self._connected.get(id(client))
+        now = time.monotonic()
+        if seen is None or now - seen[1] > REPLICA_PROBE_SECONDS:
+            role = client.execute_command("ROLE")
+            connected = len(role[2]) if role and role[0] == "master" else 0
+            self._connected[id(client)] = seen = (connected, now)
+        return min(wanted, seen[0])
+
+    def _node(self, key: str):
+        """A client whose connections reach the primary owning ``key`` (itself, off a cluster)."""
+        if not self._cluster:
+            return self.r
+        if self._stale_topology:
+            self._stale_topology = False
+            self.r.nodes_manager.initialize()
+        return self.r.get_redis_connection(self.r.get_node_from_key(key))
+
+    def _on_slot(self, key: str, build, *, wait: bool = False, scripts=()) -> list:
+        """Queue commands for ``key``'s slot with ``build(pipe)`` and send them at once.
+
+        With ``wait``, a WAIT follows on the same connection (a WAIT only counts the writes of
+        its own connection), and :class:`NotReplicated` says too few replicas confirmed.
+        A MOVED (a failover or resharding on a cluster) refreshes the slot map and retries
+        once; so does a script the node has not loaded yet.
+        """
+        for attempt in range(2):
+            client = self._node(key)
+            try:
+                replicas = self._replicas_to_wait(client) if wait else 0
+                for script in scripts:
+                    # loaded ahead, so a first EVALSHA does not fail and send its WAIT twice
+                    if (id(client), script.sha) not in self._loaded:
+                        client.script_load(script.source)
+                        self._loaded.add((id(client), script.sha))
+                with client.pipeline(transaction=False) as pipe:
+                    build(pipe)
+                    if replicas:
+                        pipe.execute_command("WAIT", replicas, self.wait_timeout)
+                    results = pipe.execute(raise_on_error=False)
+            except _OUTAGES:
+                self._stale_topology = self._cluster
+                raise
+            errors = [r for r in results if isinstance(r, Exception)]
+            if errors and attempt == 0:
+                if any(isinstance(e, (rx.MovedError, rx.AskError)) for e in errors):
+                    self._stale_topology = True
+                    continue
+                if any(isinstance(e, rx.NoScriptError) for e in errors):
+                    # the server restarted, or flushed its scripts
+                    self._loaded -= {(id(client), script.sha) for script in scripts}
+                    continue
+            if errors:
+                raise errors[0]
+            if replicas:
+                confirmed = results.pop()
+                if confirmed < replicas:
+                    self._connected.pop(id(client), None)  # look again before the next write
+                    raise NotReplicated(key, results, confirmed, replicas)
+            return results
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @wraps_redis
+    def confirm(self, key: str) -> None:
+        """Make sure what was written to ``key``'s primary so far is on enough replicas.
+
+        For a retry of a write whose WAIT fell short: a fresh connection's WAIT would count
+        nothing of the earlier write, so an unchanged re-write of the key goes first; the
+        replication stream is ordered, so its acknowledgement covers every earlier write.
+        """
+        self._on_slot(key, lambda p: p.evalsha(_TOUCH.sha, 1, key), wait=True,
+                      scripts=(_TOUCH,))
+
+    # -- sealing records ----------------------------------------------------------------------
+
+    def _seal(self, sid: str, data: dict) -> bytes:
+        return self.cipher.seal(sid, compact.dumps(data))
+
+    def _open(self, sid: str, raw: bytes) -> dict:
+        return compact.loads(self.cipher.open(sid, raw))
+
+    def stored_record(self, sid: str, record: dict, actor: str, now: int) -> bytes:
+        """The sealed form of a new subject's record, with the history's first entry."""
+        return seal_record(self.cipher, sid, record, actor, now)
+
+    def _record_view(self, sid: str, stored: dict) -> dict:
+        record = stored["record"]
+        subject = record.setdefault("subject", {})
+        subject["subject_id"] = sid
+        if "masked_name" not in subject and subject.get("name"):
+            subject["masked_name"] = mask_name(subject["name"])
+        return record
+
     # -- residents ----------------------------------------------------------------------------
 
     @wraps_redis
@@ -113,39 +306,104 @@ class RedisStore:
                         actor: str) -> int:
         """Enroll a subject at status version 1; :class:`Conflict` if already enrolled."""
         st_key = _k(sid, "st")
-        now = format_time(datetime.now(timezone.utc))
-        # A WatchError means the watched key was touched, not that the resident exists: a
-        # primary's role change during a failover touches every watched key. Look again.
-        for _ in range(20):
-            with self.r.pipeline(transaction=True) as pipe:  # one slot: cluster-safe
-                try:
-                    pipe.watch(st_key)
-                    if pipe.exists(st_key):
-                        raise Conflict("this resident is already enrolled", id=sid)
-                    pipe.multi()
-                    pipe.set(st_key, f"{status}|1")
-                    pipe.set(_k(sid, "rec"), json.dumps({**data, "created_at": now,
-                                                         "updated_at": now}, ensure_ascii=False))
-                    pipe.rpush(_k(sid, "hist"),
-                               _change_entry(actor, None, status, reasons, 1, now))
-                    pipe.execute()
-                    break
-                except redis.WatchError:
-                    continue
-        else:
-            raise StoreUnavailable("the enrollment kept colliding; try again")
+        sealed = self.stored_record(sid, data["record"], actor, int(time.time()))
+        try:
+            (created,) = self._on_slot(
+                st_key, lambda p: p.evalsha(_ENROLL.sha, 2, st_key, _k(sid, "rec"),
+                                            f"{status}|1", sealed),
+                wait=True, scripts=(_ENROLL,))
+        except NotReplicated as exc:
+            if exc.results[0]:
+                self._audit_enroll(actor, sid, status, reasons)
+            raise exc.answered(1)
+        if not created:
+            raise Conflict("this resident is already enrolled", id=sid)
+        self._audit_enroll(actor, sid, status, reasons)
+        return 1
+
+    def _audit_enroll(self, actor, sid, status, reasons):
         self.audit("enroll", actor=actor, subject=sid, to=status, reason=",".join(reasons),
                    version=1)
-        return 1
+
+    @wraps_redis
+    def enroll_many(self, items: list[tuple[str, str, bytes]], actor: str,
+                    reasons: list[tuple[str, ...]] | None = None) -> list[bool]:
+        """Enroll many subjects (sid, status, sealed record); True where newly enrolled.
+
+        One pipeline per primary (commands grouped by the node owning each slot), each
+        followed by WAIT; then one audit entry per group of up to AUDIT_GROUP residents
+        enrolled at one status (:mod:`healthcode.bulk`), likewise grouped.
+        """
+        from .bulk import AUDIT_GROUP
+
+        created = [False] * len(items)
+        sha = _ENROLL.sha
+        for indexes in self._by_node([_k(sid, "st") for sid, _, _ in items]):
+            def build(pipe, indexes=indexes):
+                evalsha = pipe.evalsha
+                for i in indexes:
+                    sid, status, sealed = items[i]
+                    evalsha(sha, 2, f"hc:{{{sid}}}:st", f"hc:{{{sid}}}:rec", f"{status}|1",
+                            sealed)
+            results = self._on_slot(_k(items[indexes[0]][0], "st"), build, wait=True,
+                                    scripts=(_ENROLL,))
+            for i, result in zip(indexes, results):
+                created[i] = bool(result)
+        groups: dict = {}
+        for i, (sid, status, _) in enumerate(items):
+            if created[i]:
+                why = ",".join(reasons[i]) if reasons else ""
+                groups.setdefault((status, why), []).append(sid)
+        entries = []
+        for (status, why), sids in groups.items():
+            for at in range(0, len(sids), AUDIT_GROUP):
+                chunk = sids[at:at + AUDIT_GROUP]
+                entries.append((chunk[0], {"subjects": " ".join(chunk), "to": status,
+                                           "reason": why, "version": 1}))
+        for indexes in self._by_node([self.audit_log.key_for(first) for first, _ in entries]):
+            def build(pipe, indexes=indexes):
+                for i in indexes:
+                    first, fields = entries[i]
+                    self.audit_log.add(pipe, "enroll", actor, fields, subject=first)
+            self._on_slot(self.audit_log.key_for(entries[indexes[0]][0]), build, wait=True)
+        return created
+
+    def _by_node(self, keys: list[str]) -> list[list[int]]:
+        """Indexes of ``keys`` grouped by the primary owning their slot (one group off a
+        cluster), so each group can go in one pipeline."""
+        if not self._cluster:
+            return [list(range(len(keys)))] if keys else []
+        groups: dict = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(self.r.get_node_from_key(key).name, []).append(i)
+        return list(groups.values())
 
     @wraps_redis
     def resident(self, sid: str) -> tuple[dict, str, int]:
-        """The stored record, current status and status version."""
-        st, rec = self.r.mget(_k(sid, "st"), _k(sid, "rec"))
+        """The stored record (with its current status and reasons), status and version."""
+        st_key = _k(sid, "st")
+
+        def build(pipe):
+            pipe.get(st_key)
+            pipe.execute_command("GET", _k(sid, "rec"), **{NEVER_DECODE: True})
+            pipe.execute_command("LINDEX", _k(sid, "hist"), -1, **{NEVER_DECODE: True})
+
+        st, rec, last = self._on_slot(st_key, build)
         if st is None or rec is None:
             raise NotFound("no such resident")
         status, version = _split_status(st)
-        return json.loads(rec), status, version
+        stored = self._open(sid, rec)
+        record = self._record_view(sid, stored)
+        created = _iso(stored["created_at"])
+        updated = created
+        record["status"] = status
+        if last is not None:
+            change = self._open(sid, last)
+            updated = _iso(change["at"])
+            record["reasons"] = change.get("reasons", [])
+        if not record.get("reasons"):
+            record.pop("reasons", None)
+        return {"record": record, "created_at": created, "updated_at": updated}, status, version
 
     @wraps_redis
     def current_status(self, sid: str) -> tuple[str, int] | None:
@@ -155,45 +413,107 @@ class RedisStore:
 
     @wraps_redis
     def change_status(self, sid: str, status: str, reasons: tuple[str, ...],
-                      actor: str, note: str | None = None) -> StatusChange:
-        """Set a new status, bump the version and record the change, atomically per subject."""
-        st_key, rec_key = _k(sid, "st"), _k(sid, "rec")
-        for _ in range(20):
-            with self.r.pipeline(transaction=True) as pipe:  # one slot: cluster-safe
-                try:
-                    pipe.watch(st_key, rec_key)
-                    # two GETs, not MGET: a cluster pipeline refuses multi-key reads even
-                    # within one slot
-                    st, rec = pipe.get(st_key), pipe.get(rec_key)
-                    if st is None or rec is None:
-                        raise NotFound("no such resident")
-                    previous, version = _split_status(st)
-                    data = json.loads(rec)
-                    version += 1
-                    now = format_time(datetime.now(timezone.utc))
-                    data["record"]["status"] = status
-                    data["record"]["reasons"] = list(reasons)
-                    data["updated_at"] = now
-                    pipe.multi()
-                    pipe.set(st_key, f"{status}|{version}")
-                    pipe.set(rec_key, json.dumps(data, ensure_ascii=False))
-                    pipe.rpush(_k(sid, "hist"), _change_entry(actor, previous, status, reasons,
-                                                              version, now, note))
-                    # the cached code shows the old status: the next fetch signs a new one
-                    pipe.delete(_k(sid, "code"))
-                    pipe.execute()
-                except redis.WatchError:
-                    continue
-            self.audit("status_change", actor=actor, subject=sid, **{"from": previous},
-                       to=status, reason=",".join(reasons), version=version)
-            return StatusChange(status=status, version=version, previous=previous,
-                                reasons=reasons)
-        raise StoreUnavailable("the status is changing too fast; try again")
+                      actor: str, note: str | None = None,
+                      expected_version: int | None = None) -> StatusChange:
+        """Set a new status, bump the version and record the change, atomically per subject.
+
+        With ``expected_version``, :class:`Conflict` unless the status is still at it.
+        """
+        st_key = _k(sid, "st")
+        entry = {"at": int(time.time()), "actor": actor, "to": status, "reasons": list(reasons)}
+        if note:
+            entry["note"] = note  # free text may name people: it is sealed like the record
+        sealed = self._seal(sid, entry)
+        expected = "" if expected_version is None else str(expected_version)
+        keys = (st_key, _k(sid, "hist"), _k(sid, "code"))
+        pending = None
+        try:
+            (result,) = self._on_slot(
+                st_key, lambda p: p.evalsha(_CHANGE.sha, 3, *keys, status, sealed, expected),
+                wait=True, scripts=(_CHANGE,))
+        except NotReplicated as exc:
+            result, pending = exc.results[0], exc
+        if result[0] == -1:
+            raise NotFound("no such resident")
+        if result[0] == -2:
+            conflict = Conflict("the status has changed since the version you expected",
+                                status_version=int(result[2]))
+            conflict.detail["status"] = result[1]  # ("status" names the HTTP status as a kwarg)
+            raise conflict
+        version, previous = int(result[0]), result[1]
+        self.audit("status_change", actor=actor, subject=sid, **{"from": previous},
+                   to=status, reason=",".join(reasons), version=version)
+        change = StatusChange(status=status, version=version, previous=previous,
+                              reasons=reasons)
+        if pending is not None:
+            raise pending.answered(change)
+        return change
 
     @wraps_redis
     def history(self, sid: str) -> list[dict]:
-        """Every status change of a subject, oldest first."""
-        return [json.loads(entry) for entry in self.r.lrange(_k(sid, "hist"), 0, -1)]
+        """Every status change of a subject, oldest first, enrollment included."""
+        def build(pipe):
+            pipe.execute_command("GET", _k(sid, "rec"), **{NEVER_DECODE: True})
+            pipe.execute_command("LRANGE", _k(sid, "hist"), 0, -1, **{NEVER_DECODE: True})
+
+        rec, changes = self._on_slot(_k(sid, "st"), build)
+        if rec is None:
+            return []
+        stored = self._open(sid, rec)
+        record = stored["record"]
+        out = [{"at": _iso(stored["created_at"]), "actor": stored["actor"], "from": None,
+                "to": record.get("status"), "version": 1,
+                "reasons": list(record.get("reasons", []))}]
+        for raw in changes:
+            change = self._open(sid, raw)
+            entry = {"at": _iso(change["at"]), "actor": change["actor"], "from": out[-1]["to"],
+                     "to": change["to"], "version": out[-1]["version"] + 1,
+                     "reasons": change.get("reasons", [])}
+            if change.get("note"):
+                entry["note"] = change["note"]
+            out.append(entry)
+        return out
+
+    @wraps_redis
+    def sealed_keys(self):
+        """Every key holding sealed data (records and histories), on every primary."""
+        for pattern in ("hc:{*}:rec", "hc:{*}:hist"):
+            yield from redis_topology.scan_iter(self.r, pattern, count=1000)
+
+    @wraps_redis
+    def rekey(self, key: str) -> bool:
+        """Re-seal one record or history under the newest record key; True if it changed.
+
+        Atomic per key (WATCH): a concurrent status change makes it retry.
+        """
+        sid = key[key.index("{") + 1:key.index("}")]
+        newest = self.cipher.newest
+        client = self._node(key)
+        for _ in range(20):
+            with client.pipeline() as pipe:
+                try:
+                    pipe.watch(key)
+                    kind = pipe.type(key)
+                    if kind == "string":
+                        raw = pipe.execute_command("GET", key, **{NEVER_DECODE: True})
+                        values = [raw] if raw is not None else []
+                    else:
+                        values = pipe.execute_command("LRANGE", key, 0, -1,
+                                                      **{NEVER_DECODE: True})
+                    if all(v[0] == newest for v in values):
+                        return False
+                    fresh = [self.cipher.seal(sid, self.cipher.open(sid, v)) for v in values]
+                    pipe.multi()
+                    if kind == "string":
+                        pipe.set(key, fresh[0], keepttl=True)
+                    else:
+                        pipe.delete(key)
+                        pipe.rpush(key, *fresh)
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+        raise StoreUnavailable(f"{key} kept changing; run rekey again")
 
     # -- codes and images ---------------------------------------------------------------------
 
@@ -224,16 +544,57 @@ class RedisStore:
 
     @wraps_redis
     def audit(self, action: str, *, actor: str, **fields) -> str:
-        """Append to the audit stream. Callers pass ids and codes, never personal data."""
-        entry = {"at": format_time(datetime.now(timezone.utc)), "action": action,
-                 "actor": actor}
-        entry.update({k: str(v) for k, v in fields.items() if v is not None and v != ""})
-        return self.r.xadd(AUDIT_STREAM, entry)
+        """Append to the audit trail. Callers pass ids and codes, never personal data."""
+        return self.audit_log.add(self.r, action, actor, fields, subject=fields.get("subject"))
 
     @wraps_redis
     def audit_entries(self, count: int = 100) -> list[dict]:
-        return [dict(fields, id=entry_id) for entry_id, fields in
-                self.r.xrevrange(AUDIT_STREAM, count=count)]
+        """The newest entries over every shard, newest first."""
+        return self.audit_log.newest(self.r, count)
+
+    def audit_export(self, since_ms: int | None = None, until_ms: int | None = None):
+        """Every entry in the window, oldest first (a generator: Redis errors surface as
+        :class:`StoreUnavailable` while iterating)."""
+        try:
+            yield from self.audit_log.entries(self.r, since_ms, until_ms)
+        except _OUTAGES as exc:
+            raise StoreUnavailable("the state store is unavailable; try again shortly") from exc
+
+    @wraps_redis
+    def audit_trim(self, now: float | None = None, exact: bool = True) -> dict[int, int]:
+        return self.audit_log.trim(self.r, now, exact=exact)
+
+    # -- idempotency --------------------------------------------------------------------------
+
+    @staticmethod
+    def _idem_key(scope: str, key: str) -> str:
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+        return f"hc:idem:{{{scope}:{digest}}}"
+
+    @wraps_redis
+    def idempotency_reserve(self, scope: str, key: str, record: dict,
+                            seconds: int) -> dict | None:
+        """Claim ``key`` for this scope (SET NX); None if claimed, else what is stored."""
+        name = self._idem_key(scope, key)
+        sealed = self.cipher.seal(name, compact.dumps(record))
+        (claimed, existing) = self._on_slot(name, lambda p: (
+            p.set(name, sealed, nx=True, ex=seconds),
+            p.execute_command("GET", name, **{NEVER_DECODE: True})))
+        if claimed:
+            return None
+        if existing is None:  # expired between the two commands: claim again
+            return self.idempotency_reserve(scope, key, record, seconds)
+        return compact.loads(self.cipher.open(name, existing))
+
+    @wraps_redis
+    def idempotency_save(self, scope: str, key: str, record: dict, seconds: int) -> None:
+        name = self._idem_key(scope, key)
+        sealed = self.cipher.seal(name, compact.dumps(record))
+        self._on_slot(name, lambda p: p.set(name, sealed, ex=seconds), wait=True)
+
+    @wraps_redis
+    def idempotency_release(self, scope: str, key: str) -> None:
+        self.r.delete(self._idem_key(scope, key))
 
     # -- credentials --------------------------------------------------------------------------
 
@@ -253,7 +614,8 @@ class RedisStore:
             fields["subject"] = subject
         if label:
             fields["label"] = label
-        self.r.hset(f"hc:cred:{cred_id}", mapping=fields)
+        key = f"hc:cred:{cred_id}"
+        self._on_slot(key, lambda p: p.hset(key, mapping=fields), wait=True)
         return Credential(cred_id, role, subject, label), f"hc_{cred_id}.{secret}"
 
     @wraps_redis
@@ -306,19 +668,55 @@ def _hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def _change_entry(actor, previous, status, reasons, version, now, note=None) -> str:
-    entry = {"at": now, "actor": actor, "from": previous, "to": status, "version": version,
-             "reasons": list(reasons)}
-    if note:
-        entry["note"] = note
-    return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+def seal_record(cipher, sid: str, record: dict, actor: str, now: int) -> bytes:
+    """A new subject's record as stored: compact, sealed, with who enrolled them and when.
+
+    The subject id (it is the key) and a masked name derivable from the name are left out.
+    """
+    subject = record.get("subject")
+    if subject:
+        subject = {k: v for k, v in subject.items() if k != "subject_id"}
+        if subject.get("masked_name") == mask_name(subject.get("name")):
+            del subject["masked_name"]
+        record = {**record, "subject": subject}
+    return cipher.seal(sid, compact.dumps({"record": record, "created_at": now,
+                                           "actor": actor}))
+
+
+def _iso(seconds: int) -> str:
+    return format_time(datetime.fromtimestamp(seconds, timezone.utc))
+
+
+class NotReplicated(StoreUnavailable):
+    """The write was made on the primary, but too few replicas confirmed it in time."""
+
+    def __init__(self, key: str, results: list, confirmed: int, wanted: int):
+        super().__init__(f"the write was not confirmed by {wanted} replica(s) in time "
+                         f"({confirmed} did); retry with the same Idempotency-Key")
+        self.key = key
+        self.results = results
+        self.answer = None
+
+    def answered(self, answer) -> "NotReplicated":
+        """The same error carrying what the write returned, for an idempotent retry."""
+        self.answer = answer
+        return self
 
 
 # -- Flask wiring --------------------------------------------------------------------------------
 
+def store_options(config, cipher) -> dict:
+    """The store's settings from the service configuration (shared by the app and the CLI)."""
+    return {"cipher": cipher, "wait_replicas": config["WAIT_REPLICAS"],
+            "wait_timeout": config["WAIT_TIMEOUT"],
+            "audit_retention_days": config["AUDIT_RETENTION_DAYS"],
+            "clock_skew": config["CLOCK_SKEW"]}
+
+
 def init_app(app) -> None:
     app.extensions["healthcode.store"] = RedisStore.from_url(
-        app.config["REDIS_URL"], timeout=app.config["REDIS_TIMEOUT"])
+        app.config["REDIS_URL"], timeout=app.config["REDIS_TIMEOUT"],
+        **store_options(app.config, app.extensions["healthcode.record_cipher"]))
 
 
 def get_store() -> RedisStore:

@@ -12,6 +12,17 @@ from healthcode.store import ROLES
 from tests.support import redis_topology
 
 
+#: With REDIS_URL set a host never makes up its record key (like its subject secret), so the
+#: apps and commands the tests start get one from the environment.
+TEST_RECORD_KEY = "1:" + "dGVzdC1yZWNvcmQta2V5LTAxMjM0NTY3ODlhYmNkZWY"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def record_key():
+    os.environ.setdefault("HEALTHCODE_RECORD_KEY", TEST_RECORD_KEY)
+    yield os.environ["HEALTHCODE_RECORD_KEY"]
+
+
 @pytest.fixture(scope="session")
 def redis_server():
     """The session's Redis; ``.url`` is in the service's REDIS_URL convention for its kind."""

@@ -5,10 +5,11 @@ import base64
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from .. import metrics, qr, residents, verification
+from .. import bulk, metrics, qr, residents, verification
 from ..auth import actor, current_credential, require, require_subject_access
 from ..errors import InvalidField, NotFound
 from ..http import created, field, json_body
+from ..idempotency import idempotent
 from ..record import STATUS_REASONS
 from ..store import get_store
 from ..subject import is_subject_id
@@ -23,11 +24,30 @@ def _subject(sid: str) -> str:
     return sid
 
 
+def _enrolled(view: dict):
+    return created(view, location=f"/api/v1/residents/{view['id']}")
+
+
 @bp.post("/residents")
 @require("authority")
+@idempotent(respond=_enrolled)
 def enroll():
-    view = residents.enroll(json_body(), actor())
-    return created(view, location=f"/api/v1/residents/{view['id']}")
+    return _enrolled(residents.enroll(json_body(), actor()))
+
+
+@bp.post("/residents/batch")
+@require("authority")
+def enroll_batch():
+    """Up to bulk.MAX_BATCH enrollments at once; a result per item, in order."""
+    data = json_body(limit=bulk.MAX_BATCH_BODY)
+    unknown = set(data) - {"residents"}
+    if unknown:
+        raise InvalidField(sorted(unknown)[0], "unknown field")
+    items = data.get("residents")
+    if not isinstance(items, list) or not 1 <= len(items) <= bulk.MAX_BATCH:
+        raise InvalidField("residents", f"a list of 1 to {bulk.MAX_BATCH} enrollment bodies")
+    results = bulk.enroll_batch(get_store(), items, actor(), residents.get_secret())
+    return jsonify({**bulk.tally(results), "results": results})
 
 
 @bp.get("/residents/<sid>")
@@ -38,6 +58,7 @@ def show(sid):
 
 @bp.put("/residents/<sid>/status")
 @require("authority")
+@idempotent(respond=jsonify)
 def change_status(sid):
     return jsonify(residents.change_status(_subject(sid), json_body(), actor()))
 

@@ -239,7 +239,7 @@ def test_converting_the_same_code_twice_creates_one_subject(world):
 def test_conversions_are_audited_without_personal_data(world):
     dcc = EUDCCAdapter().encode(traveller(tests=[pcr(5)]), signer=world["dcc_signer"])
     convert(world, dcc, "native")
-    entries = [e[1] for e in world["redis"].xrange("hc:audit")]
+    entries = world["app"].extensions["healthcode.store"].audit_entries()
     conversions = [e for e in entries if e["action"] == "convert"]
     assert len(conversions) == 1
     assert conversions[0]["source_scheme"] == "eu-dcc"
