@@ -1,23 +1,27 @@
-"""What a worker lets in: a cap on requests in flight (load shedding) and a deadline on bodies.
+"""What a worker lets in: a request only once its body is in, and at most ``MAX_IN_FLIGHT``
+of them at once (load shedding).
+
+Body first, with a deadline. gunicorn's gevent worker bounds reading a request's head
+(``keepalive``) but not its body, which the application reads: a client sending a body at a
+byte a second would hold a Flask request open for as long as it liked, and count against the
+in-flight cap while doing nothing. So the body (at most ``MAX_BODY`` bytes; a larger one is
+passed on unread for the app's 413) is read here, into memory, within ``BODY_TIMEOUT`` from its
+first byte, enforced on gunicorn's socket; past it the answer is 408 ``request_timeout``.
+Waiting for a slow body costs a greenlet, not a slot.
 
 Load shedding. Past saturation, a queue only adds waiting: every request gets slower and the
 ones that time out client-side were worked on for nothing. Each worker counts the requests it
 is working on; at ``MAX_IN_FLIGHT`` a new one is answered at once with 503 ``overloaded`` and
-``Retry-After: SHED_RETRY_AFTER``, before Flask parses anything, so a shed request costs a few
+``Retry-After: SHED_RETRY_AFTER``, before Flask parses anything, so a shed request costs
 microseconds and the admitted ones keep their latency. Under gevent workers a request yields
 the loop only while it waits (on Redis), so the count is the worker's queue: N in flight means
 a new request waits behind N others' CPU work, and the cap bounds that wait. (Under sync
 workers one request is in flight at a time and the cap never bites: the backlog is the
 kernel's.) ``/healthz`` and ``/metrics`` are never shed: operators must see a busy service.
-
-Body deadline. gunicorn's gevent worker bounds reading a request's head (``keepalive``) but not
-its body, which the application reads: a client sending a body at a byte a second would keep a
-greenlet and a Flask request open for as long as it liked. Reads of ``wsgi.input`` here share
-one deadline, ``BODY_TIMEOUT`` from the first read, enforced on gunicorn's socket; past it the
-answer is 408 ``request_timeout``.
 """
 from __future__ import annotations
 
+import io
 import json
 import socket
 import threading
@@ -29,60 +33,63 @@ from .errors import Overloaded, RequestTimeout
 NEVER_SHED = frozenset({"/healthz", "/metrics"})
 
 
-class DeadlineInput:
-    """``wsgi.input`` whose reads together may take at most ``seconds``."""
+class _Refused(Exception):
+    def __init__(self, error):
+        self.error = error
 
-    def __init__(self, stream, sock, seconds: float):
-        self._stream = stream
-        self._sock = sock
-        self._seconds = seconds
-        self._deadline = None
 
-    def _call(self, method, *args):
-        now = time.monotonic()
-        if self._deadline is None:
-            self._deadline = now + self._seconds
-        remaining = self._deadline - now
-        if remaining <= 0:
-            raise RequestTimeout(f"the body did not arrive within {self._seconds:g} s")
-        previous = self._sock.gettimeout()
-        self._sock.settimeout(remaining)
-        try:
-            return getattr(self._stream, method)(*args)
-        except (socket.timeout, TimeoutError):
-            raise RequestTimeout(f"the body did not arrive within {self._seconds:g} s") from None
-        finally:
-            self._sock.settimeout(previous)
-
-    def read(self, *args):
-        return self._call("read", *args)
-
-    def readline(self, *args):
-        return self._call("readline", *args)
-
-    def readlines(self, *args):
-        return self._call("readlines", *args)
-
-    def __iter__(self):
-        while True:
-            line = self.readline()
-            if not line:
-                return
-            yield line
+def read_body(environ, limit: int, seconds: float) -> bytes:
+    """The request body, at most ``limit + 1`` bytes, within ``seconds`` of starting."""
+    stream = environ["wsgi.input"]
+    sock = environ.get("gunicorn.socket")
+    declared = _declared(environ)
+    wanted = min(declared, limit + 1) if declared else limit + 1
+    deadline = time.monotonic() + seconds
+    chunks, got = [], 0
+    previous = sock.gettimeout() if sock is not None else None
+    try:
+        while got < wanted:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout
+            if sock is not None:
+                sock.settimeout(remaining)
+            chunk = stream.read(min(65536, wanted - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    except (socket.timeout, TimeoutError):
+        raise _Refused(RequestTimeout(f"the body did not arrive within {seconds:g} s")) \
+            from None
+    finally:
+        if sock is not None:
+            sock.settimeout(previous)
+    return b"".join(chunks)
 
 
 class Admission:
-    """WSGI middleware: the in-flight cap, then the body deadline, then the app."""
+    """WSGI middleware: the body in, then the in-flight cap, then the app."""
 
-    def __init__(self, app, *, max_in_flight: int, retry_after: int, body_timeout: float):
+    def __init__(self, app, *, max_in_flight: int, retry_after: int, body_timeout: float,
+                 max_body: int):
         self.app = app
         self.max_in_flight = max_in_flight
         self.retry_after = retry_after
         self.body_timeout = body_timeout
+        self.max_body = max_body
         self.in_flight = 0
         self._lock = threading.Lock()
 
     def __call__(self, environ, start_response):
+        if _has_body(environ) and _declared(environ) <= self.max_body:
+            try:
+                body = read_body(environ, self.max_body, self.body_timeout)
+            except _Refused as refused:
+                return self.refuse(environ, start_response, refused.error)
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
         with self._lock:
             admitted = self.in_flight < self.max_in_flight or \
                 environ.get("PATH_INFO") in NEVER_SHED
@@ -90,28 +97,29 @@ class Admission:
                 self.in_flight += 1
         if not admitted:
             metrics.count_shed()
-            return self.shed(environ, start_response)
+            return self.refuse(environ, start_response, Overloaded(
+                "the service is at capacity; retry after the time in Retry-After"),
+                [("Retry-After", str(self.retry_after))])
         metrics.in_flight.inc()
         try:
-            sock = environ.get("gunicorn.socket")
-            if sock is not None and _has_body(environ):
-                environ["wsgi.input"] = DeadlineInput(environ["wsgi.input"], sock,
-                                                      self.body_timeout)
             return self.app(environ, start_response)
         finally:
             metrics.in_flight.dec()
             with self._lock:
                 self.in_flight -= 1
 
-    def shed(self, environ, start_response):
-        error = Overloaded("the service is at capacity; retry after the time in Retry-After")
+    @staticmethod
+    def refuse(environ, start_response, error, headers=()):
+        """An error answered here, before Flask: the same JSON body the app's handler writes."""
         body = json.dumps(error.to_dict()).encode()
-        start_response("503 Service Unavailable", [
+        start_response(f"{error.status} {_PHRASES[error.status]}", [
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-            ("Retry-After", str(self.retry_after)),
-            (logs.HEADER, logs.request_id(environ)),
-            ("X-Content-Type-Options", "nosniff")])
+            (logs.HEADER, logs.request_id(environ)), ("X-Content-Type-Options", "nosniff"),
+            *headers])
         return [body]
+
+
+_PHRASES = {408: "Request Timeout", 503: "Service Unavailable"}
 
 
 def _has_body(environ) -> bool:
@@ -120,8 +128,16 @@ def _has_body(environ) -> bool:
         "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
 
 
+def _declared(environ) -> int:
+    """The declared length (0 when chunked: read up to the cap, then the app decides)."""
+    try:
+        return int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
 def init_app(app) -> None:
     config = app.config
     app.wsgi_app = Admission(app.wsgi_app, max_in_flight=config["MAX_IN_FLIGHT"],
                              retry_after=config["SHED_RETRY_AFTER"],
-                             body_timeout=config["BODY_TIMEOUT"])
+                             body_timeout=config["BODY_TIMEOUT"], max_body=config["MAX_BODY"])

@@ -64,6 +64,11 @@ def metrics_directory(path) -> Path:
 
 
 def child_exit(server, worker) -> None:
-    from . import config, metrics
+    from . import config
 
-    metrics.worker_exited(worker.pid, config.load_env()["METRICS_DIR"])
+    directory = config.load_env()["METRICS_DIR"]
+    if directory:
+        # not through healthcode.metrics: importing it would give the master metrics of its own
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, directory)

@@ -94,9 +94,3 @@ def exposition(directory: str | None = None) -> bytes:
         multiprocess.MultiProcessCollector(registry, path=directory)
         return generate_latest(registry)
     return generate_latest(REGISTRY)
-
-
-def worker_exited(pid: int, directory: str | None) -> None:
-    """A worker is gone: drop its live gauges (counters keep their counts)."""
-    if directory:
-        multiprocess.mark_process_dead(pid, directory)
