@@ -10,19 +10,29 @@ first byte, enforced on gunicorn's socket; past it the answer is 408 ``request_t
 Waiting for a slow body costs a greenlet, not a slot.
 
 Load shedding. Past saturation, a queue only adds waiting: every request gets slower and the
-ones that time out client-side were worked on for nothing. Each worker counts the requests it
-is working on; at ``MAX_IN_FLIGHT`` a new one is answered at once with 503 ``overloaded`` and
-``Retry-After: SHED_RETRY_AFTER``, before Flask parses anything, so a shed request costs
-microseconds and the admitted ones keep their latency. Under gevent workers a request yields
-the loop only while it waits (on Redis), so the count is the worker's queue: N in flight means
-a new request waits behind N others' CPU work, and the cap bounds that wait. (Under sync
-workers one request is in flight at a time and the cap never bites: the backlog is the
-kernel's.) ``/healthz`` and ``/metrics`` are never shed: operators must see a busy service.
+ones that time out client-side were worked on for nothing. A new request is answered at once
+with 503 ``overloaded`` and ``Retry-After: SHED_RETRY_AFTER``, before Flask parses anything (a
+shed request costs microseconds, so the admitted ones keep their latency), when either bound
+is passed:
+
+- ``MAX_QUEUE_MS``, the worker's queueing delay. Under gevent, work waiting for the CPU waits
+  in the loop's run queue, out of sight of any counter: requests already parsed, replies from
+  Redis, new connections. A timer greenlet sleeps 10 ms over and over and measures how late it
+  wakes: that lateness (smoothed over ~50 ms) is the wait a request arriving now has ahead of
+  it, whatever the mix of cheap verifies and costly renders, and whatever else the machine
+  runs. This is the bound that keeps latency flat (the "toobusy" technique).
+- ``MAX_IN_FLIGHT``, the requests the worker works on at once: a hard cap on the memory and
+  Redis connections a burst can take, whatever the loop says.
+
+Under sync workers one request is in flight at a time and there is no loop to measure: neither
+bound bites, the backlog is the kernel's. ``/healthz`` and ``/metrics`` are never shed:
+operators must see a busy service.
 """
 from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import threading
 import time
@@ -68,12 +78,49 @@ def read_body(environ, limit: int, seconds: float) -> bytes:
     return b"".join(chunks)
 
 
-class Admission:
-    """WSGI middleware: the body in, then the in-flight cap, then the app."""
+class LoopLag:
+    """How late this worker's gevent loop runs a 10 ms timer, smoothed: seconds."""
 
-    def __init__(self, app, *, max_in_flight: int, retry_after: int, body_timeout: float,
-                 max_body: int):
+    INTERVAL = 0.01
+    WEIGHT = 0.2  # of the newest sample: a memory of about five samples, ~50 ms
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._started_in = None
+
+    def ensure_running(self) -> None:
+        """Start the timer greenlet once per process, in the worker (never in a master)."""
+        if self._started_in == os.getpid():
+            return
+        self._started_in = os.getpid()
+        self.seconds = 0.0
+        try:
+            from gevent import monkey
+        except ImportError:
+            return
+        if monkey.is_module_patched("socket"):
+            import gevent
+
+            gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        import gevent
+
+        while True:
+            started = time.perf_counter()
+            gevent.sleep(self.INTERVAL)
+            late = max(0.0, time.perf_counter() - started - self.INTERVAL)
+            self.seconds += (late - self.seconds) * self.WEIGHT
+
+
+class Admission:
+    """WSGI middleware: the body in, then the shedding bounds, then the app."""
+
+    def __init__(self, app, *, max_in_flight: int, max_queue_ms: float, retry_after: int,
+                 body_timeout: float, max_body: int):
         self.app = app
+        self.lag = LoopLag()
+        self.max_queue = max_queue_ms / 1000 if max_queue_ms else None
         self.max_in_flight = max_in_flight
         self.retry_after = retry_after
         self.body_timeout = body_timeout
@@ -90,9 +137,11 @@ class Admission:
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
             environ.pop("HTTP_TRANSFER_ENCODING", None)
+        self.lag.ensure_running()
         with self._lock:
-            admitted = self.in_flight < self.max_in_flight or \
-                environ.get("PATH_INFO") in NEVER_SHED
+            admitted = environ.get("PATH_INFO") in NEVER_SHED or (
+                self.in_flight < self.max_in_flight
+                and (self.max_queue is None or self.lag.seconds <= self.max_queue))
             if admitted:
                 self.in_flight += 1
         if not admitted:
@@ -139,5 +188,5 @@ def _declared(environ) -> int:
 def init_app(app) -> None:
     config = app.config
     app.wsgi_app = Admission(app.wsgi_app, max_in_flight=config["MAX_IN_FLIGHT"],
-                             retry_after=config["SHED_RETRY_AFTER"],
+                             max_queue_ms=config["MAX_QUEUE_MS"], retry_after=config["SHED_RETRY_AFTER"],
                              body_timeout=config["BODY_TIMEOUT"], max_body=config["MAX_BODY"])

@@ -97,8 +97,10 @@ SERVING_DEFAULTS: dict[str, Any] = {
     "HEADER_TIMEOUT": 5,
     # Time to send a request's body, seconds; past it the answer is 408.
     "BODY_TIMEOUT": 10,
-    # Requests one worker works on at once; past it, 503 with Retry-After (load shedding).
-    "MAX_IN_FLIGHT": 32,
+    # Load shedding (503 with Retry-After) past either bound, per worker: its queueing delay
+    # (gevent loop lag, milliseconds; 0: off) and the requests it works on at once.
+    "MAX_QUEUE_MS": 50,
+    "MAX_IN_FLIGHT": 64,
     # Retry-After of a shed request, seconds.
     "SHED_RETRY_AFTER": 1,
     # Proxies in front that set X-Forwarded-For/-Proto/-Host; 0: trust no such header.
@@ -120,6 +122,7 @@ ENVIRONMENT.update({
     "HEALTHCODE_HEADER_TIMEOUT": ("HEADER_TIMEOUT", int),
     "HEALTHCODE_BODY_TIMEOUT": ("BODY_TIMEOUT", float),
     "HEALTHCODE_MAX_IN_FLIGHT": ("MAX_IN_FLIGHT", int),
+    "HEALTHCODE_MAX_QUEUE_MS": ("MAX_QUEUE_MS", float),
     "HEALTHCODE_SHED_RETRY_AFTER": ("SHED_RETRY_AFTER", int),
     "HEALTHCODE_TRUSTED_PROXIES": ("TRUSTED_PROXIES", int),
     "HEALTHCODE_LOG_FORMAT": ("LOG_FORMAT", str),
@@ -140,6 +143,8 @@ def validate_serving(config: Mapping[str, Any]) -> None:
         raise ConfigurationError("HEALTHCODE_HEADER_TIMEOUT must be between 1 and 120 seconds")
     if not 0.1 <= float(config["BODY_TIMEOUT"]) <= 600:
         raise ConfigurationError("HEALTHCODE_BODY_TIMEOUT must be between 0.1 and 600 seconds")
+    if not 0 <= float(config["MAX_QUEUE_MS"]) <= 60_000:
+        raise ConfigurationError("HEALTHCODE_MAX_QUEUE_MS must be between 0 (off) and 60000")
     if not 1 <= int(config["MAX_IN_FLIGHT"]) <= 100_000:
         raise ConfigurationError("HEALTHCODE_MAX_IN_FLIGHT must be between 1 and 100000")
     if not int(config["WORKER_CONNECTIONS"]) >= int(config["MAX_IN_FLIGHT"]):

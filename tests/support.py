@@ -175,7 +175,7 @@ class ServeProcess:
             log = self.log()
             if self.proc.poll() is not None or "Address already in use" in log:
                 return False
-            if f"Listening at: http://127.0.0.1:{self.port}" in log:
+            if self._listening():
                 try:
                     with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
                         if response.status == 200:
@@ -184,6 +184,21 @@ class ServeProcess:
                     pass
             time.sleep(0.2)
         return False
+
+    def _listening(self) -> bool:
+        """Whether the listening socket on our port is this master's (Linux /proc)."""
+        inodes = set()
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            if state == "0A" and int(local.split(":")[1], 16) == self.port:
+                inodes.add(fields[9])
+        fds = Path(f"/proc/{self.proc.pid}/fd")
+        try:
+            return any(link.readlink().name in {f"socket:[{i}]" for i in inodes}
+                       for link in fds.iterdir())
+        except OSError:
+            return False
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

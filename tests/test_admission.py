@@ -108,3 +108,41 @@ def test_bad_serving_settings_stop_start_up(name, value):
 
     with pytest.raises(ConfigurationError, match=name):
         config.validate(config.load_env({name: value}))
+
+
+def test_a_worker_behind_its_queue_bound_sheds(capped_app):
+    """The loop-lag bound: while the worker's loop runs late past MAX_QUEUE_MS, new requests
+    are shed; once it catches up, they are served again."""
+    client = capped_app.test_client()
+    assert client.get("/readyz").status_code == 200  # starts the lag monitor in this process
+    lag = _admission(capped_app).lag
+    limit = capped_app.config["MAX_QUEUE_MS"] / 1000
+    lag.seconds = limit * 1.5
+    shed = client.get("/readyz")
+    assert shed.status_code == 503 and shed.get_json()["error"] == "overloaded"
+    assert shed.headers["Retry-After"] == "3"
+    assert client.get("/healthz").status_code == 200
+    lag.seconds = limit * 0.5
+    assert client.get("/readyz").status_code == 200
+
+
+def test_the_lag_monitor_measures_a_blocked_gevent_loop():
+    """Run in a child process: gevent's patching must not leak into the test session."""
+    import subprocess
+    import sys
+
+    code = (
+        "from gevent import monkey; monkey.patch_all()\n"
+        "import time, gevent\n"
+        "from healthcode.admission import LoopLag\n"
+        "lag = LoopLag(); lag.ensure_running(); gevent.sleep(0.1)\n"
+        "idle = lag.seconds\n"
+        "for _ in range(20):\n"
+        "    t = time.perf_counter()\n"
+        "    while time.perf_counter() - t < 0.03: pass\n"  # 30 ms of CPU, no yield
+        "    gevent.sleep(0.001)\n"  # a request waiting on Redis
+        "print(idle, lag.seconds)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    idle, busy = float(out[0]), float(out[1])
+    assert busy > 0.01 and busy > idle * 2
