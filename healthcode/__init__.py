@@ -1,8 +1,6 @@
 """healthcode: signed, dynamic QR health codes and their conversion between regional schemes."""
 from __future__ import annotations
 
-import logging
-
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
@@ -14,7 +12,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     Importing the package builds nothing; everything happens here.
     """
-    from . import auth, bootstrap, config, i18n, recognition, sessions, store
+    from . import admission, auth, bootstrap, config, i18n, logs, proxies, recognition, sessions
+    from . import store
     from .views import register_blueprints
 
     app = Flask(__name__)
@@ -26,6 +25,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.ensure_ascii = False
     app.json.sort_keys = False
 
+    logs.init_app(app)
     bootstrap.init_app(app)
     store.init_app(app)
     auth.init_app(app)
@@ -35,10 +35,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_blueprints(app)
     _register_error_handlers(app)
     _register_hooks(app)
+    proxies.init_app(app)
+    admission.init_app(app)
     return app
 
 
 def _register_error_handlers(app: Flask) -> None:
+    from . import logs
     from .errors import HealthCodeError, StoreUnavailable
 
     @app.errorhandler(HealthCodeError)
@@ -57,27 +60,38 @@ def _register_error_handlers(app: Flask) -> None:
                   400: "bad_request"}.get(error.code, "http_error")
         response = jsonify({"error": reason, "message": error.description})
         response.status_code = error.code
+        # e.g. Allow on a 405 (RFC 9110 15.5.6); the body is ours, so not its Content-Type
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
         return response
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception):
-        # Logged with its traceback for operators; the client learns nothing internal.
-        app.logger.exception("unhandled error on %s %s", request.method, request.path)
-        response = jsonify({"error": "internal_error", "message": "internal error"})
+        # Logged once, with its traceback and the request id, for operators; the client learns
+        # nothing internal but the id to quote. The route, not the path: a path may hold a
+        # one-time token.
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        app.logger.exception("unhandled error on %s %s", request.method, route)
+        response = jsonify({"error": "internal_error", "message": "internal error",
+                            "request_id": logs.request_id(request.environ)})
         response.status_code = 500
         return response
 
 
 def _register_hooks(app: Flask) -> None:
+    import time
+
+    from flask import g
+
     from . import metrics
 
     @app.after_request
     def headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
+        started = g.get("request_started")
         metrics.count_request(request.url_rule.rule if request.url_rule else "unmatched",
-                              response.status_code)
+                              response.status_code,
+                              time.perf_counter() - started if started is not None else None)
         return response
-
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -521,8 +521,13 @@ def schemes():
                                            "or $HEALTHCODE_BIND).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default from CPUs).")
 def serve(bind, workers):
-    """Run the service under gunicorn (starting a private Redis if REDIS_URL is unset)."""
-    from . import embedded_redis
+    """Run the service under gunicorn (starting a private Redis if REDIS_URL is unset).
+
+    HUP to this process reloads configuration (trust, mappings, policies, signers, keys: new
+    workers read them) and leaves Redis running; TERM drains the workers, then stops the
+    private Redis, last.
+    """
+    from . import bootstrap, embedded_redis, gunicorn_hooks
 
     cfg = _config()
     started_redis = not cfg["REDIS_URL"]
@@ -535,6 +540,9 @@ def serve(bind, workers):
                    f"{data_dir / 'redis'} (append-only file on)")
         os.environ["REDIS_URL"] = cfg["REDIS_URL"]
     os.environ["HEALTHCODE_DATA_DIR"] = str(data_dir)
+    # every worker writes its metrics here; a scrape of any worker reads them all
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(gunicorn_hooks.metrics_directory(
+        cfg["METRICS_DIR"] or data_dir / "metrics"))
     if bind:
         os.environ["HEALTHCODE_BIND"] = bind
     if workers:
@@ -542,10 +550,13 @@ def serve(bind, workers):
     click.echo("get an API credential with:  healthcode tokens create --role authority")
     from .gunicorn_app import run
 
+    master = os.getpid()
     try:
         run()
     finally:
-        if started_redis:
+        # gunicorn forks its workers from inside run(): a worker leaving (HUP, TERM, recycling)
+        # unwinds through here too, and must not take the private Redis with it.
+        if started_redis and os.getpid() == master:
             embedded_redis.stop(data_dir)
 
 

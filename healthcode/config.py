@@ -100,6 +100,85 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
+# -- serving: gunicorn, admission and request logging (healthcode serve; README "Serving") ----
+SERVING_DEFAULTS: dict[str, Any] = {
+    # Where `healthcode serve` listens.
+    "BIND": "127.0.0.1:8000",
+    # Worker processes; None: CPUs + 1.
+    "WORKERS": None,
+    # gunicorn worker class. gevent: a slow client costs a greenlet, never a whole worker.
+    "WORKER_CLASS": "gevent",
+    # Connections one worker holds at once (gevent); past it, new ones wait in the backlog.
+    "WORKER_CONNECTIONS": 1000,
+    # A worker silent this long (its loop blocked) is killed and replaced, seconds.
+    "WORKER_TIMEOUT": 30,
+    # Time to send a request's head, and to keep an idle connection open, seconds.
+    "HEADER_TIMEOUT": 5,
+    # Time to send a request's body, seconds; past it the answer is 408.
+    "BODY_TIMEOUT": 10,
+    # Load shedding (503 with Retry-After) past either bound, per worker: its queueing delay
+    # (gevent loop lag, milliseconds; 0: off) and the requests it works on at once.
+    "MAX_QUEUE_MS": 50,
+    "MAX_IN_FLIGHT": 64,
+    # Retry-After of a shed request, seconds.
+    "SHED_RETRY_AFTER": 1,
+    # Proxies in front that set X-Forwarded-For/-Proto/-Host; 0: trust no such header.
+    "TRUSTED_PROXIES": 0,
+    # Log lines as "text" or "json" (one JSON object per line, one line per request).
+    "LOG_FORMAT": "text",
+    "LOG_LEVEL": "info",
+    # prometheus_client's multiprocess directory; `healthcode serve` sets a fresh one.
+    "METRICS_DIR": None,
+}
+DEFAULTS.update(SERVING_DEFAULTS)
+
+ENVIRONMENT.update({
+    "HEALTHCODE_BIND": ("BIND", str),
+    "HEALTHCODE_WORKERS": ("WORKERS", int),
+    "HEALTHCODE_WORKER_CLASS": ("WORKER_CLASS", str),
+    "HEALTHCODE_WORKER_CONNECTIONS": ("WORKER_CONNECTIONS", int),
+    "HEALTHCODE_WORKER_TIMEOUT": ("WORKER_TIMEOUT", int),
+    "HEALTHCODE_HEADER_TIMEOUT": ("HEADER_TIMEOUT", int),
+    "HEALTHCODE_BODY_TIMEOUT": ("BODY_TIMEOUT", float),
+    "HEALTHCODE_MAX_IN_FLIGHT": ("MAX_IN_FLIGHT", int),
+    "HEALTHCODE_MAX_QUEUE_MS": ("MAX_QUEUE_MS", float),
+    "HEALTHCODE_SHED_RETRY_AFTER": ("SHED_RETRY_AFTER", int),
+    "HEALTHCODE_TRUSTED_PROXIES": ("TRUSTED_PROXIES", int),
+    "HEALTHCODE_LOG_FORMAT": ("LOG_FORMAT", str),
+    "HEALTHCODE_LOG_LEVEL": ("LOG_LEVEL", str),
+    "PROMETHEUS_MULTIPROC_DIR": ("METRICS_DIR", str),
+})
+
+WORKER_CLASSES = ("gevent", "gthread", "sync")
+
+
+def validate_serving(config: Mapping[str, Any]) -> None:
+    """The serving settings, checked at start-up like the rest."""
+    if config["WORKER_CLASS"] not in WORKER_CLASSES:
+        raise ConfigurationError(f"HEALTHCODE_WORKER_CLASS must be one of {WORKER_CLASSES}")
+    if config["WORKERS"] is not None and not 1 <= int(config["WORKERS"]) <= 256:
+        raise ConfigurationError("HEALTHCODE_WORKERS must be between 1 and 256")
+    if not 1 <= int(config["HEADER_TIMEOUT"]) <= 120:
+        raise ConfigurationError("HEALTHCODE_HEADER_TIMEOUT must be between 1 and 120 seconds")
+    if not 0.1 <= float(config["BODY_TIMEOUT"]) <= 600:
+        raise ConfigurationError("HEALTHCODE_BODY_TIMEOUT must be between 0.1 and 600 seconds")
+    if not 0 <= float(config["MAX_QUEUE_MS"]) <= 60_000:
+        raise ConfigurationError("HEALTHCODE_MAX_QUEUE_MS must be between 0 (off) and 60000")
+    if not 1 <= int(config["MAX_IN_FLIGHT"]) <= 100_000:
+        raise ConfigurationError("HEALTHCODE_MAX_IN_FLIGHT must be between 1 and 100000")
+    if not int(config["WORKER_CONNECTIONS"]) >= int(config["MAX_IN_FLIGHT"]):
+        raise ConfigurationError("HEALTHCODE_WORKER_CONNECTIONS must be at least "
+                                 "HEALTHCODE_MAX_IN_FLIGHT")
+    if not 0 <= int(config["TRUSTED_PROXIES"]) <= 10:
+        raise ConfigurationError("HEALTHCODE_TRUSTED_PROXIES must be between 0 and 10")
+    if config["LOG_FORMAT"] not in ("text", "json"):
+        raise ConfigurationError("HEALTHCODE_LOG_FORMAT must be text or json")
+    if str(config["LOG_LEVEL"]).lower() not in ("debug", "info", "warning", "error",
+                                                "critical"):
+        raise ConfigurationError("HEALTHCODE_LOG_LEVEL must be debug, info, warning, error "
+                                 "or critical")
+
+
 def load_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Defaults overlaid with whatever the environment sets."""
     environ = os.environ if environ is None else environ
@@ -117,6 +196,7 @@ def load_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 def validate(config: Mapping[str, Any]) -> None:
     """Reject settings that cannot work, at start-up."""
+    validate_serving(config)
     if not 10 <= int(config["CODE_TTL"]) <= 86400:
         raise ConfigurationError("HEALTHCODE_CODE_TTL must be between 10 and 86400 seconds")
     if not 0 <= int(config["CLOCK_SKEW"]) <= 600:

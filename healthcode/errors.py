@@ -149,3 +149,17 @@ class ConfigurationError(HealthCodeError):
 
     reason = "configuration_error"
     status = 500
+
+
+class RequestTimeout(HealthCodeError):
+    """The request body did not arrive within the configured time."""
+
+    reason = "request_timeout"
+    status = 408
+
+
+class Overloaded(HealthCodeError):
+    """This worker is at its in-flight cap; retry after the time in Retry-After."""
+
+    reason = "overloaded"
+    status = 503

@@ -48,6 +48,7 @@ from redis.sentinel import MasterNotFoundError, SlaveNotFoundError
 
 from . import compact, redis_topology
 from .audit import AuditLog
+from . import metrics
 from .errors import Conflict, NotFound, StoreUnavailable
 from .record import format_time, mask_name
 
@@ -70,14 +71,21 @@ _OUTAGES = (rx.ConnectionError, rx.TimeoutError, rx.BusyLoadingError, rx.ReadOnl
 
 
 def wraps_redis(fn):
-    """Turn any Redis failure into StoreUnavailable, keeping the cause for the logs."""
+    """Turn any Redis failure into StoreUnavailable, keeping the cause for the logs; time each
+    operation and count its outages for ``/metrics``."""
+    operation = fn.__name__
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        failed = False
         try:
             return fn(*args, **kwargs)
         except _OUTAGES as exc:
+            failed = True
             raise StoreUnavailable("the state store is unavailable; try again shortly") from exc
+        finally:
+            metrics.observe_redis(operation, time.perf_counter() - started, failed)
 
     return wrapper
 

@@ -1,5 +1,5 @@
 """Liveness, readiness and metrics for operators."""
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from .. import metrics, openapi, redis_topology
 from ..errors import StoreUnavailable
@@ -48,7 +48,9 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics_view():
-    return Response(metrics.exposition(), mimetype="text/plain; version=0.0.4")
+    """The whole service's counters (every worker's, in multiprocess mode); README "Metrics"."""
+    return Response(metrics.exposition(current_app.config["METRICS_DIR"]),
+                    content_type=metrics.CONTENT_TYPE)
 
 
 @bp.get("/openapi.json")

@@ -32,9 +32,11 @@ def convert():
     try:
         result = conversion.convert(text, to, source=source, actor=actor(), document=document)
     except CodeError as error:
-        metrics.count_verification(f"convert:{to}", error.reason)
+        metrics.count_conversion(_partner(text, source, to), _known(to), error.reason,
+                                 refused_by=error.detail.get("rule"))
         raise
-    metrics.count_verification(f"convert:{to}", "converted")
+    metrics.count_conversion(_partner(text, result.source_scheme, to), to, "converted",
+                             trace=result.trace)
     body = result.to_dict()
     if fmt:
         # each scheme's own QR rules: an EU DCC is alphanumeric at error correction Q
@@ -42,6 +44,21 @@ def convert():
         body["qr"] = {"format": fmt, "media_type": qr.FORMATS[fmt], "error_correction": level,
                       "data": base64.b64encode(qr.render(result.code, fmt, level)).decode()}
     return jsonify(body)
+
+
+def _known(scheme: str | None) -> str:
+    """A scheme name fit for a metric label: an installed one, else "unknown" (never input)."""
+    return scheme if scheme in recognition.get_registry() else "unknown"
+
+
+def _partner(text: str, source: str | None, to: str) -> str:
+    """The other side of a conversion: the target when converting out, else the source."""
+    if to != "native" and to in recognition.get_registry():
+        return to
+    if source in recognition.get_registry():
+        return source
+    adapter = recognition.get_registry().detect(text)
+    return adapter.scheme if adapter else "unknown"
 
 
 @bp.get("/schemes")
