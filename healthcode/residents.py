@@ -153,7 +153,8 @@ def current_code(sid: str) -> IssuedCode:
     cached = store.cached_code(sid)
     if cached:
         try:
-            claims = tokens.verify(cached, get_ring(), issuer=config["ISSUER"], skew=0)
+            claims = tokens.verify(cached, get_ring(), issuer=config["ISSUER"], skew=0,
+                                   dynamic_lifetime=ttl)
             return IssuedCode(cached, claims)
         except CodeError:  # a key was retired or the ring changed: sign anew
             pass
@@ -182,9 +183,10 @@ def image(token: str, fmt: str, seconds: int) -> bytes:
 
 
 #: One-shot codes carry status version 0: they are tied to no enrolled status, so an online
-#: check has nothing to supersede them with.
-ONE_SHOT_VERSION = 0
-MAX_ONE_SHOT_TTL = 30 * 86400
+#: check has nothing to supersede them with. They live at most MAX_ONE_SHOT_TTL (30 days), the
+#: bound a verifier holds them to (:func:`healthcode.tokens.max_lifetime`).
+ONE_SHOT_VERSION = tokens.ONE_SHOT_VERSION
+MAX_ONE_SHOT_TTL = tokens.MAX_ONE_SHOT_TTL
 
 
 def one_shot(data: dict) -> IssuedCode:
