@@ -13,6 +13,8 @@ keys share a Redis Cluster slot and can change together in one MULTI:
 ``hc:audit``                       stream: every status change, lookup and conversion
 ``hc:cred:<credential id>``        hash: role, subject, label, SHA-256 of the secret
 ``hc:rl:<credential id>:<minute>`` lookup rate-limit counters
+``hc:rl:{authfail:addr:<a>}:<w>``  failed authentications per client address, per window
+``hc:rl:{authfail:cred:<id>}:<w>`` failed authentications per credential id, per window
 ``hc:sess:<sha256 of session id>`` page sessions (:mod:`healthcode.sessions`)
 ``hc:link:<sha256 of token>``      one-time sign-in links for the resident page
 =================================  ======================================================
@@ -26,6 +28,7 @@ import functools
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -40,6 +43,17 @@ from .record import format_time
 
 AUDIT_STREAM = "hc:audit"
 ROLES = ("authority", "checkpoint", "partner", "resident")
+
+
+#: what :meth:`RedisStore.create_credential` hands out: ``hc_<hex id>.<url-safe secret>``; a
+#: bearer token of another shape is refused without a round trip (and during an outage, 401)
+TOKEN_SHAPE = re.compile(r"hc_([0-9a-f]{1,32})\.([A-Za-z0-9_-]{1,150})")
+
+
+def credential_id(token: str) -> str | None:
+    """The credential id a bearer token names, if it has the shape of one of ours."""
+    match = TOKEN_SHAPE.fullmatch(token)
+    return match.group(1) if match else None
 
 
 def _k(sid: str, part: str) -> str:
@@ -241,11 +255,10 @@ class RedisStore:
     @wraps_redis
     def check_credential(self, token: str) -> Credential | None:
         """The credential a bearer token names, if its secret matches (constant-time)."""
-        if not token.startswith("hc_") or "." not in token:
+        match = TOKEN_SHAPE.fullmatch(token)
+        if match is None:
             return None
-        cred_id, _, secret = token[3:].partition(".")
-        if not cred_id or len(cred_id) > 32 or not secret:
-            return None
+        cred_id, secret = match.groups()
         fields = self.r.hgetall(f"hc:cred:{cred_id}")
         if not fields or not hmac.compare_digest(fields.get("hash", ""), _hash_secret(secret)):
             return None
@@ -265,6 +278,11 @@ class RedisStore:
         return bool(self.r.delete(f"hc:cred:{cred_id}"))
 
     # -- rate limits --------------------------------------------------------------------------
+
+    @wraps_redis
+    def hits(self, bucket: str, window: int = 60) -> int:
+        """The events counted in the current fixed window (see :meth:`hit`), counting none."""
+        return int(self.r.get(f"hc:rl:{bucket}:{int(time.time() // window)}") or 0)
 
     @wraps_redis
     def hit(self, bucket: str, window: int = 60) -> int:
