@@ -197,6 +197,8 @@ def one_shot(data: dict) -> IssuedCode:
     status, _ = parse_status(data)
     _evidence(data)  # validated, so a batch issuer learns about bad evidence now
     ttl = data.get("ttl", current_app.config["CODE_TTL"])
+    if isinstance(ttl, float) and ttl.is_integer():  # 600.0 is 600 (JSON Schema's integer)
+        ttl = int(ttl)
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 10 <= ttl <= MAX_ONE_SHOT_TTL:
         raise InvalidField("ttl", f"seconds between 10 and {MAX_ONE_SHOT_TTL}")
     if subject.document is not None:

@@ -1,5 +1,5 @@
 """Liveness, readiness and metrics for operators."""
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from .. import metrics, openapi
 from ..errors import StoreUnavailable
@@ -38,4 +38,4 @@ def metrics_view():
 @bp.get("/openapi.json")
 def openapi_json():
     """The API description partners integrate against."""
-    return jsonify(openapi.spec())
+    return jsonify(openapi.spec(current_app.config))
