@@ -42,7 +42,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 def _register_error_handlers(app: Flask) -> None:
     from . import logs
-    from .errors import HealthCodeError, StoreUnavailable
+    from .errors import HealthCodeError, RateLimited, StoreUnavailable
 
     @app.errorhandler(HealthCodeError)
     def handle_error(error: HealthCodeError):
@@ -50,6 +50,8 @@ def _register_error_handlers(app: Flask) -> None:
         response.status_code = error.status
         if isinstance(error, StoreUnavailable):
             response.headers["Retry-After"] = str(app.config["RETRY_AFTER"])
+        if isinstance(error, RateLimited) and "retry_after" in error.detail:
+            response.headers["Retry-After"] = str(error.detail["retry_after"])
         if error.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="healthcode"'
         return response

@@ -580,6 +580,9 @@ def issue(status_file, out_path, fmt, ttl):
     from .subject import load_secret, subject_id
 
     cfg = _config()
+    if ttl is not None and not 10 <= ttl <= native.MAX_ONE_SHOT_TTL:
+        _fail(f"--ttl must be between 10 and {native.MAX_ONE_SHOT_TTL} seconds: a one-shot "
+              f"code lives at most 30 days, and verifiers refuse a longer one")
     try:
         data = json.load(status_file)
         if not isinstance(data, dict):

@@ -34,6 +34,15 @@ DEFAULTS: dict[str, Any] = {
     "LOOKUP_RATE": 30,
     # How long a checked credential is trusted in-process before Redis is asked again, seconds.
     "CREDENTIAL_CACHE_SECONDS": 5,
+    # While Redis is down, how long after its last check a credential (or page session) keeps
+    # working; also how late a revocation made just before the outage takes effect, seconds.
+    "CREDENTIAL_OUTAGE_SECONDS": 5,
+    # Failed authentications (bearer tokens, sign-in codes, one-time links) allowed per client
+    # address, and per credential id, in each window of AUTH_FAILURE_WINDOW seconds; past them
+    # 429 (healthcode.throttle, which explains the lockout trade-off).
+    "AUTH_FAILURES_PER_ADDRESS": 30,
+    "AUTH_FAILURES_PER_CREDENTIAL": 10,
+    "AUTH_FAILURE_WINDOW": 60,
     # Redis socket timeout, seconds: a dead store must not hang a scan.
     "REDIS_TIMEOUT": 0.5,
     # Seconds a client is told to wait (Retry-After) when the store is down.
@@ -87,7 +96,11 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HEALTHCODE_MAX_CODE_LENGTH": ("MAX_CODE_LENGTH", int),
     "HEALTHCODE_LOOKUP_RATE": ("LOOKUP_RATE", int),
     "HEALTHCODE_CREDENTIAL_CACHE_SECONDS": ("CREDENTIAL_CACHE_SECONDS", float),
+    "HEALTHCODE_CREDENTIAL_OUTAGE_SECONDS": ("CREDENTIAL_OUTAGE_SECONDS", float),
     "HEALTHCODE_REDIS_TIMEOUT": ("REDIS_TIMEOUT", float),
+    "HEALTHCODE_AUTH_FAILURES_PER_ADDRESS": ("AUTH_FAILURES_PER_ADDRESS", int),
+    "HEALTHCODE_AUTH_FAILURES_PER_CREDENTIAL": ("AUTH_FAILURES_PER_CREDENTIAL", int),
+    "HEALTHCODE_AUTH_FAILURE_WINDOW": ("AUTH_FAILURE_WINDOW", int),
     "HEALTHCODE_SECRET_KEY": ("SECRET_KEY", str),
     "HEALTHCODE_SECURE_COOKIES": ("SECURE_COOKIES", flag),
     "HEALTHCODE_SESSION_TTL": ("SESSION_TTL", int),
@@ -208,6 +221,15 @@ def validate(config: Mapping[str, Any]) -> None:
         redis_topology.parse(str(config["REDIS_URL"]))  # raises naming REDIS_URL
     if int(config["MAX_BODY"]) < 1024:
         raise ConfigurationError("HEALTHCODE_MAX_BODY must be at least 1024 bytes")
+    for name in ("AUTH_FAILURES_PER_ADDRESS", "AUTH_FAILURES_PER_CREDENTIAL"):
+        if int(config[name]) < 1:
+            raise ConfigurationError(f"HEALTHCODE_{name} must be at least 1")
+    if not 1 <= int(config["AUTH_FAILURE_WINDOW"]) <= 3600:
+        raise ConfigurationError("HEALTHCODE_AUTH_FAILURE_WINDOW must be 1 to 3600 seconds")
+    for name in ("CREDENTIAL_CACHE_SECONDS", "CREDENTIAL_OUTAGE_SECONDS"):
+        if not 0 <= float(config[name]) <= 300:
+            raise ConfigurationError(f"HEALTHCODE_{name} must be between 0 and 300 seconds: "
+                                     f"it is how late a revocation may take effect")
     validate_scale(config)
 
 

@@ -27,7 +27,7 @@ from flask import current_app
 
 from mapping import CodeError, Decoded, MappingAdapter
 
-from . import recognition
+from . import recognition, tokens
 from .errors import ConfigurationError, Conflict, InvalidField, NotFound, SignerUnavailable
 from .policy import earliest
 from .record import Document, Provenance, Record, format_time
@@ -187,8 +187,13 @@ def _native_target(record: Record, decoded: Decoded, until, trace, actor):
     else:
         trace.append(f"subject: already known here; local status {current[0]} applies")
     status, version = current
+    now = datetime.now(timezone.utc)
     if until is None:  # neither the source nor the policy bounds it: a dynamic code's life
-        until = datetime.now(timezone.utc) + timedelta(seconds=config["CODE_TTL"])
+        until = now + timedelta(seconds=config["CODE_TTL"])
+    cap = now + timedelta(seconds=tokens.MAX_CONVERTED_TTL)
+    if until > cap:  # verifiers refuse a longer-lived native code (tokens.max_lifetime)
+        until = cap
+        trace.append(f"native: validity capped at {tokens.MAX_CONVERTED_TTL // 86400} days")
     return stored.replace(status=status), version, until
 
 

@@ -75,6 +75,12 @@ class InvalidField(BadRequest):
         super().__init__(f"{field}: {message}", field=field)
 
 
+class TooDeep(BadRequest):
+    """The JSON body nests deeper than any request of this API needs (refused unparsed)."""
+
+    reason = "too_deep"
+
+
 class PayloadTooLarge(HealthCodeError):
     """The request body or code is larger than the configured cap."""
 

@@ -101,6 +101,7 @@ ERROR_TEXT = {
     "forbidden": _l("This sign-in may not do this."),
     "csrf_failed": _l("The form has expired. Please reload the page and try again."),
     "rate_limited": _l("Too many look-ups. Please wait %(seconds)s seconds."),
+    "too_many_attempts": _l("Too many attempts. Please wait %(seconds)s seconds and try again."),
     "store_unavailable": _l("The service is busy. Please try again shortly."),
     "invalid_field": _l("Please check the form: a field is missing or not valid."),
     "not_json": _l("The request could not be read."),

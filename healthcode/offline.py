@@ -12,6 +12,7 @@ from . import recognition
 from .config import data_path
 from .errors import CodeError
 from .keys import KeyRing
+from .policy import load_policies
 from .record import format_time
 from .trust import TrustStore
 
@@ -27,6 +28,8 @@ def build_trust(cfg, trust_paths=(), issuer: str | None = None) -> TrustStore:
 def verify_offline(code: str, cfg, trust_paths=(), at: datetime | None = None,
                    registry=None, issuer: str | None = None) -> dict:
     registry = registry or recognition.build_registry(cfg)
+    recognition.bound_native_codes(registry, cfg, load_policies(data_path(cfg, "policies"),
+                                                                registry))
     trust = build_trust(cfg, trust_paths, issuer)
     adapter = registry.detect(code)
     if adapter is None:

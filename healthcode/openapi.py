@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from . import __version__
 from .errors import CODE_REASONS
-from .record import STATUS_REASONS, STATUSES
+from .record import STATUS_REASONS, STATUSES, TEST_RESULTS, TEST_TYPES
+from .tokens import MAX_ONE_SHOT_TTL
 
 
 def _ref(name: str) -> dict:
@@ -24,11 +25,13 @@ def _error(description: str) -> dict:
 
 
 def _errors(*codes: int) -> dict:
-    text = {400: "bad request (not_json, invalid_field)", 401: "no or unknown credential",
+    text = {400: "bad request (not_json, too_deep, invalid_field)",
+            401: "no or unknown credential",
             403: "the credential's role may not do this", 404: "no such resident",
             409: "already enrolled", 413: "body or code over the size cap (too_large)",
             422: "the code cannot be converted (a code reason)",
-            429: "rate limited (rate_limited)",
+            429: "rate limited (rate_limited, with Retry-After): too many look-ups, or too many "
+                 "failed authentications from this address or for this credential",
             503: "the state store is unavailable (store_unavailable, with Retry-After), or a "
                  "target scheme's signer is (signer_unavailable)"}
     return {str(code): _error(text[code]) for code in codes}
@@ -42,6 +45,13 @@ def _op(summary: str, roles: list[str] | None, responses: dict, body: dict | Non
     if roles:
         op["security"] = [{"bearer": []}]
         op["x-roles"] = roles
+        # every authenticated call may meet the guessing throttle (healthcode.throttle) and,
+        # while Redis is down past the outage bound, store_unavailable
+        for code in (401, 429, 503):
+            responses.setdefault(str(code), _errors(code)[str(code)])
+    if body:
+        for code in (400, 413):  # not JSON, too deep, a bad field; over the body size cap
+            responses.setdefault(str(code), _errors(code)[str(code)])
     if body:
         op["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": body}}}
@@ -54,33 +64,76 @@ SUBJECT_ID = {"name": "id", "in": "path", "required": True,
               "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16}$"},
               "description": "subject id: a keyed hash of the identity document"}
 
+def _text(max_length: int = 200, required: bool = False) -> dict:
+    """A string field as the parsers read it: at most ``max_length`` characters; a required one
+    must hold something other than spaces (it is stripped)."""
+    schema = {"type": "string", "maxLength": max_length}
+    if required:
+        schema.update(minLength=1, pattern="\\S")
+    return schema
+
+
+#: YYYY, YYYY-MM or YYYY-MM-DD (schemes allow partial birth dates)
+PARTIAL_DATE = {"anyOf": [{"type": "string", "pattern": "^[0-9]{4}(-(0[1-9]|1[0-2]))?$"},
+                          {"type": "string", "format": "date",
+                           "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}]}
+#: an RFC 3339 time as the parsers read it (Python's ISO 8601 reader): no leap seconds, at most
+#: microseconds
+DATE_TIME = {"type": "string", "format": "date-time",
+             "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9]"
+                        "(\\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$"}
+COUNT = {"type": "integer", "minimum": 0, "maximum": 2**53}
+
+TEST = {"type": "object", "required": ["type", "result", "sampled_at"],
+        "additionalProperties": False, "properties": {
+            "type": {"type": "string", "enum": list(TEST_TYPES)},
+            "result": {"type": "string", "enum": list(TEST_RESULTS)},
+            "sampled_at": DATE_TIME, "disease": _text(), "name": _text(),
+            "manufacturer": _text(), "centre": _text(), "country": _text(), "code": _text()}}
+VACCINATION = {"type": "object", "required": ["product", "dose_number", "administered_on"],
+               "additionalProperties": False, "properties": {
+                   "product": _text(required=True), "dose_number": COUNT,
+                   "administered_on": PARTIAL_DATE, "series_doses": COUNT, "disease": _text(),
+                   "vaccine_type": _text(), "manufacturer": _text(), "lot": _text(),
+                   "country": _text(), "code": _text()}}
+RECOVERY = {"type": "object", "required": ["first_positive_on"], "additionalProperties": False,
+            "properties": {"first_positive_on": PARTIAL_DATE, "valid_from": PARTIAL_DATE,
+                           "valid_until": PARTIAL_DATE, "disease": _text(),
+                           "country": _text()}}
+#: yellow and red need a reason (residents.parse_status)
+NEEDS_A_REASON = {"if": {"required": ["status"],
+                         "properties": {"status": {"enum": ["yellow", "red"]}}},
+                  "then": {"anyOf": [{"required": ["reason"]},
+                                     {"required": ["reasons"],
+                                      "properties": {"reasons": {"minItems": 1}}}]}}
+#: the fields of an enrollment (residents.KNOWN_RESIDENT_FIELDS)
+RESIDENT_FIELDS = {
+    "name": _text(required=True), "family_name": _text(), "given_name": _text(),
+    "name_latin": _text(), "birth_date": PARTIAL_DATE, "document": _ref("Document"),
+    "status": _ref("Status"), "reason": _ref("StatusReason"),
+    "reasons": {"type": "array", "items": _ref("StatusReason")},
+    "evidence": _ref("Evidence")}
+
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error", "message"], "properties": {
         "error": {"type": "string", "description": "stable machine-readable reason"},
         "message": {"type": "string"},
         "field": {"type": "string", "description": "the offending field (invalid_field)"},
         "rule": {"type": "string", "description": "the policy rule that refused"}}},
-    "Document": {"type": "object", "required": ["type", "number", "region"], "properties": {
-        "type": {"type": "string", "examples": ["travel_permit", "passport", "id_card"]},
-        "number": {"type": "string"}, "region": {"type": "string", "examples": ["MO"]}}},
-    "Evidence": {"type": "object", "properties": {
-        "tests": {"type": "array", "items": {"type": "object",
-                                             "required": ["type", "result", "sampled_at"]}},
-        "vaccinations": {"type": "array", "items": {
-            "type": "object", "required": ["product", "dose_number", "administered_on"]}},
-        "recoveries": {"type": "array", "items": {"type": "object",
-                                                  "required": ["first_positive_on"]}}}},
+    "Document": {"type": "object", "required": ["type", "number", "region"],
+                 "additionalProperties": False, "properties": {
+        "type": {**_text(64, required=True), "examples": ["travel_permit", "passport"]},
+        "number": _text(64, required=True),
+        "region": {**_text(64, required=True), "examples": ["MO"]}}},
+    "Evidence": {"type": "object", "additionalProperties": False, "properties": {
+        "tests": {"type": "array", "maxItems": 50, "items": TEST},
+        "vaccinations": {"type": "array", "maxItems": 50, "items": VACCINATION},
+        "recoveries": {"type": "array", "maxItems": 50, "items": RECOVERY}}},
     "Status": {"type": "string", "enum": list(STATUSES)},
     "StatusReason": {"type": "string", "enum": list(STATUS_REASONS)},
     "Enrollment": {"type": "object", "required": ["name", "document", "status"],
-                   "additionalProperties": False, "properties": {
-        "name": {"type": "string"}, "family_name": {"type": "string"},
-        "given_name": {"type": "string"}, "name_latin": {"type": "string"},
-        "birth_date": {"type": "string", "description": "YYYY, YYYY-MM or YYYY-MM-DD"},
-        "document": _ref("Document"), "status": _ref("Status"),
-        "reason": _ref("StatusReason"),
-        "reasons": {"type": "array", "items": _ref("StatusReason")},
-        "evidence": _ref("Evidence")}},
+                   "additionalProperties": False, "properties": RESIDENT_FIELDS,
+                   **NEEDS_A_REASON},
     "Resident": {"type": "object", "required": ["id", "status", "status_version"],
                  "properties": {"id": {"type": "string"}, "status": _ref("Status"),
                                 "status_version": {"type": "integer"},
@@ -94,7 +147,8 @@ SCHEMAS = {
                                     "status_version": {
                                         "type": "integer", "minimum": 1,
                                         "description": "the version this change expects; "
-                                                       "409 conflict when it moved on"}}},
+                                                       "409 conflict when it moved on"}},
+                     **NEEDS_A_REASON},
     "Code": {"type": "object", "required": ["code", "expires_at"], "properties": {
         "code": {"type": "string", "description": "the text inside the QR code"},
         "scheme": {"type": "string"}, "status": _ref("Status"),
@@ -169,9 +223,14 @@ def _scale(paths: dict) -> None:
                     f"up to {MAX_BATCH_BODY} bytes.")}
 
 
-def spec() -> dict:
-    code_body = {"type": "object", "required": ["code"],
-                 "properties": {"code": {"type": "string"}}}
+def spec(config=None) -> dict:
+    """The document; ``config`` (the app's) states the configured size caps."""
+    config = config or {}
+    max_code = int(config.get("MAX_CODE_LENGTH", 16 * 1024))
+    scanned = {"type": "string", "maxLength": max_code,
+               "description": "the text inside the QR code (chunks of one code joined by "
+                              "newlines)"}
+    code_body = {"type": "object", "required": ["code"], "properties": {"code": scanned}}
     paths = {
         "/api/v1/residents": {"post": _op(
             "Enroll a resident", ["authority"],
@@ -202,11 +261,14 @@ def spec() -> dict:
         "/api/v1/codes": {"post": _op(
             "Issue a one-shot code without enrolling anyone", ["authority"],
             {"201": _json(_ref("Code"), "the signed code"), **_errors(400, 401, 403, 413)},
-            body={"type": "object", "required": ["name", "status"], "properties": {
-                "name": {"type": "string"}, "document": _ref("Document"),
-                "status": _ref("Status"), "reason": _ref("StatusReason"),
-                "ttl": {"type": "integer", "minimum": 10},
-                "format": {"type": "string", "enum": ["png", "svg"]}}})},
+            body={"type": "object", "required": ["name", "status"],
+                  "additionalProperties": False, "properties": {
+                      **RESIDENT_FIELDS,
+                      "ttl": {"type": "integer", "minimum": 10, "maximum": MAX_ONE_SHOT_TTL,
+                              "description": "seconds (default HEALTHCODE_CODE_TTL); a one-shot "
+                                             "code lives at most 30 days"},
+                      "format": {"type": "string", "enum": ["png", "svg"]}},
+                  **NEEDS_A_REASON})},
         "/api/v1/verify": {"post": _op(
             "Verify a scanned code of any supported scheme", ["checkpoint", "authority"],
             {"200": _json(_ref("Verification"),
@@ -216,8 +278,9 @@ def spec() -> dict:
             "Convert a code into another scheme", ["partner", "authority"],
             {"200": _json(_ref("Conversion"), "the converted code"),
              **_errors(400, 401, 403, 413, 422, 503)},
-            body={"type": "object", "required": ["code", "to"], "properties": {
-                "code": {"type": "string"}, "to": {"type": "string"},
+            body={"type": "object", "required": ["code", "to"], "additionalProperties": False,
+                  "properties": {
+                "code": scanned, "to": {"type": "string"},
                 "from": {"type": "string", "description": "source scheme (default: detected)"},
                 "document": _ref("Document"),
                 "format": {"type": "string", "enum": ["png", "svg"],
@@ -231,7 +294,7 @@ def spec() -> dict:
                                           "masked_name": {"type": ["string", "null"]}}},
                           "colour and masked name only; every lookup is audited"),
              **_errors(400, 401, 403, 429, 503)},
-            body={"type": "object", "required": ["document"],
+            body={"type": "object", "required": ["document"], "additionalProperties": False,
                   "properties": {"document": _ref("Document")}},
             description="Rate-limited per credential (HEALTHCODE_LOOKUP_RATE a minute).")},
         "/api/v1/residents/{id}/links": {"post": _op(

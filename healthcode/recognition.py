@@ -7,10 +7,13 @@ verifies our codes exactly as a partner's offline scanner would.
 """
 from __future__ import annotations
 
+import math
+
 from flask import current_app
 
 from mapping import Registry
 
+from . import tokens
 from .config import data_path
 from .policy import load_policies
 from .signers import load_signers
@@ -30,6 +33,7 @@ def build_trust(config, ring) -> TrustStore:
 
 def build_registry(config) -> Registry:
     registry = Registry.from_entry_points()
+
     folder = data_path(config, "mappings")
     if folder.is_dir() and any(folder.glob("*.toml")):
         from mapping.partner_jwt import load_partners
@@ -39,6 +43,36 @@ def build_registry(config) -> Registry:
     return registry
 
 
+def native_lifetime(config, policies) -> int:
+    """The longest an enrolled subject's native code (status version 1 and up) may live.
+
+    A resident's dynamic code lives ``CODE_TTL``. A code converted from a partner's lives what
+    the agreement allows (``max_validity_hours``), at most :data:`tokens.MAX_CONVERTED_TTL`;
+    the claims do not tell the two apart, so the longer bound holds for both. Every policy but
+    a native one can produce native codes (``<scheme> -> native``).
+    """
+    longest = int(config["CODE_TTL"])
+    for scheme, policy in policies.items():
+        if scheme == "native":
+            continue
+        hours = policy.max_validity_hours
+        bound = tokens.MAX_CONVERTED_TTL if hours is None else \
+            min(tokens.MAX_CONVERTED_TTL, math.ceil(hours * 3600))
+        longest = max(longest, bound)
+    return longest
+
+
+def bound_native_codes(registry, config, policies) -> int:
+    """Hold the native adapter to what we issue: :func:`native_lifetime` and our clock skew."""
+    lifetime = native_lifetime(config, policies)
+    if "native" in registry.names():
+        native = registry.get("native")
+        if hasattr(native, "dynamic_lifetime"):
+            native.dynamic_lifetime = lifetime
+            native.skew = int(config["CLOCK_SKEW"])
+    return lifetime
+
+
 def init_app(app) -> None:
     ring = app.extensions["healthcode.keys"]
     registry = build_registry(app.config)
@@ -46,6 +80,8 @@ def init_app(app) -> None:
     app.extensions["healthcode.registry"] = registry
     app.extensions["healthcode.policies"] = load_policies(data_path(app.config, "policies"),
                                                           registry)
+    app.extensions["healthcode.native_lifetime"] = bound_native_codes(
+        registry, app.config, app.extensions["healthcode.policies"])
     app.extensions["healthcode.signers"] = load_signers(data_path(app.config, "signers"))
 
 
@@ -59,6 +95,10 @@ def get_registry() -> Registry:
 
 def get_policies() -> dict:
     return current_app.extensions["healthcode.policies"]
+
+
+def get_native_lifetime() -> int:
+    return current_app.extensions["healthcode.native_lifetime"]
 
 
 def get_signers() -> dict:

@@ -128,8 +128,12 @@ def _str_or_none(value: Any, field_name: str, max_len: int = 200,
 
 
 def _int_or_none(value: Any, field_name: str) -> int | None:
+    """A count. ``2.0`` is the integer 2, as JSON Schema (and so our OpenAPI document) has it:
+    a client's JSON library may well write it so."""
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer() and 0 <= value <= 2**53:
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         _fail(field_name, "expected a non-negative integer")
     return value
@@ -254,9 +258,12 @@ class Vaccination:
                                                        "manufacturer", "lot", "country", "code"))
         if not self.product:
             _fail("evidence.vaccinations.product", "required")
-        if _int_or_none(self.dose_number, "evidence.vaccinations.dose_number") is None:
+        dose = _int_or_none(self.dose_number, "evidence.vaccinations.dose_number")
+        if dose is None:
             _fail("evidence.vaccinations.dose_number", "required")
-        _int_or_none(self.series_doses, "evidence.vaccinations.series_doses")
+        object.__setattr__(self, "dose_number", dose)
+        object.__setattr__(self, "series_doses", _int_or_none(
+            self.series_doses, "evidence.vaccinations.series_doses"))
         object.__setattr__(self, "administered_on", parse_partial_date(
             self.administered_on, "evidence.vaccinations.administered_on"))
 
@@ -331,7 +338,8 @@ class Provenance:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, parse_time(value, f"provenance.{name}"))
-        _int_or_none(self.status_version, "provenance.status_version")
+        object.__setattr__(self, "status_version", _int_or_none(
+            self.status_version, "provenance.status_version"))
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,8 @@ def current_code(sid: str) -> IssuedCode:
     cached = store.cached_code(sid)
     if cached:
         try:
-            claims = tokens.verify(cached, get_ring(), issuer=config["ISSUER"], skew=0)
+            claims = tokens.verify(cached, get_ring(), issuer=config["ISSUER"], skew=0,
+                                   dynamic_lifetime=ttl)
             return IssuedCode(cached, claims)
         except CodeError:  # a key was retired or the ring changed: sign anew
             pass
@@ -217,9 +218,10 @@ def image(token: str, fmt: str, seconds: int) -> bytes:
 
 
 #: One-shot codes carry status version 0: they are tied to no enrolled status, so an online
-#: check has nothing to supersede them with.
-ONE_SHOT_VERSION = 0
-MAX_ONE_SHOT_TTL = 30 * 86400
+#: check has nothing to supersede them with. They live at most MAX_ONE_SHOT_TTL (30 days), the
+#: bound a verifier holds them to (:func:`healthcode.tokens.max_lifetime`).
+ONE_SHOT_VERSION = tokens.ONE_SHOT_VERSION
+MAX_ONE_SHOT_TTL = tokens.MAX_ONE_SHOT_TTL
 
 
 def one_shot(data: dict) -> IssuedCode:
@@ -230,6 +232,8 @@ def one_shot(data: dict) -> IssuedCode:
     status, _ = parse_status(data)
     _evidence(data)  # validated, so a batch issuer learns about bad evidence now
     ttl = data.get("ttl", current_app.config["CODE_TTL"])
+    if isinstance(ttl, float) and ttl.is_integer():  # 600.0 is 600 (JSON Schema's integer)
+        ttl = int(ttl)
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 10 <= ttl <= MAX_ONE_SHOT_TTL:
         raise InvalidField("ttl", f"seconds between 10 and {MAX_ONE_SHOT_TTL}")
     if subject.document is not None:

@@ -15,7 +15,8 @@ session id once signed in, a random form nonce before. Another site can neither 
 nor compute the token; a form or script of ours gets it from the page.
 
 Like credentials (see :mod:`healthcode.auth`), a session read recently stays usable in-process
-while Redis is down, so a checkpoint's scanner page keeps verifying through a store outage.
+while Redis is down, so a checkpoint's scanner page keeps verifying through a short store outage
+(``CREDENTIAL_OUTAGE_SECONDS`` after the session was last read, see :mod:`healthcode.cache`).
 """
 from __future__ import annotations
 
@@ -72,12 +73,12 @@ class SessionStore:
     """Sessions and one-time links in Redis, with a small in-process cache of sessions."""
 
     def __init__(self, redis_client, ttl: int, link_ttl: int, fresh_seconds: float,
-                 max_entries: int = 10_000):
+                 max_entries: int = 10_000, outage_seconds: float = STALE_SECONDS):
         self.r = redis_client
         self.ttl = ttl
         self.link_ttl = link_ttl
         self._cache: OutageTolerantCache[PageSession] = OutageTolerantCache(
-            fresh_seconds, STALE_SECONDS, max_entries)
+            fresh_seconds, outage_seconds, max_entries)
 
     @wraps_redis
     def create(self, credential: Credential, kind: str) -> PageSession:
@@ -255,7 +256,8 @@ def init_app(app) -> None:
     app.extensions["healthcode.sessions"] = SessionStore(
         app.extensions["healthcode.store"].r, ttl=int(app.config["SESSION_TTL"]),
         link_ttl=int(app.config["LINK_TTL"]),
-        fresh_seconds=app.config["CREDENTIAL_CACHE_SECONDS"])
+        fresh_seconds=app.config["CREDENTIAL_CACHE_SECONDS"],
+        outage_seconds=app.config["CREDENTIAL_OUTAGE_SECONDS"])
 
     @app.after_request
     def set_form_cookie(response):

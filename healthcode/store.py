@@ -17,6 +17,8 @@ keys share a Redis Cluster slot and change together in one script:
 ``hc:idem:{<cred id>:<key hash>}`` sealed first answers to Idempotency-Key requests, 24 h
 ``hc:cred:<credential id>``        hash: role, subject, label, SHA-256 of the secret
 ``hc:rl:<credential id>:<minute>`` lookup rate-limit counters
+``hc:rl:{authfail:addr:<a>}:<w>``  failed authentications per client address, per window
+``hc:rl:{authfail:cred:<id>}:<w>`` failed authentications per credential id, per window
 ``hc:sess:<sha256 of session id>`` page sessions (:mod:`healthcode.sessions`)
 ``hc:link:<sha256 of token>``      one-time sign-in links for the resident page
 =================================  ======================================================
@@ -35,6 +37,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -55,6 +58,17 @@ from .record import format_time, mask_name
 ROLES = ("authority", "checkpoint", "partner", "resident")
 #: Seconds between looks at how many replicas a primary has connected (for WAIT).
 REPLICA_PROBE_SECONDS = 5.0
+
+
+#: what :meth:`RedisStore.create_credential` hands out: ``hc_<hex id>.<url-safe secret>``; a
+#: bearer token of another shape is refused without a round trip (and during an outage, 401)
+TOKEN_SHAPE = re.compile(r"hc_([0-9a-f]{1,32})\.([A-Za-z0-9_-]{1,150})")
+
+
+def credential_id(token: str) -> str | None:
+    """The credential id a bearer token names, if it has the shape of one of ours."""
+    match = TOKEN_SHAPE.fullmatch(token)
+    return match.group(1) if match else None
 
 
 def _k(sid: str, part: str) -> str:
@@ -629,11 +643,10 @@ class RedisStore:
     @wraps_redis
     def check_credential(self, token: str) -> Credential | None:
         """The credential a bearer token names, if its secret matches (constant-time)."""
-        if not token.startswith("hc_") or "." not in token:
+        match = TOKEN_SHAPE.fullmatch(token)
+        if match is None:
             return None
-        cred_id, _, secret = token[3:].partition(".")
-        if not cred_id or len(cred_id) > 32 or not secret:
-            return None
+        cred_id, secret = match.groups()
         fields = self.r.hgetall(f"hc:cred:{cred_id}")
         if not fields or not hmac.compare_digest(fields.get("hash", ""), _hash_secret(secret)):
             return None
@@ -653,6 +666,11 @@ class RedisStore:
         return bool(self.r.delete(f"hc:cred:{cred_id}"))
 
     # -- rate limits --------------------------------------------------------------------------
+
+    @wraps_redis
+    def hits(self, bucket: str, window: int = 60) -> int:
+        """The events counted in the current fixed window (see :meth:`hit`), counting none."""
+        return int(self.r.get(f"hc:rl:{bucket}:{int(time.time() // window)}") or 0)
 
     @wraps_redis
     def hit(self, bucket: str, window: int = 60) -> int:

@@ -14,20 +14,27 @@ Claims (short private names, because every byte makes the QR code denser):
 
 Verification follows pyjwt's order: the algorithm must be on the allow-list before any key is
 chosen, the key is chosen by ``kid`` from our ring, then the signature, issuer and validity
-window are checked. Every failure becomes a :class:`~healthcode.errors.CodeError` with a reason
+window are checked. A header naming critical extensions (``crit``) is refused outright: RFC 7515
+§4.1.11 makes a JWS invalid when it names an extension the verifier does not understand, and the
+native scheme defines none.
+
+A native code may not outlive the lifetime we issue for (:func:`max_lifetime`): a resident's
+dynamic code ``CODE_TTL`` (or, where conversion agreements exist, what they let a converted code
+live: :func:`healthcode.recognition.native_lifetime`), a one-shot code (status version 0) at
+most :data:`MAX_ONE_SHOT_TTL`, each plus the clock skew. A longer-lived code under our signature is not one we issued by the rules (a bug or
+a leaked key), so it is ``malformed``, however good its signature. Every failure becomes a :class:`~healthcode.errors.CodeError` with a reason
 from the contract vocabulary. Times are checked here, not by pyjwt, so that a verifier can be
 asked about any instant (``healthcode verify --at``).
 """
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import jwt
-from jwt.exceptions import DecodeError, InvalidAlgorithmError, InvalidSignatureError
+from jwt.exceptions import InvalidAlgorithmError, InvalidSignatureError, PyJWTError
 
 from .errors import CodeError
 from .keys import KeyRing
@@ -40,6 +47,20 @@ _JWS = jwt.PyJWS(algorithms=ALGORITHMS)
 #: Version 12 (65x65 modules) still scans fast from a cracked phone screen at a gate.
 MAX_CODE_BYTES = 287
 _SIGNATURE_CHARS = 86  # base64url of a 64-byte ES256 signature
+
+#: One-shot codes carry status version 0: they are tied to no enrolled status.
+ONE_SHOT_VERSION = 0
+#: The longest a one-shot code lives (``POST /api/v1/codes`` and ``healthcode issue`` refuse a
+#: longer ``ttl``): a paper code for a journey of up to a month.
+MAX_ONE_SHOT_TTL = 30 * 86400
+#: The longest a native code converted from a partner's code lives (conversion caps it here;
+#: the agreement's max_validity_hours may cap it sooner).
+MAX_CONVERTED_TTL = 30 * 86400
+#: The longest an enrolled subject's code may live when the verifier does not know the issuer's
+#: configuration (an offline scanner holding only our keys): a converted code's bound.
+MAX_DYNAMIC_TTL = MAX_CONVERTED_TTL
+#: Times beyond 9999-12-31 (or before 1970) are not times a code of ours can carry.
+_MAX_TIME = 253402300799
 
 
 class _CompactJSON(json.JSONEncoder):
@@ -123,6 +144,27 @@ def looks_native(text: str) -> bool:
     return text.count(".") == 2 and text[:2] == "ey"
 
 
+def max_lifetime(status_version: int, dynamic_lifetime: int | None = None) -> int:
+    """The longest a native code of this status version may live, in seconds.
+
+    :param dynamic_lifetime: the longest an enrolled subject's code lives (status version 1 and
+        up): ``CODE_TTL``, or longer where conversion agreements issue longer-lived codes;
+        unknown (an offline scanner holding only our keys): :data:`MAX_DYNAMIC_TTL`
+    """
+    if status_version == ONE_SHOT_VERSION:
+        return MAX_ONE_SHOT_TTL
+    return MAX_DYNAMIC_TTL if dynamic_lifetime is None else int(dynamic_lifetime)
+
+
+def _json_segment(segment: str):
+    """A base64url JSON segment; ``None`` if it is not one (or nests deeper than the parser
+    goes: a hostile code's ``RecursionError`` is as malformed as a syntax error)."""
+    try:
+        return json.loads(jwt.api_jws.base64url_decode(segment))
+    except (ValueError, TypeError, binascii.Error, RecursionError):
+        return None
+
+
 def read_header(token) -> tuple[str, str]:
     """The ``kid`` of a compact JWS whose ``alg`` is on the allow-list, before any key is used.
 
@@ -131,13 +173,13 @@ def read_header(token) -> tuple[str, str]:
     that is a third of the work. pyjwt's ``decode`` then re-reads the header strictly and checks
     ``alg`` against the allow-list itself, so this early read only chooses the key.
     """
-    try:
-        segment = token[:token.index(".")]
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, TypeError, binascii.Error):
-        raise CodeError("malformed", "not a signed code") from None
+    if not isinstance(token, str) or "." not in token:
+        raise CodeError("malformed", "not a signed code")
+    header = _json_segment(token[:token.index(".")])
     if not isinstance(header, dict):
         raise CodeError("malformed", "not a signed code")
+    if "crit" in header:
+        raise CodeError("malformed", "the code names critical extensions; we understand none")
     alg = header.get("alg")
     if alg not in ALGORITHMS:
         raise CodeError("bad_signature", f"algorithm {alg!r} is not accepted")
@@ -149,10 +191,8 @@ def read_header(token) -> tuple[str, str]:
 
 def unverified_claims(token: str) -> dict:
     """The claims before the signature is checked: only to find which issuer's keys to use."""
-    try:
-        claims = json.loads(jwt.api_jws.base64url_decode(token.split(".")[1]))
-    except (ValueError, IndexError, TypeError):
-        raise CodeError("malformed", "the claims are not JSON") from None
+    parts = token.split(".") if isinstance(token, str) else ()
+    claims = _json_segment(parts[1]) if len(parts) == 3 else None
     if not isinstance(claims, dict):
         raise CodeError("malformed", "the claims are not an object")
     return claims
@@ -166,11 +206,13 @@ def verified_claims(token: str, public_key) -> dict:
         raise CodeError("bad_signature", "the signature does not match") from None
     except InvalidAlgorithmError:
         raise CodeError("bad_signature", "the algorithm is not accepted") from None
-    except DecodeError:
+    except (PyJWTError, ValueError, TypeError, RecursionError):
+        # the rest of pyjwt's tree (a bad crit, a b64 extension, a bad segment), and what it
+        # lets escape from outside it on hostile headers: the code is unreadable
         raise CodeError("malformed", "not a signed code") from None
     try:
         return json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise CodeError("malformed", "the claims are not JSON") from None
 
 
@@ -183,19 +225,24 @@ def check_length(token, max_length: int) -> str:
 
 
 def verify(token, ring: KeyRing, *, issuer: str, at: datetime | None = None, skew: int = 60,
-           max_length: int = 4096) -> NativeClaims:
-    """Check a native code against our own key ring; raise :class:`CodeError` if it fails."""
+           max_length: int = 4096, dynamic_lifetime: int | None = None) -> NativeClaims:
+    """Check a native code against our own key ring; raise :class:`CodeError` if it fails.
+
+    :param dynamic_lifetime: the longest our enrolled subjects' codes live, see
+        :func:`max_lifetime`
+    """
     token = check_length(token, max_length)
     _, kid = read_header(token)
     key = ring.verification_key(kid)
     if key is None:
         raise CodeError("unknown_key", "the code is signed with a key we do not know")
     claims = verified_claims(token, key.public_key)
-    return check_claims(claims, kid, issuer=issuer, at=at, skew=skew)
+    return check_claims(claims, kid, issuer=issuer, at=at, skew=skew,
+                        dynamic_lifetime=dynamic_lifetime)
 
 
 def check_claims(claims, kid: str, *, issuer: str, at: datetime | None,
-                  skew: int) -> NativeClaims:
+                 skew: int, dynamic_lifetime: int | None = None) -> NativeClaims:
     if not isinstance(claims, dict):
         raise CodeError("malformed", "the claims are not an object")
     try:
@@ -210,6 +257,12 @@ def check_claims(claims, kid: str, *, issuer: str, at: datetime | None,
     if iss != issuer and not (isinstance(issuer, (set, frozenset, tuple, list))
                               and iss in issuer):
         raise CodeError("untrusted_issuer", "the code was issued by someone else")
+    if not (0 <= iat <= _MAX_TIME and 0 <= exp <= _MAX_TIME):
+        raise CodeError("malformed", "a time claim is out of range")
+    if exp < iat:
+        raise CodeError("malformed", "the code expires before it was issued")
+    if exp - iat > max_lifetime(sv, dynamic_lifetime) + skew:
+        raise CodeError("malformed", "the code claims a longer life than a native code has")
     now = (at or datetime.now(timezone.utc)).timestamp()
     if iat > now + skew:
         raise CodeError("not_yet_valid", "the code is not valid yet")

@@ -32,7 +32,8 @@ def verify_native(text: str, at: datetime | None = None, online: bool = True) ->
     config = current_app.config
     try:
         claims = tokens.verify(text, get_ring(), issuer=config["ISSUER"], at=at,
-                               skew=config["CLOCK_SKEW"], max_length=config["MAX_CODE_LENGTH"])
+                               skew=config["CLOCK_SKEW"], max_length=config["MAX_CODE_LENGTH"],
+                               dynamic_lifetime=recognition.get_native_lifetime())
     except CodeError as error:
         return failure(error, "native")
     answer = {"valid": True, "reason": None, "scheme": "native", "status": claims.status,

@@ -22,11 +22,23 @@ class NativeAdapter(MappingAdapter):
     signs_with_ring = True
     #: clock skew tolerated between issuer and scanner, seconds
     skew = 60
+    #: the longest an enrolled subject's code lives, when known (the service and `healthcode
+    #: verify` set it from their configuration: recognition.bound_native_codes); None: the
+    #: largest any configuration allows (tokens.MAX_DYNAMIC_TTL)
+    dynamic_lifetime: int | None = None
 
     def detect(self, text: str) -> bool:
         return isinstance(text, str) and tokens.looks_native(text.strip())
 
     def decode(self, text: str, *, trust, at: datetime | None = None) -> Decoded:
+        try:
+            return self._decode(text, trust, at)
+        except CodeError:
+            raise
+        except Exception:  # scanned input is hostile: as in every adapter, nothing else escapes
+            raise CodeError("malformed", "the code could not be read") from None
+
+    def _decode(self, text: str, trust, at: datetime | None) -> Decoded:
         text = check_size(text, 4096)
         _, kid = tokens.read_header(text)
         issuer = tokens.unverified_claims(text).get("iss")
@@ -36,7 +48,8 @@ class NativeAdapter(MappingAdapter):
         if key is None:
             raise CodeError("unknown_key", "the code is signed with a key we do not know")
         claims = tokens.check_claims(tokens.verified_claims(text, key.key), kid, issuer=issuer,
-                                     at=at, skew=self.skew)
+                                     at=at, skew=self.skew,
+                                     dynamic_lifetime=self.dynamic_lifetime)
         record = Record(
             subject=Subject(subject_id=claims.subject_id, masked_name=claims.masked_name),
             status=claims.status,

@@ -118,3 +118,21 @@ def enrolled(client, creds):
 
 def pytest_report_header(config):
     return f"redis topology: {os.environ.get('HEALTHCODE_TEST_REDIS') or 'single'}"
+# Hypothesis: bounded and derandomized under CI (the same examples every run, no example
+# database), so a fuzz test is a fixed, repeatable cost; HYPOTHESIS_PROFILE picks another.
+def _hypothesis_profiles() -> None:
+    import os
+
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("ci", max_examples=100, derandomize=True, database=None,
+                              deadline=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("fuzz", max_examples=5_000, deadline=None)
+    profile = os.environ.get("HYPOTHESIS_PROFILE") or (
+        "ci" if os.environ.get("CI", "").lower() == "true" else None)
+    if profile:
+        settings.load_profile(profile)
+
+
+_hypothesis_profiles()

@@ -23,6 +23,7 @@ def cli(env):
     def run(*args, input=None):
         return runner.invoke(main, list(args), env=env, input=input, catch_exceptions=False)
 
+    run.env = env
     return run
 
 
@@ -191,3 +192,33 @@ def test_verify_reads_partner_codes_through_installed_mapping_files(cli, tmp_pat
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output)
     assert answer["scheme"] == "mo" and answer["status"] == "green"
+
+
+@pytest.mark.parametrize("kind", ["crit", "exp 2^63", "iat -10^12", "ten years"])
+def test_verify_refuses_hostile_native_codes_without_a_traceback(cli, tmp_path, kind):
+    cli("keys", "generate")
+    from healthcode.keys import KeyRing
+    ring = KeyRing(tmp_path / "data" / "keys")
+    now = int(time.time())
+    code = {
+        "crit": lambda: tu.forged_with_header(ring, {"crit": ["x"]}, iss="HC-CLI"),
+        "exp 2^63": lambda: tu.signed_claims(ring, {**tu.claims(iss="HC-CLI"), "exp": 2**63}),
+        "iat -10^12": lambda: tu.signed_claims(ring, {**tu.claims(iss="HC-CLI"),
+                                                      "iat": -10**12}),
+        "ten years": lambda: tu.signed_claims(ring, {**tu.claims(iss="HC-CLI", sv=0),
+                                                     "exp": now + 10 * 365 * 86400}),
+    }[kind]()
+    result = CliRunner().invoke(main, ["verify", code], env=cli.env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.output)["reason"] in ("malformed", "expired", "bad_signature")
+
+
+def test_issue_refuses_a_ttl_beyond_the_one_shot_bound(cli, tmp_path):
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps({"name": "A", "status": "green", "document": {
+        "type": "id", "number": "1", "region": "MO"}}))
+    cli("keys", "generate")
+    result = CliRunner().invoke(main, ["issue", str(status), "--out", str(tmp_path / "c.png"),
+                                       "--ttl", str(10 * 365 * 86400)], env=cli.env)
+    assert result.exit_code != 0 and "ttl" in result.output.lower()

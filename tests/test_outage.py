@@ -1,5 +1,7 @@
 """Redis stopped mid-test: verify degrades to the token alone, writes answer 503 with
 Retry-After, and both recover when Redis returns, without restarting the app."""
+import time
+
 import pytest
 
 from healthcode import create_app
@@ -59,3 +61,69 @@ def test_a_store_outage_degrades_verify_and_refuses_writes_until_it_returns(tmp_
     answer = client.post("/api/v1/verify", json={"code": code}, headers=creds.checkpoint)
     assert answer.get_json()["checked_online"] is True
     assert answer.get_json()["reason"] == "superseded"
+
+
+@pytest.fixture
+def outage_app(tmp_path, own_redis):
+    app = create_app({"REDIS_URL": own_redis.url, "DATA_DIR": str(tmp_path),
+                      "SUBJECT_SECRET": "outage-test-secret-0123", "ISSUER": "HC-TEST",
+                      "CREDENTIAL_CACHE_SECONDS": 0, "CREDENTIAL_OUTAGE_SECONDS": 1.5,
+                      "REDIS_TIMEOUT": 0.3})
+    return app
+
+
+def test_a_credential_revoked_before_an_outage_stops_working_within_the_bound(outage_app,
+                                                                               own_redis):
+    """Issue 11, item 4: a credential checked before the outage works only within
+    CREDENTIAL_OUTAGE_SECONDS of its last check, so a revocation just before Redis went down
+    holds after that bound; then 503 store_unavailable, never a silent accept."""
+    client = outage_app.test_client()
+    creds = Credentials(outage_app)
+    store = outage_app.extensions["healthcode.store"]
+    sid = client.post("/api/v1/residents", json=RESIDENT,
+                      headers=creds.authority).get_json()["id"]
+    code = client.get(f"/api/v1/residents/{sid}/code", headers=creds.authority).get_json()["code"]
+    assert client.post("/api/v1/verify", json={"code": code},
+                       headers=creds.checkpoint).status_code == 200
+    checked_at = time.monotonic()
+    cred_id = creds.token("checkpoint")[3:].split(".")[0]
+    assert store.revoke_credential(cred_id)
+    own_redis.stop()
+
+    # within the bound the worker cannot know of the revocation: it may still answer
+    deadline = checked_at + 1.5
+    while time.monotonic() < deadline + 0.3:
+        time.sleep(0.1)
+    late = client.post("/api/v1/verify", json={"code": code}, headers=creds.checkpoint)
+    assert late.status_code == 503, late.get_json()
+    assert late.get_json()["error"] == "store_unavailable"
+    assert int(late.headers["Retry-After"]) > 0
+
+
+def test_a_credential_in_use_keeps_working_through_a_short_outage(outage_app, own_redis):
+    client = outage_app.test_client()
+    creds = Credentials(outage_app)
+    client.get("/api/v1/whoami", headers=creds.checkpoint)
+    own_redis.stop()
+    assert client.get("/api/v1/whoami", headers=creds.checkpoint).status_code == 200
+
+
+@pytest.mark.parametrize("token", ["garbage", "hc_nothing.here", "hc_abc", "hc_.x",
+                                   "hc_0123456789ab.", "x" * 150, "hc_0123456789ab.sec ret"])
+def test_a_token_of_the_wrong_shape_is_401_even_during_an_outage(outage_app, own_redis, token):
+    client = outage_app.test_client()
+    own_redis.stop()
+    response = client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401, response.get_json()
+    assert response.get_json()["error"] == "unauthorized"
+
+
+def test_a_well_formed_token_never_seen_is_503_during_an_outage(outage_app, own_redis):
+    """It may be genuine (checked by another worker): we cannot tell, so 'try again', not
+    'unauthorized' (which would tell a genuine client its credential is gone)."""
+    client = outage_app.test_client()
+    own_redis.stop()
+    response = client.get("/api/v1/whoami",
+                          headers={"Authorization": "Bearer hc_0123456789ab." + "A" * 32})
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "store_unavailable"

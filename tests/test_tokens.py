@@ -1,4 +1,5 @@
 """The native code: compact, signed, and refused with the right reason when it is not right."""
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -119,3 +120,87 @@ def test_issue_reports_the_claims_exactly_as_signed(ring):
                                  issued_at=now(), ttl=300)
     assert claims == tokens.verify(token, ring, issuer="HC-TEST")
     assert claims.masked_name.endswith("…")
+
+
+# -- hostile headers and claims (issue 11) --------------------------------------------------------
+
+CRIT_VALUES = ["abc", [], ["x"], [1], [{}], ["exp"], ["b64"], None, {}, 1, ["alg", "kid"]]
+
+
+@pytest.mark.parametrize("crit", CRIT_VALUES, ids=repr)
+def test_a_crit_header_we_do_not_understand_makes_the_code_invalid(ring, crit):
+    """RFC 7515 §4.1.11: a JWS naming a critical extension the verifier does not understand
+    is invalid. We define none, so any ``crit`` is refused, before the signature is checked."""
+    with pytest.raises(CodeError) as info:
+        tokens.verify(tu.forged_with_header(ring, {"crit": crit}), ring, issuer="HC-TEST")
+    assert info.value.reason == "malformed"
+
+
+def test_a_crit_header_is_refused_even_under_a_good_signature(ring):
+    token = tu.signed_claims(ring, tu.claims(), crit=["exp"], exp=1)
+    with pytest.raises(CodeError) as info:
+        tokens.verify(token, ring, issuer="HC-TEST")
+    assert info.value.reason == "malformed"
+
+
+def _times(iat, exp):
+    return {**tu.claims(), "iat": iat, "exp": exp}
+
+
+NOW = int(datetime.now(timezone.utc).timestamp())
+ABSURD_TIMES = [
+    ("exp 2^63", _times(NOW, 2**63), ("malformed",)),
+    ("exp 10^400", _times(NOW, 10**400), ("malformed",)),
+    ("exp 2^63 and iat just before it", _times(2**63 - 300, 2**63), ("malformed",)),
+    ("iat -10^12", _times(-10**12, NOW + 300), ("malformed", "expired")),
+    ("iat and exp -10^12", _times(-10**12, -10**12 + 300), ("malformed", "expired")),
+    ("exp -2^63", _times(NOW, -2**63), ("malformed", "expired")),
+    ("exp before iat", _times(NOW, NOW - 10), ("malformed", "expired")),
+    ("exp ten years ahead", _times(NOW, NOW + 10 * 365 * 86400), ("malformed",)),
+    ("one-shot ten years ahead", {**_times(NOW, NOW + 10 * 365 * 86400), "sv": 0},
+     ("malformed",)),
+    ("dynamic one hour", _times(NOW, NOW + 3600), ("malformed",)),
+    ("exp a float", _times(NOW, 1e400), ("malformed",)),
+]
+
+
+@pytest.mark.parametrize("body, reasons", [(b, r) for _, b, r in ABSURD_TIMES],
+                         ids=[i for i, _, _ in ABSURD_TIMES])
+def test_absurd_times_under_our_own_signature_are_refused(ring, body, reasons):
+    token = tu.signed_claims(ring, body)
+    with pytest.raises(CodeError) as info:
+        tokens.verify(token, ring, issuer="HC-TEST", dynamic_lifetime=300)
+    assert info.value.reason in reasons
+
+
+def test_a_native_code_may_not_outlive_its_lifetime_plus_the_skew(ring):
+    """Dynamic codes live CODE_TTL; one-shot codes (status version 0) at most
+    MAX_ONE_SHOT_TTL; the clock skew is allowed on top of either."""
+    dynamic = tu.signed_claims(ring, _times(NOW, NOW + 300 + 60))
+    assert tokens.verify(dynamic, ring, issuer="HC-TEST", dynamic_lifetime=300, skew=60)
+    with pytest.raises(CodeError):
+        tokens.verify(tu.signed_claims(ring, _times(NOW, NOW + 300 + 61)), ring,
+                      issuer="HC-TEST", dynamic_lifetime=300, skew=60)
+    month = tokens.MAX_ONE_SHOT_TTL
+    one_shot = tu.signed_claims(ring, {**_times(NOW, NOW + month), "sv": 0})
+    assert tokens.verify(one_shot, ring, issuer="HC-TEST", dynamic_lifetime=300)
+    with pytest.raises(CodeError):
+        tokens.verify(tu.signed_claims(ring, {**_times(NOW, NOW + month + 61), "sv": 0}), ring,
+                      issuer="HC-TEST", dynamic_lifetime=300, skew=60)
+
+
+@pytest.mark.parametrize("part", ["header", "payload"])
+def test_deeply_nested_json_inside_a_code_is_malformed(ring, part):
+    deep = tu.deep_json_text(100_000).encode()
+    header = tu.b64(json.dumps({"alg": "ES256", "kid": ring.active.kid}).encode())
+    segments = [header, tu.b64(b'{"iss":"HC-TEST"}'), tu.b64(bytes(64))]
+    segments[0 if part == "header" else 1] = tu.b64(deep)
+    token = ".".join(segments)
+    with pytest.raises(CodeError) as info:
+        tokens.verify(token, ring, issuer="HC-TEST", max_length=10**6)
+    # the header is read before the signature; the payload only after it (which fails here)
+    assert info.value.reason == ("malformed" if part == "header" else "bad_signature")
+    reader = tokens.read_header if part == "header" else tokens.unverified_claims
+    with pytest.raises(CodeError) as info:
+        reader(token)
+    assert info.value.reason == "malformed"

@@ -60,3 +60,30 @@ def truncated_signature(token: str) -> str:
     """Keep 64 of the 86 signature characters: valid base64url, 48 bytes instead of 64."""
     header, body, sig = token.split(".")
     return f"{header}.{body}.{sig[:64]}"
+
+
+def signed_claims(ring, body: dict, **header) -> str:
+    """Exactly these claims, signed with our active key (times and all, however absurd)."""
+    import jwt
+    key = ring.active
+    return jwt.encode(body, key.private_key, algorithm="ES256",
+                      headers={"kid": key.kid, "typ": None, **header})
+
+
+def forged_with_header(ring, header: dict, **kw) -> str:
+    """Our kid, the given extra header fields, a signature of 64 zero bytes."""
+    head = b64(json.dumps({"alg": "ES256", "kid": ring.active.kid, **header}).encode())
+    return f"{head}.{b64(json.dumps(claims(**kw)).encode())}.{b64(bytes(64))}"
+
+
+def nested(depth: int, leaf="x") -> object:
+    """``[[[...leaf...]]]`` ``depth`` lists deep, built without recursion."""
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def deep_json_text(depth: int) -> str:
+    """The JSON text of :func:`nested`, without asking json.dumps to recurse that deep."""
+    return "[" * depth + '"x"' + "]" * depth

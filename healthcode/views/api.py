@@ -95,7 +95,7 @@ def code(sid):
 @require("authority")
 def issue():
     data = json_body()
-    fmt = data.get("format")
+    fmt = field(data, "format", str, required=False)
     if fmt is not None and fmt not in qr.FORMATS:
         raise InvalidField("format", "png or svg")
     issued = residents.one_shot(data)

@@ -56,4 +56,4 @@ def metrics_view():
 @bp.get("/openapi.json")
 def openapi_json():
     """The API description partners integrate against."""
-    return jsonify(openapi.spec())
+    return jsonify(openapi.spec(current_app.config))

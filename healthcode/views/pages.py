@@ -20,9 +20,10 @@ from flask import (Blueprint, current_app, jsonify, make_response, redirect, ren
                    request, url_for)
 from flask_babel import gettext
 
-from .. import i18n, residents, sessions
-from ..auth import actor, current_credential, require
-from ..errors import Forbidden, HealthCodeError, NotFound, StoreUnavailable
+from .. import i18n, residents, sessions, throttle
+from ..auth import actor, check_token, current_credential, require
+from ..errors import (Forbidden, HealthCodeError, NotFound, RateLimited, StoreUnavailable,
+                      Unauthorized)
 from ..http import created
 from ..record import format_time
 from ..store import Credential, get_store
@@ -75,7 +76,7 @@ def _page(template: str, status: int = 200, **context):
     return response
 
 
-def _signin(target: str, error: str | None = None, status: int = 200):
+def _signin(target: str, error: str | None = None, status: int = 200, **values):
     # A SameSite=Strict cookie is not sent when another site links here, so a signed-in
     # resident arriving from, say, a webmail link would see the sign-in form. Reloading from
     # our own origin sends it.
@@ -83,7 +84,7 @@ def _signin(target: str, error: str | None = None, status: int = 200):
             and request.headers.get("Sec-Fetch-Site") == "cross-site"):
         return _page("reload.html", title=_title(target))
     return _page("signin.html", status=status, target=target, title=_title(target),
-                 error=i18n.error_text(error) if error else None,
+                 error=i18n.error_text(error, **values) if error else None,
                  signed_out=request.args.get("signed_out") == "1")
 
 
@@ -118,10 +119,24 @@ def _code_view(issued: residents.IssuedCode) -> dict:
 def page_error(error: HealthCodeError):
     # No session look-up here: the error may be the store being down, and asking it again
     # would turn a translated 503 page into a 500.
+    if isinstance(error, RateLimited):  # a guessing throttle (pages have no look-ups)
+        return _too_many(_page("error.html", status=error.status, title=_title("me"),
+                               message=i18n.error_text("too_many_attempts",
+                                                       seconds=_retry_after(error)),
+                               csrf="", signed_in=None), error)
     response = _page("error.html", status=error.status, title=_title("me"),
                      message=i18n.error_text(error.reason), csrf="", signed_in=None)
     if isinstance(error, StoreUnavailable):
         response.headers["Retry-After"] = str(current_app.config["RETRY_AFTER"])
+    return response
+
+
+def _retry_after(error: RateLimited) -> int:
+    return int(error.detail.get("retry_after", current_app.config["AUTH_FAILURE_WINDOW"]))
+
+
+def _too_many(response, error: RateLimited):
+    response.headers["Retry-After"] = str(_retry_after(error))
     return response
 
 
@@ -159,9 +174,13 @@ def signin():
     if not sessions.csrf_ok():
         return _signin(target, error="csrf_failed", status=403)
     token = (request.form.get("token") or "").strip()
-    credential = get_store().check_credential(token) if 0 < len(token) <= 200 else None
-    if credential is None:
+    try:
+        credential = check_token(token)
+    except Unauthorized:
         return _signin(target, error="bad_credential", status=401)
+    except RateLimited as error:
+        return _too_many(_signin(target, error="too_many_attempts", status=429,
+                                 seconds=_retry_after(error)), error)
     page = PAGE_OF_ROLE.get(credential.role)
     if page is None:
         return _signin(target, error="no_page", status=403)
@@ -185,7 +204,9 @@ def signout():
 def link(token):
     """A one-time link only shows a button: link previews in chat apps fetch the URL, and
     must not use the link up before the resident opens it."""
+    throttle.check_address()  # a link is a secret too: guessing at them is throttled
     if not sessions.get_sessions().link_alive(token):
+        throttle.failed(what="sign-in links")
         return _page("error.html", status=410, title=_title("me"),
                      message=i18n.error_text("link_used"))
     return _page("link.html", title=_title("me"), token=token)
@@ -196,8 +217,10 @@ def redeem(token):
     if not sessions.csrf_ok():
         return _page("error.html", status=403, title=_title("me"),
                      message=i18n.error_text("csrf_failed"))
+    throttle.check_address()
     sid = sessions.get_sessions().redeem_link(token)
     if sid is None:
+        throttle.failed(what="sign-in links")
         return _page("error.html", status=410, title=_title("me"),
                      message=i18n.error_text("link_used"))
     link_id = "link-" + hashlib.sha256(token.encode("utf-8")).hexdigest()[:12]
