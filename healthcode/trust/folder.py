@@ -52,16 +52,18 @@ def trust_files(path: Path) -> list[Path]:
 
 def load_into(store, path, default_issuer: str | None = None) -> None:
     """Load a trust file or folder into ``store``; CRLs after the certificates they refer to."""
-    path = Path(path)
-    late = []
+    for file, raw in load_order(Path(path)):
+        load_file(store, file, raw, default_issuer)
+
+
+def load_order(path: Path) -> list[tuple[Path, bytes]]:
+    """The trust files under ``path`` with their bytes, CRLs last."""
+    early, late = [], []
     for file in trust_files(path):
         raw = _read(file)
-        if formats.csca_crl.detect(raw) and not formats.icao_master_list.detect(raw):
-            late.append((file, raw))
-            continue
-        _load_one(store, file, raw, default_issuer)
-    for file, raw in late:
-        _load_one(store, file, raw, default_issuer)
+        crl = formats.csca_crl.detect(raw) and not formats.icao_master_list.detect(raw)
+        (late if crl else early).append((file, raw))
+    return early + late
 
 
 def _read(file: Path) -> bytes:
@@ -71,7 +73,8 @@ def _read(file: Path) -> bytes:
         raise ConfigurationError(f"trust file {file}: {exc}") from exc
 
 
-def _load_one(store, file: Path, raw: bytes, default_issuer: str | None) -> None:
+def load_file(store, file: Path, raw: bytes, default_issuer: str | None = None) -> None:
+    """Load one trust file (its sidecar's signature checked again) into ``store``."""
     meta = read_meta(file, raw)
     options = dict(meta.get("options") or {})
     anchors = ()

@@ -192,6 +192,14 @@ class TrustStore:
             return False
         return scheme is None or self._issuer_schemes[issuer] in (None, scheme)
 
+    def issuer_scheme(self, issuer: str) -> str | None:
+        """The scheme an issuer's keys are trusted for (``None``: any)."""
+        return self._issuer_schemes.get(issuer)
+
+    def revocation_lists(self) -> list[RevocationList]:
+        """Every SHC revocation list, by issuer and kid."""
+        return [self._revocations[k] for k in sorted(self._revocations)]
+
     def issuer_info(self, issuer: str) -> IssuerEntry | None:
         """What the list said about an issuer: name, ``canonical_iss``, website, last fetch."""
         return self._issuer_info.get(issuer)
