@@ -147,10 +147,10 @@ def dcc_kid(cert) -> str:
 
 def dsc_list(entries, *, reduced: bool = False) -> bytes:
     """A DSC list in the backend/SDK shape; ``entries`` are (certificate, country) pairs or
-    ready dicts (for corrupt entries)."""
+    anything else, used as is (for corrupt entries)."""
     out = []
     for entry in entries:
-        if isinstance(entry, dict):
+        if not isinstance(entry, tuple):
             out.append(entry)
             continue
         cert, country = entry
