@@ -487,7 +487,9 @@ def issue(status_file, out_path, fmt, ttl):
 @main.command()
 @click.argument("code")
 @click.option("--trust", "trust_paths", multiple=True, type=click.Path(exists=True),
-              help="JWKS files, PEM/DER certificates, or folders of them (repeatable).")
+              help="Trust lists in any format `trust import` reads (JWK sets, certificates, "
+                   "DSC lists, the VCI snapshot, master lists...), or folders of them "
+                   "(repeatable).")
 @click.option("--issuer", help="The issuer that JWK sets and revocation lists under --trust "
                                "belong to, when a file does not name one itself.")
 @click.option("--at", "at_text", help="Check validity at this ISO 8601 time (default now).")
