@@ -85,6 +85,19 @@ def test_its_lifetime_is_configured_and_checked(app, client):
         verified(app, expired.token)
 
 
+def test_gzip_when_the_scanner_accepts_it(loaded_app):
+    import gzip
+
+    client = loaded_app.test_client()
+    plain = fetch(client)
+    packed = fetch(client, **{"Accept-Encoding": "gzip, deflate"})
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(packed.get_data()) == plain.get_data()
+    assert len(packed.get_data()) < len(plain.get_data()) / 2
+    assert packed.headers["ETag"] == plain.headers["ETag"]
+    assert "Accept-Encoding" in packed.headers["Vary"]
+
+
 def test_etag_and_if_none_match(app, client):
     first = fetch(client)
     etag = first.headers["ETag"]
