@@ -57,13 +57,19 @@ def load_into(store, path, default_issuer: str | None = None) -> None:
 
 
 def load_order(path: Path) -> list[tuple[Path, bytes]]:
-    """The trust files under ``path`` with their bytes, CRLs last."""
-    early, late = [], []
+    """The trust files under ``path`` with their bytes, CRLs after the CSCAs they need:
+    other lists, then PKD LDIF files with master lists, then those without, then CRLs."""
+    ranked = []
     for file in trust_files(path):
         raw = _read(file)
-        crl = formats.csca_crl.detect(raw) and not formats.icao_master_list.detect(raw)
-        (late if crl else early).append((file, raw))
-    return early + late
+        if formats.icao_ldif.detect(raw):
+            rank = 1 if b"pkdmasterlistcontent" in raw.lower() else 2
+        elif formats.csca_crl.detect(raw) and not formats.icao_master_list.detect(raw):
+            rank = 3
+        else:
+            rank = 0
+        ranked.append((rank, file, raw))
+    return [(file, raw) for _, file, raw in sorted(ranked, key=lambda r: r[0])]
 
 
 def _read(file: Path) -> bytes:

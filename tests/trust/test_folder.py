@@ -236,3 +236,19 @@ def test_a_hand_copied_list_ages_from_its_file_time(cli, shared):
     summary = json.loads(cli("trust", "list", "--json").output)
     assert summary["sources"][0]["age_days"] == pytest.approx(10, abs=0.1)
     assert summary["stale"] == ["se.json"]  # default limit: 7 days
+
+
+def test_pkd_ldif_files_load_master_lists_before_crls(folder):
+    """ICAO names the CRL file icaopkd-001 and the master lists icaopkd-002: the CRLs need the
+    CSCAs, so the folder loads the master lists first."""
+    ut = pki.Csca("UT")
+    crls = pki.ldif(("cn=UT,o=crl", "certificateRevocationList;binary", ut.crl([77])))
+    lists = pki.ldif(("cn=UT,o=ml", "pkdMasterListContent",
+                      pki.master_list([ut.cert], ut.signer, ut.signer_key)))
+    import_list(folder, lists, name="icaopkd-002-complete-000300.ldif", store=installed(folder))
+    import_list(folder, crls, name="icaopkd-001-complete-000200.ldif", store=installed(folder))
+    store = installed(folder)
+    dsc = ut.issue(pki.name("DSC"), pki.new_key(), serial=77)
+    from healthcode.certs import load_certificate
+    assert store.is_certificate_revoked(load_certificate(pki.der(dsc)))
+    assert {s.format for s in store.sources.values()} == {"icao-pkd-ldif"}

@@ -276,3 +276,33 @@ def test_a_csca_crl_needs_a_trusted_issuer_and_its_signature():
     stale = formats.read(ut.crl([1], last_update=pki.NOW - timedelta(days=60),
                                 next_update=pki.NOW - timedelta(days=30)), trusted=trusted)
     assert any("nextUpdate" in n for n in stale.notes)
+
+
+def test_the_icao_pkd_ldif_download():
+    ut, vv = pki.Csca("UT"), pki.Csca("VV")
+    raw = pki.ldif(
+        ("cn=UT,o=ml,c=UT,dc=data", "pkdMasterListContent",
+         pki.master_list([ut.cert], ut.signer, ut.signer_key)),
+        ("cn=VV,o=ml,c=VV,dc=data", "pkdMasterListContent",
+         pki.master_list([vv.cert, ut.cert], vv.signer, vv.signer_key)),
+        ("cn=UT,o=crl,c=UT,dc=data", "certificateRevocationList;binary", ut.crl([11, 12])),
+        ("cn=x,o=dsc,c=UT,dc=data", "userCertificate;binary", pki.der(pki.dsc()[0])))
+    listed = formats.read(raw, name="icaopkd-002.ldif")
+    assert listed.format == "icao-pkd-ldif"
+    assert sorted(e.country for e in listed.certificates) == ["UT", "VV"]  # UT once
+    assert listed.crls[0].serials == {11, 12}
+    assert listed.signed_by == "2 master lists and 1 CRLs, each signature checked"
+    assert any("1 document signer certificates (eMRTD) skipped" in n for n in listed.notes)
+
+
+def test_one_bad_master_list_in_an_ldif_refuses_the_file():
+    ut, vv = pki.Csca("UT"), pki.Csca("VV")
+    raw = pki.ldif(
+        ("cn=UT,o=ml", "pkdMasterListContent",
+         pki.master_list([ut.cert], ut.signer, ut.signer_key)),
+        ("cn=VV,o=ml", "pkdMasterListContent",
+         pki.master_list([vv.cert], vv.signer, vv.signer_key, wrong_digest=True)))
+    with pytest.raises(TrustSignatureError, match="cn=VV,o=ml"):
+        formats.read(raw)
+    with pytest.raises(TrustListError, match="without master lists or CRLs"):
+        formats.read(pki.ldif(("cn=x", "description", b"nothing")))
