@@ -252,3 +252,14 @@ def test_pkd_ldif_files_load_master_lists_before_crls(folder):
     from healthcode.certs import load_certificate
     assert store.is_certificate_revoked(load_certificate(pki.der(dsc)))
     assert {s.format for s in store.sources.values()} == {"icao-pkd-ldif"}
+
+
+def test_an_issuer_named_twice_differently_is_refused_not_guessed(folder):
+    raw = json.dumps({"issuer": "https://a.example", "keys": [pki.jwk(pki.new_key(), "k")]})
+    with pytest.raises(TrustListError, match="names the issuer https://a.example"):
+        import_list(folder, raw.encode(), name="a.json", store=installed(folder),
+                    issuer="https://b.example")
+    result = import_list(folder, raw.encode(), name="a.json", store=installed(folder),
+                         issuer="https://a.example")
+    assert result.name == "a.jwks.json"
+    assert installed(folder).is_trusted_issuer("https://a.example")
