@@ -68,6 +68,12 @@ def test_the_vci_snapshot(shared):
     canonical = {i.iss: i.canonical_iss for i in listed.issuers if i.canonical_iss}
     assert len(canonical) == 6
     assert len(listed.revocations) == sum(len(i.get("crls", [])) for i in raw["issuerInfo"])
+    from datetime import datetime
+    behind = sum(1 for i in raw["issuerInfo"] if i["keys"] and (
+        datetime.fromisoformat(raw["time"].replace("Z", "+00:00"))
+        - datetime.fromisoformat(i["lastRetrieved"].replace("Z", "+00:00"))).days >= 7)
+    assert any(n.startswith(f"{behind} issuers were last retrieved more than 7 days")
+               for n in listed.notes)
     california = next(i for i in listed.issuers if i.name == "State of California")
     assert california.last_retrieved.isoformat() == "2026-08-22T04:43:50+00:00"
     assert {k.kid for k in california.keys} == {k["kid"] for k in raw["issuerInfo"][0]["keys"]}
