@@ -44,6 +44,22 @@ class Certificate:
         """EU DCC key identifier: the first 8 bytes of SHA-256 over the DER certificate."""
         return self.sha256[:8]
 
+    @functools.cached_property
+    def serial_number(self) -> int:
+        """The serial number, which a CA's CRL names revoked certificates by."""
+        if self.parsed is not None:
+            return self.parsed.serial_number
+        return int(_decode_tolerant(self.der)["tbsCertificate"]["serialNumber"])
+
+    @property
+    def country(self) -> str | None:
+        """The subject's country (``C=``), as EU DCC and ICAO signers must carry it."""
+        for part in self.subject.split(","):
+            name, _, value = part.partition("=")
+            if name.strip() == "C" and value:
+                return value.strip().upper()
+        return None
+
     def valid_at(self, at: datetime) -> bool:
         return self.not_before <= at <= self.not_after
 
@@ -58,6 +74,16 @@ def load_certificate(data: bytes) -> Certificate:
         der = _pem_to_der(data)
     else:
         der = bytes(data)
+    return _load_der(der)
+
+
+#: trust lists repeat each other (every DSC of the Swedish list is in the German one), and a
+#: Certificate is immutable: read each DER once
+CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _load_der(der: bytes) -> Certificate:
     with warnings.catch_warnings():
         # NULL ECDSA parameters parse with a deprecation warning; we accept those certificates.
         warnings.simplefilter("ignore")

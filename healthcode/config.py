@@ -71,6 +71,11 @@ DEFAULTS: dict[str, Any] = {
     "AUDIT_RETENTION_DAYS": 400,
     # Record encryption key ring ("<id>:<base64url key>,..."); unset: <data dir>/record.keys.
     "RECORD_KEY": None,
+    # A trust source (list) whose data is older than this many days is reported by /readyz and
+    # in every verify answer's warnings, never dropped; 0 turns the report off.
+    "TRUST_MAX_AGE_DAYS": 7,
+    # Lifetime of the signed trust bundle (GET /api/v1/trust/bundle), seconds.
+    "TRUST_BUNDLE_TTL": 86400,
 }
 
 
@@ -110,6 +115,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HEALTHCODE_WAIT_TIMEOUT": ("WAIT_TIMEOUT", int),
     "HEALTHCODE_AUDIT_RETENTION_DAYS": ("AUDIT_RETENTION_DAYS", int),
     "HEALTHCODE_RECORD_KEY": ("RECORD_KEY", str),
+    "HEALTHCODE_TRUST_MAX_AGE_DAYS": ("TRUST_MAX_AGE_DAYS", float),
+    "HEALTHCODE_TRUST_BUNDLE_TTL": ("TRUST_BUNDLE_TTL", int),
 }
 
 
@@ -221,6 +228,12 @@ def validate(config: Mapping[str, Any]) -> None:
         redis_topology.parse(str(config["REDIS_URL"]))  # raises naming REDIS_URL
     if int(config["MAX_BODY"]) < 1024:
         raise ConfigurationError("HEALTHCODE_MAX_BODY must be at least 1024 bytes")
+    if not 0 <= float(config["TRUST_MAX_AGE_DAYS"]) <= 3650:
+        raise ConfigurationError("HEALTHCODE_TRUST_MAX_AGE_DAYS must be between 0 (off) and "
+                                 "3650 days")
+    if not 300 <= int(config["TRUST_BUNDLE_TTL"]) <= 30 * 86400:
+        raise ConfigurationError("HEALTHCODE_TRUST_BUNDLE_TTL must be between 300 seconds and "
+                                 "30 days")
     for name in ("AUTH_FAILURES_PER_ADDRESS", "AUTH_FAILURES_PER_CREDENTIAL"):
         if int(config[name]) < 1:
             raise ConfigurationError(f"HEALTHCODE_{name} must be at least 1")

@@ -15,6 +15,7 @@ from .keys import KeyRing
 from .policy import load_policies
 from .record import format_time
 from .trust import TrustStore
+from .verification import add_warnings
 
 
 def build_trust(cfg, trust_paths=(), issuer: str | None = None) -> TrustStore:
@@ -27,10 +28,16 @@ def build_trust(cfg, trust_paths=(), issuer: str | None = None) -> TrustStore:
 
 def verify_offline(code: str, cfg, trust_paths=(), at: datetime | None = None,
                    registry=None, issuer: str | None = None) -> dict:
+    """Verify ``code`` against file trust; the answer carries stale-trust warnings too."""
     registry = registry or recognition.build_registry(cfg)
     recognition.bound_native_codes(registry, cfg, load_policies(data_path(cfg, "policies"),
                                                                 registry))
     trust = build_trust(cfg, trust_paths, issuer)
+    return add_warnings(_verify(code, trust, registry, at),
+                        trust.warnings())
+
+
+def _verify(code: str, trust: TrustStore, registry, at: datetime | None) -> dict:
     adapter = registry.detect(code)
     if adapter is None:
         return {"valid": False, "reason": "unsupported_scheme", "scheme": None,

@@ -21,6 +21,8 @@ keys share a Redis Cluster slot and change together in one script:
 ``hc:rl:{authfail:cred:<id>}:<w>`` failed authentications per credential id, per window
 ``hc:sess:<sha256 of session id>`` page sessions (:mod:`healthcode.sessions`)
 ``hc:link:<sha256 of token>``      one-time sign-in links for the resident page
+``hc:{revoked}:sig``, ``:ver``     revoked codes' signature hashes (sorted set by expiry)
+                                   and a change counter, for the trust bundle
 =================================  ======================================================
 
 Writes of one subject run as one Lua script on the primary that owns the subject's slot, and a
@@ -55,6 +57,8 @@ from . import metrics
 from .errors import Conflict, NotFound, StoreUnavailable
 from .record import format_time, mask_name
 
+REVOKED_SIGNATURES = "hc:{revoked}:sig"
+REVOKED_VERSION = "hc:{revoked}:ver"
 ROLES = ("authority", "checkpoint", "partner", "resident")
 #: Seconds between looks at how many replicas a primary has connected (for WAIT).
 REPLICA_PROBE_SECONDS = 5.0
@@ -682,6 +686,33 @@ class RedisStore:
             pipe.expire(key, window * 2)
             count, _ = pipe.execute()
         return int(count)
+
+    # -- revoked codes, for the trust bundle ---------------------------------------------------
+    # ``hc:{revoked}:sig`` is a sorted set of SIGNATURE hashes (base64 of the first 16 bytes of
+    # the SHA-256 of a code's signature, see healthcode.trust.bundle.signature_hash) scored by
+    # the revoked code's expiry, so the list only holds codes that could still verify;
+    # ``hc:{revoked}:ver`` counts changes, so a worker rebuilds its bundle only when it moved.
+    # Both share one hash tag (one Cluster slot).
+
+    @wraps_redis
+    def revoke_signature_hash(self, digest: str, expires_at: float) -> bool:
+        """List a revoked code by its signature hash until ``expires_at`` (epoch seconds)."""
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.zadd(REVOKED_SIGNATURES, {digest: float(expires_at)})
+            pipe.zremrangebyscore(REVOKED_SIGNATURES, "-inf", time.time())
+            pipe.incr(REVOKED_VERSION)
+            added, _, _ = pipe.execute()
+        return bool(added)
+
+    @wraps_redis
+    def revoked_signature_hashes(self, now: float | None = None) -> list[str]:
+        """The SIGNATURE hashes of revoked codes not yet expired (empty when none)."""
+        now = time.time() if now is None else now
+        return sorted(self.r.zrangebyscore(REVOKED_SIGNATURES, now, "+inf"))
+
+    @wraps_redis
+    def revocations_version(self) -> int:
+        return int(self.r.get(REVOKED_VERSION) or 0)
 
 
 def _split_status(value: str) -> tuple[str, int]:

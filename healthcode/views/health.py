@@ -1,7 +1,7 @@
 """Liveness, readiness and metrics for operators."""
 from flask import Blueprint, Response, current_app, jsonify
 
-from .. import metrics, openapi, redis_topology
+from .. import metrics, openapi, recognition, redis_topology
 from ..errors import StoreUnavailable
 from ..residents import get_ring
 from ..store import get_store
@@ -38,10 +38,15 @@ def readyz():
     checks["signing_key"] = ring.has_active()
     active = ring.active.kid if checks["signing_key"] else None
     ready = all(checks.values())
-    response = jsonify({
-        "status": "ready" if ready else "not_ready", "checks": checks, "redis": topology,
-        "keys": {"active": active,
-                 "verifying": [k.kid for k in ring.keys() if not k.retired]}})
+    body = {"status": "ready" if ready else "not_ready", "checks": checks, "redis": topology,
+            "keys": {"active": active,
+                     "verifying": [k.kid for k in ring.keys() if not k.retired]}}
+    # Stale trust is reported, not a reason to take the worker out of rotation: that would
+    # stop every verification, as an expired signed trust list once did in a whole country.
+    trust = recognition.get_trust()
+    body["trust"] = {"stale_sources": [s.to_dict() for s in trust.stale_sources()]}
+    body["warnings"] = trust.warnings()
+    response = jsonify(body)
     response.status_code = 200 if ready else 503
     return response
 
