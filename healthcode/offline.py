@@ -43,4 +43,5 @@ def verify_offline(code: str, cfg, trust_paths=(), at: datetime | None = None,
             "issuer": decoded.issuer, "kid": decoded.kid,
             "expires_at": format_time(provenance.valid_until)
             if provenance and provenance.valid_until else None,
-            "checked_online": False, "record": record.to_dict(), "details": decoded.details}
+            "checked_online": False, "record": record.to_dict(), "details": decoded.details,
+            "warnings": list(decoded.warnings)}
