@@ -59,7 +59,7 @@ import unicodedata
 import weakref
 import zlib
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
 import base45
@@ -76,6 +76,7 @@ from healthcode.record import (Evidence, Provenance, Record, Recovery, Subject, 
                                Vaccination, format_time)
 
 from .base import CodeError, Decoded, MappingAdapter, Signer, Warnings, check_size, utcnow
+from .dates import read_date, read_date_time
 
 __all__ = [
     "EUDCCAdapter", "CoseSign1", "Claims", "Verified", "PREFIX", "MAX_INFLATED",
@@ -483,86 +484,7 @@ def check_key_usage(certificate: Certificate, cert_type: str) -> None:
 
 # -- mapping the payload onto the canonical record -------------------------------------------
 
-#: ``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD``, where unknown parts may be ``00`` or ``XX`` (the
-#: placeholders issuers used before schema 1.2 allowed partial dates), and what may follow.
-_DATE_FORM = re.compile(r"(\d{4})(?:-(\d{2}|XX)(?:-(\d{2}|XX))?)?(.*)", re.S)
-_FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SCHEMA_VERSION = re.compile(r"1\.[0-3]\.\d+")
-
-
-def _date_part(value, what: str, warnings: Warnings, *, required: bool = False) -> str | None:
-    """A (partial) date out of the forms DCCs really carry, with a warning for each deviation.
-
-    Schema 1.3 allows ``YYYY``, ``YYYY-MM``, ``YYYY-MM-DD`` and ``""`` (unknown) for the birth
-    date. Real issuers also wrote ``1979-00-00`` / ``1979-04-00`` / ``1964-XX-XX`` for unknown
-    parts (read as ``1979`` / ``1979-04`` / ``1964``) and date-times where a date belongs
-    (``1978-01-26T00:00:00``, read as the date). What is known is kept; nothing is guessed.
-    """
-    if type(value) is str and _FULL_DATE.fullmatch(value) and value[5:7] != "00" \
-            and value[8:] != "00":  # noqa: E721 - the common case, checked below for calendar
-        try:
-            date.fromisoformat(value)
-            return value
-        except ValueError:
-            pass
-    if isinstance(value, datetime):
-        warnings.add("dcc_date_time_for_date", f"{what} is a date-time, not a date")
-        return value.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if value is None or value == "":
-        if required:
-            raise _error("malformed", "mapping", f"{what} is missing")
-        return None
-    if not isinstance(value, str):
-        raise _error("malformed", "mapping", f"{what} is not text")
-    found = _DATE_FORM.fullmatch(value.strip())
-    if not found:
-        raise _error("malformed", "mapping", f"{what} is not in ISO 8601 form")
-    year, month, day, rest = found.groups()
-    if rest:
-        if not re.fullmatch(r"[T ]\d{2}:\d{2}.*", rest) or day is None:
-            raise _error("malformed", "mapping", f"{what} is not in ISO 8601 form")
-        warnings.add("dcc_date_time_for_date", f"{what} is a date-time, not a date")
-    if month in ("00", "XX") or (month and day in ("00", "XX")):
-        warnings.add("dcc_date_placeholder", f"{what} marks unknown parts with placeholders")
-    parts = [year]
-    if month not in (None, "00", "XX"):
-        parts.append(month)
-        if day not in (None, "00", "XX"):
-            parts.append(day)
-    if not 1 <= int(month if len(parts) > 1 else "1") <= 12:
-        warnings.add("dcc_date_invalid", f"{what} names no calendar month; the year is kept")
-        parts = [year]
-    elif len(parts) == 3:
-        try:
-            date(int(year), int(month), int(day))
-        except ValueError:
-            warnings.add("dcc_date_invalid", f"{what} names no calendar day; the month is kept")
-            parts = parts[:2]
-    return "-".join(parts)
-
-
-_TIME_WITH_OFFSET = re.compile(r".*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
-
-
-def _date_time(value, what: str, warnings: Warnings):
-    """A date-time (``sc``): RFC 3339 in the schema; real codes also carry no offset (read as
-    UTC, with a warning), a bare date (midnight UTC, warning) or a CBOR date tag."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            warnings.add("dcc_time_without_offset", f"{what} has no UTC offset; read as UTC")
-        return value
-    if not isinstance(value, str) or not value.strip():
-        raise _error("malformed", "mapping", f"{what} is missing")
-    text = value.strip()
-    if _FULL_DATE.fullmatch(text):
-        warnings.add("dcc_date_for_date_time", f"{what} is a date without a time; read as "
-                                               f"midnight UTC")
-        return text + "T00:00:00Z"
-    if not _TIME_WITH_OFFSET.match(text):
-        warnings.add("dcc_time_without_offset", f"{what} has no UTC offset; read as UTC")
-    return text
 
 
 def _text(value) -> str | None:
@@ -613,7 +535,7 @@ def _vaccination(entry: Mapping, warnings: Warnings) -> Vaccination:
     return Vaccination(
         product=product, dose_number=_count(get("dn"), "dn", warnings, required=True),
         series_doses=_count(get("sd"), "sd", warnings, required=False),
-        administered_on=_date_part(get("dt"), "dt", warnings, required=True),
+        administered_on=read_date(get("dt"), "dt", warnings, required=True),
         disease=_disease(get("tg"), warnings),
         vaccine_type=_text(get("vp")), manufacturer=_text(get("ma")),
         country=_text(get("co")), code=_text(get("ci")))
@@ -634,7 +556,7 @@ def _test(entry: Mapping, warnings: Warnings) -> TestResult:
         test_type = "other"
     return TestResult(
         type=test_type, result=result,
-        sampled_at=_date_time(get("sc"), "sc", warnings),
+        sampled_at=read_date_time(get("sc"), "sc", warnings),
         disease=_disease(get("tg"), warnings), name=_text(get("nm")),
         manufacturer=_text(get("ma")), centre=_text(get("tc")), country=_text(get("co")),
         code=_text(get("ci")),
@@ -646,9 +568,9 @@ def _test(entry: Mapping, warnings: Warnings) -> TestResult:
 def _recovery(entry: Mapping, warnings: Warnings) -> Recovery:
     get = entry.get
     return Recovery(
-        first_positive_on=_date_part(get("fr"), "fr", warnings, required=True),
-        valid_from=_date_part(get("df"), "df", warnings),
-        valid_until=_date_part(get("du"), "du", warnings),
+        first_positive_on=read_date(get("fr"), "fr", warnings, required=True),
+        valid_from=read_date(get("df"), "df", warnings),
+        valid_until=read_date(get("du"), "du", warnings),
         disease=_disease(get("tg"), warnings), country=_text(get("co")))
 
 
@@ -664,7 +586,7 @@ def _subject(dcc: Mapping, warnings: Warnings) -> Subject:
         raise _error("malformed", "mapping", "the DCC's name is empty")
     return Subject(family_name=fields["fn"], given_name=fields["gn"],
                    family_name_latin=fields["fnt"], given_name_latin=fields["gnt"],
-                   birth_date=_date_part(dcc.get("dob"), "dob", warnings))
+                   birth_date=read_date(dcc.get("dob"), "dob", warnings))
 
 
 @functools.lru_cache(maxsize=256)

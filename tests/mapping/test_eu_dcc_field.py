@@ -153,11 +153,11 @@ def test_an_unknown_schema_version_is_read_and_reported(p256):
     ("1979", "1979", None),
     ("1979-04", "1979-04", None),
     ("", None, None),
-    ("1979-00-00", "1979", "dcc_date_placeholder"),
-    ("1979-04-00", "1979-04", "dcc_date_placeholder"),
-    ("1964-XX-XX", "1964", "dcc_date_placeholder"),
-    ("1978-01-26T00:00:00", "1978-01-26", "dcc_date_time_for_date"),
-    ("1978-02-30", "1978-02", "dcc_date_invalid"),
+    ("1979-00-00", "1979", "date_placeholder"),
+    ("1979-04-00", "1979-04", "date_placeholder"),
+    ("1964-XX-XX", "1964", "date_placeholder"),
+    ("1978-01-26T00:00:00", "1978-01-26", "date_time_for_date"),
+    ("1978-02-30", "1978-02", "date_invalid"),
 ])
 def test_birth_dates_in_the_forms_issuers_wrote(p256, dob, kept, warning):
     payload = dict(dcc_payload("v"), dob=dob)
@@ -171,9 +171,9 @@ def test_birth_dates_in_the_forms_issuers_wrote(p256, dob, kept, warning):
     ("2024-02-29T09:00:00+0100", "2024-02-29T08:00:00Z", None),
     ("2024-02-29T08:00:00.123456789Z", "2024-02-29T08:00:00.123456Z", None),
     ("2024-02-29 08:00:00+00:00", "2024-02-29T08:00:00Z", None),
-    ("2024-02-29T08:00:00", "2024-02-29T08:00:00Z", "dcc_time_without_offset"),
-    ("2024-02-29T08:00:00.5", "2024-02-29T08:00:00.500000Z", "dcc_time_without_offset"),
-    ("2024-02-29", "2024-02-29T00:00:00Z", "dcc_date_for_date_time"),
+    ("2024-02-29T08:00:00", "2024-02-29T08:00:00Z", "time_without_offset"),
+    ("2024-02-29T08:00:00.5", "2024-02-29T08:00:00.500000Z", "time_without_offset"),
+    ("2024-02-29", "2024-02-29T00:00:00Z", "date_for_date_time"),
 ])
 def test_sample_times_with_and_without_offsets_and_fractions(p256, sc, instant, warning):
     payload = dcc_payload("t")
@@ -195,7 +195,7 @@ def test_recovery_dates_written_as_date_times(p256):
     payload["r"][0].update(fr="2024-01-10T00:00:00Z", df="2024-01-21T00:00:00",
                            du="2024-07-10T23:59:59+02:00")
     decoded = accepted_and_guarded(p256, lambda **kw: p256.code(payload, **kw),
-                                   "dcc_date_time_for_date")
+                                   "date_time_for_date")
     recovery = decoded.record.evidence.recoveries[0]
     assert (recovery.first_positive_on, recovery.valid_from, recovery.valid_until) == \
         ("2024-01-10", "2024-01-21", "2024-07-10")
@@ -205,7 +205,7 @@ def test_a_vaccination_date_time_and_numbers_as_floats_or_text(p256):
     payload = dcc_payload("v")
     payload["v"][0].update(dt="2024-02-01T10:00:00Z", dn=2.0, sd="2")
     decoded = ADAPTER.decode(p256.code(payload), trust=p256.trust(), at=AT)
-    assert {"dcc_date_time_for_date", "dcc_number_type"} <= set(warning_codes(decoded))
+    assert {"date_time_for_date", "dcc_number_type"} <= set(warning_codes(decoded))
     dose = decoded.record.evidence.vaccinations[0]
     assert (dose.administered_on, dose.dose_number, dose.series_doses) == ("2024-02-01", 2, 2)
 
