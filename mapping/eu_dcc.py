@@ -583,7 +583,9 @@ def _subject(dcc: Mapping, warnings: Warnings) -> Subject:
     get = name.get
     fields = {key: _text(get(key)) or None for key in ("fn", "gn", "fnt", "gnt")}
     if not any(fields.values()):
-        raise _error("malformed", "mapping", "the DCC's name is empty")
+        # Schema 1.3 requires fnt or gnt; a genuine code without them proves no holder, which
+        # acceptance decides (as for an SHC lab card without a Patient), not the decoder.
+        warnings.add("dcc_no_name", "the DCC carries no name")
     return Subject(family_name=fields["fn"], given_name=fields["gn"],
                    family_name_latin=fields["fnt"], given_name_latin=fields["gnt"],
                    birth_date=read_date(dcc.get("dob"), "dob", warnings))

@@ -794,6 +794,8 @@ def _product_coding(product: str) -> tuple[str, str]:
 def _observation(test: TestResult) -> dict:
     if test.disease != "COVID-19":
         raise CodeError("policy_refused", f"only COVID-19 tests are mapped, not {test.disease}")
+    if test.result not in _RESULT_CODES:  # "unknown": a result we cannot vouch for
+        raise CodeError("policy_refused", f"an SHC test result cannot say {test.result!r}")
     resource = {"resourceType": "Observation", "status": "final",
                 "code": {"coding": [{"system": LOINC, "code": _test_loinc(test)}]},
                 "subject": {"reference": _PATIENT_REF},

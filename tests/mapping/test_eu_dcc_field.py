@@ -400,3 +400,29 @@ def test_an_encoded_empty_map_as_the_protected_header(p256):
     decoded = ADAPTER.decode(text, trust=p256.trust(), at=AT)
     assert warning_codes(decoded) == ["cose_alg_unprotected"]
     assert reason_of(tamper(text), p256.trust(), AT) == "bad_signature"
+
+
+# -- names as issued ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("nam, name, latin, masked", [
+    ({"fn": "陳", "gn": "大文", "fnt": "CHAN", "gnt": "TAI<MAN"}, "陳大文", "TAI MAN CHAN", "陳*文"),
+    ({"fn": "Παπαδόπουλος", "fnt": "PAPADOPOULOS"}, "Παπαδόπουλος", "PAPADOPOULOS",
+     "Π**********ς"),
+    ({"fnt": "MUSTERFRAU<GOESSINGER", "gnt": "GABRIELE"}, None,
+     "GABRIELE MUSTERFRAU GOESSINGER", "G******E M********U G********R"),
+])
+def test_names_are_kept_as_issued_and_masked_from_what_the_code_carries(p256, nam, name, latin,
+                                                                       masked):
+    payload = dict(dcc_payload("v"), nam=nam)
+    decoded = accepted_and_guarded(p256, lambda **kw: p256.code(payload, **kw), None)
+    subject = decoded.record.subject
+    assert (subject.name, subject.name_latin, subject.masked_name) == (name, latin, masked)
+    assert (subject.family_name_latin, subject.given_name_latin) == (nam.get("fnt"),
+                                                                     nam.get("gnt"))
+    assert decoded.record.masked()["subject"] == {"masked_name": masked}
+
+
+def test_a_dcc_with_no_name_at_all_is_reported_and_shows_no_name(p256):
+    payload = dict(dcc_payload("v"), nam={"fn": "", "fnt": ""})
+    decoded = accepted_and_guarded(p256, lambda **kw: p256.code(payload, **kw), "dcc_no_name")
+    assert decoded.record.subject.masked_name is None
