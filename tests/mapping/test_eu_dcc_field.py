@@ -28,9 +28,9 @@ HASHES = {-7: hashes.SHA256(), -35: hashes.SHA384(), -36: hashes.SHA512()}
 class Issuer:
     """A test DSC and its key; :meth:`code` seals a DCC with every envelope detail chosen."""
 
-    def __init__(self, key, eku=None):
+    def __init__(self, key, eku=None, der=None):
         self.key = key
-        self.der = make_dsc(key, eku=eku)
+        self.der = der or make_dsc(key, eku=eku)
         self.kid = hashlib.sha256(self.der).digest()[:8]
 
     def trust(self) -> TrustStore:
