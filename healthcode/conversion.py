@@ -45,11 +45,14 @@ class Conversion:
     trace: list[str]
     expires_at: datetime | None
     source_scheme: str
+    #: the source code's deviations from the letter of its scheme (``Decoded.warnings``)
+    warnings: tuple = ()
 
     def to_dict(self) -> dict:
         return {"code": self.code, "scheme": self.scheme, "source_scheme": self.source_scheme,
                 "record": self.record.masked(), "trace": self.trace,
-                "expires_at": format_time(self.expires_at) if self.expires_at else None}
+                "expires_at": format_time(self.expires_at) if self.expires_at else None,
+                "warnings": list(self.warnings)}
 
 
 def convert(text: str, to: str, *, source: str | None, actor: str,
@@ -107,7 +110,7 @@ def convert(text: str, to: str, *, source: str | None, actor: str,
                  (f" (key {signer.kid})" if signer.kid else ""))
     _audit(actor, adapter.scheme, to, text, record, status)
     return Conversion(code=code, scheme=to, record=record, trace=trace, expires_at=until,
-                      source_scheme=adapter.scheme)
+                      source_scheme=adapter.scheme, warnings=decoded.warnings)
 
 
 def _source_adapter(text: str, source: str | None, registry) -> MappingAdapter:

@@ -53,4 +53,5 @@ def _verify(code: str, trust: TrustStore, registry, at: datetime | None) -> dict
             "issuer": decoded.issuer, "kid": decoded.kid,
             "expires_at": format_time(provenance.valid_until)
             if provenance and provenance.valid_until else None,
-            "checked_online": False, "record": record.to_dict(), "details": decoded.details}
+            "checked_online": False, "record": record.to_dict(), "details": decoded.details,
+            "warnings": list(decoded.warnings)}

@@ -169,7 +169,8 @@ SCHEMAS = {
         "subject": {"type": ["object", "null"], "properties": {
             "masked_name": {"type": ["string", "null"]}}},
         "expires_at": {"type": ["string", "null"]},
-        "checked_online": {"type": "boolean"}}},
+        "checked_online": {"type": "boolean"},
+        "warnings": _ref("Warnings")}},
     "Conversion": {"type": "object", "required": ["code", "scheme", "record", "trace"],
                    "properties": {
         "code": {"type": "string"}, "scheme": {"type": "string"},
@@ -177,7 +178,12 @@ SCHEMAS = {
         "record": {"type": "object", "description": "the canonical record, masked"},
         "trace": {"type": "array", "items": {"type": "string"},
                   "description": "the mapping and policy rules that fired"},
-        "expires_at": {"type": ["string", "null"]}}},
+        "expires_at": {"type": ["string", "null"]},
+        "warnings": _ref("Warnings")}},
+    "Warnings": {"type": "array", "description": "deviations of a genuine code from the letter "
+                                                 "of its scheme (never about authenticity)",
+                 "items": {"type": "object", "required": ["code", "message"], "properties": {
+                     "code": {"type": "string"}, "message": {"type": "string"}}}},
 }
 
 

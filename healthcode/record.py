@@ -34,7 +34,9 @@ STATUS_REASONS = {
 }
 
 TEST_TYPES = ("pcr", "rat", "antibody", "other")
-TEST_RESULTS = ("negative", "positive", "inconclusive")
+#: ``unknown``: the code carries a result outside the vocabularies its adapter knows (kept as
+#: ``result_code``); no acceptance rule that asks for a result is met by it.
+TEST_RESULTS = ("negative", "positive", "inconclusive", "unknown")
 
 _PARTIAL_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 
@@ -92,11 +94,49 @@ def parse_partial_date(value: Any, field_name: str) -> str:
     return text
 
 
+#: Scripts whose names are written without spaces between family and given name: Hangul
+#: Jamo, CJK radicals and symbols, kana, bopomofo, CJK ideographs (and extensions), Hangul.
+_CJK = re.compile("[\\s\u1100-\u11FF\u2E80-\u2FDF\u3040-\u30FF\u3100-\u318F\u31A0-\u31FF"
+                  "\u3400-\u4DBF\u4E00-\u9FFF\uA960-\uA97F\uAC00-\uD7AF\uF900-\uFAFF"
+                  "\U00020000-\U0003134F]+")
+
+
+def is_cjk(text: str | None) -> bool:
+    """Whether ``text`` is written in Chinese, Japanese or Korean script (spaces aside)."""
+    return bool(text) and not text.isascii() and _CJK.fullmatch(text) is not None \
+        and not text.isspace()
+
+
+def _spaced(part: str) -> str:
+    if "<" in part or "  " in part or part[0].isspace() or part[-1].isspace():
+        return " ".join(part.replace("<", " ").split())
+    return part
+
+
+def full_name(family: str | None, given: str | None) -> str | None:
+    """One display name from its parts, in the order the name's script writes it.
+
+    Chinese, Japanese and Korean names are family name first with no space ("陳" + "大文" ->
+    "陳大文"); others given name first ("Gabriele Musterfrau"). ICAO 9303 transliterations use
+    ``<`` between words (``MUSTERFRAU<GOESSINGER``): the display form spaces them.
+    """
+    family = _spaced(family) if family else None
+    given = _spaced(given) if given else None
+    if family and given:
+        if is_cjk(family) and is_cjk(given):
+            return family + given
+        return f"{given} {family}"
+    return family or given or None
+
+
 def mask_name(name: str | None) -> str | None:
-    """Keep the first and last character of each word, star the rest.
+    """Keep the first and last character of each word, star the rest, so staff can compare a
+    name with an identity document without the checkpoint showing it whole.
 
     Chinese names have no spaces: "陳大文" -> "陳*文"; "Chan Tai Man" -> "C**n T*i M*n".
-    Two-character names keep the first: "李明" -> "李*".
+    Two-character names keep the first: "李明" -> "李*". Hyphens and apostrophes separate words
+    like spaces do ("Musterfrau-Gößinger" -> "M********u-G******r"), and ICAO ``<`` fillers
+    read as spaces.
     """
     if not name:
         return name
@@ -108,7 +148,18 @@ def mask_name(name: str | None) -> str | None:
             return word[0] + "*"
         return word[0] + "*" * (len(word) - 2) + word[-1]
 
-    return " ".join(mask_word(w) for w in name.split())
+    words = " ".join(name.replace("<", " ").split())
+    if "-" in words or "'" in words or "’" in words:
+        parts = _WORD_BREAKS.split(words)
+    else:  # the common case, a third as costly
+        parts = words.replace(" ", "\0 \0").split("\0")
+    return "".join([mask_word(part) if part not in _BREAKS else part for part in parts]) or None
+
+
+_BREAKS = frozenset(("", " ", "-", "'", "’"))
+
+
+_WORD_BREAKS = re.compile(r"([ \-'’])")
 
 
 def _str_or_none(value: Any, field_name: str, max_len: int = 200,
@@ -194,11 +245,10 @@ class Subject:
                                          "family_name_latin", "given_name_latin", "subject_id",
                                          "masked_name"))
         if self.name is None and (self.family_name or self.given_name):
-            joined = " ".join(p for p in (self.given_name, self.family_name) if p)
-            object.__setattr__(self, "name", joined)
+            object.__setattr__(self, "name", full_name(self.family_name, self.given_name))
         if self.name_latin is None and (self.family_name_latin or self.given_name_latin):
-            joined = " ".join(p for p in (self.given_name_latin, self.family_name_latin) if p)
-            object.__setattr__(self, "name_latin", joined)
+            object.__setattr__(self, "name_latin", full_name(self.family_name_latin,
+                                                             self.given_name_latin))
         if self.birth_date is not None:
             object.__setattr__(self, "birth_date",
                                parse_partial_date(self.birth_date, "subject.birth_date"))
@@ -207,8 +257,10 @@ class Subject:
                                                                       "subject.document")))
         # A subject may carry no name at all: an SHC lab-result card has no Patient resource.
         # Policies and the native scheme decide whether such a record is acceptable.
-        if self.masked_name is None and self.name:
-            object.__setattr__(self, "masked_name", mask_name(self.name))
+        # The masked name comes from what the code carries: the name in its own script, else
+        # its Latin transliteration (a DCC may carry only fnt/gnt).
+        if self.masked_name is None and (self.name or self.name_latin):
+            object.__setattr__(self, "masked_name", mask_name(self.name or self.name_latin))
 
 
 @dataclass(frozen=True)
@@ -226,6 +278,9 @@ class TestResult:
     centre: str | None = None
     country: str | None = None
     code: str | None = None
+    #: the scheme's own codes for the type and result, as issued (e.g. DCC ``tt``/``tr``)
+    type_code: str | None = None
+    result_code: str | None = None
 
     def __post_init__(self):
         if self.type not in TEST_TYPES:
@@ -235,7 +290,8 @@ class TestResult:
         object.__setattr__(self, "sampled_at", parse_time(self.sampled_at,
                                                           "evidence.tests.sampled_at"))
         _clean_strings(self, "evidence.tests", ("disease", "name", "manufacturer", "centre",
-                                                "country", "code"))
+                                                "country", "code", "type_code",
+                                                "result_code"))
 
 
 @dataclass(frozen=True)

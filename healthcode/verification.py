@@ -109,7 +109,9 @@ def _foreign_answer(decoded, at: datetime | None) -> dict:
               if provenance and provenance.issued_at else None,
               "expires_at": format_time(provenance.valid_until)
               if provenance and provenance.valid_until else None,
-              "checked_online": False}
+              "checked_online": False,
+              # where a genuine code strays from the letter of its scheme (DESIGN.md: verify)
+              "warnings": list(decoded.warnings)}
     if record.status is None:
         policy = recognition.get_policies().get(decoded.scheme)
         if policy is None:

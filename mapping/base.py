@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from healthcode.errors import CODE_REASONS, CodeError
 from healthcode.record import Record
 
-__all__ = ["MappingAdapter", "Decoded", "Signer", "CodeError", "CODE_REASONS", "utcnow"]
+__all__ = ["MappingAdapter", "Decoded", "Signer", "CodeError", "CODE_REASONS", "utcnow",
+           "Warnings"]
 
 #: Default cap on the text of one scanned code. A QR code holds at most 7,089 digits; a
 #: multi-chunk SHC may hold a few such codes.
@@ -56,6 +57,38 @@ class Decoded:
     kid: str | None = None
     #: scheme-specific facts worth showing in a trace (certificate type, chunk count, ...)
     details: dict = field(default_factory=dict)
+    #: deviations of this genuine code from the letter of its scheme, ``{"code", "message"}``
+    #: each (see :class:`Warnings`); never about authenticity, which is never relaxed
+    warnings: tuple = ()
+
+
+class Warnings:
+    """What an adapter noticed while accepting a code its scheme's reference verifiers accept.
+
+    Real issuers stray from the letter of their scheme (a birth date ``1979-00-00``, an ``sc``
+    without an offset, bytes after a DEFLATE stream). Where the deviation does not touch
+    authenticity (signature, the key's binding to its issuer, validity windows, revocation),
+    the code is accepted and the deviation reported, so staff and operators see it and a
+    genuine code never turns into ``malformed``. ``code`` is stable and machine-readable;
+    ``message`` is for people and never holds personal data.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self):
+        self._items: dict[tuple[str, str], None] = {}
+
+    def add(self, code: str, message: str) -> None:
+        self._items.setdefault((code, message), None)  # the same deviation is said once
+
+    def codes(self) -> list[str]:
+        return [code for code, _ in self._items]
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def as_tuple(self) -> tuple:
+        return tuple({"code": code, "message": message} for code, message in self._items)
 
 
 class MappingAdapter(ABC):

@@ -15,14 +15,37 @@ Choices the specification leaves open, and what this module does:
   of base45-decoded data, so anything that inflates beyond 64 kB is a decompression bomb.
 - ``alg`` and ``kid`` are read from the protected header first, else from the unprotected one
   (upstream ``common/CO19``, ``CO20``). When both headers name a ``kid``, the protected one wins.
-- Validity: ``iat`` after the clock is ``not_yet_valid``, the clock after ``exp`` is ``expired``.
-  The DSC must bound the code's whole life: a code issued before the DSC's notBefore is
-  ``not_yet_valid`` (the key was not yet allowed to sign), one issued or expiring after the DSC's
-  notAfter is ``expired`` (its validity is not backed by a valid signer).
+  The hcert specification ("Key Identifier") says the kid MAY be unprotected and verifiers MUST
+  accept both; an ``alg`` outside the protected header is accepted with a warning.
+- Envelopes: COSE_Sign1 tagged 18 or untagged, inside CWT tag 61 or not (a bare tag 61 around
+  an untagged message is accepted with a warning); the protected header as an empty bstr, an
+  encoded empty map, or (a warning) an empty map where the bstr belongs, which is signed as the
+  empty bstr.
+- Signatures (never relaxed: the signature must verify with a trusted DSC whose kid the code
+  names): ECDSA is checked with the curve of the DSC's own key, the hash named by ``alg``
+  (ES256 -7, ES384 -35, ES512 -36) and a raw ``r||s`` of that curve's size, as the
+  Corona-Warn-App's DscSignatureValidator does (it verifies "SHA256withECDSA" with whatever key
+  the DSC holds). A P-384/P-521 DSC or a hash other than the hcert specification's ES256 is a
+  warning. RSA DSCs verify PS256 (-37, salt 32).
+- Validity: a code is accepted only at instants inside both its own window ``[iat, exp]`` and
+  its DSC's ``[notBefore, notAfter]``: before either starts it is ``not_yet_valid``, after either
+  ends it is ``expired``. The hcert specification makes it the *issuer's* duty that ``iat`` does
+  not predate and ``exp`` does not exceed the DSC's validity; a code that breaks it is reported
+  (warnings ``dcc_iat_before_dsc``, ``dcc_exp_beyond_dsc``) and its ``valid_until`` is cut to
+  the DSC's notAfter, so it is never accepted outside a window. A CWT without ``iat`` is checked
+  against ``exp`` and the DSC only (warning).
+- CWT claims (RFC 8392): NumericDates may be integers or floats; claim keys written as text
+  (``"4"``), an ``exp`` wrapped in CBOR tag 1, times before 1970 or beyond year 9999 are read
+  with a warning (beyond 9999 counts as 9999-12-31, still bounded by the DSC).
 - Bytes after the zlib stream are refused (zlib reports them for free); bytes after the COSE
   message inside it are ignored, like cbor2 does (see :func:`_cbor_loads`).
-- Key usage: a DSC without an extended-key-usage extension, or with an empty one, may sign every
-  certificate type; one whose EKU names other OIDs only may sign none (``wrong_key_usage``).
+- Key usage, as the hcert specification's "Key Usage Policy Identifiers" (DSC limitation) and
+  the Corona-Warn-App apply it: only the DCC extended-key-usage OIDs restrict which types a DSC
+  may sign; a DSC without an EKU, with an empty one, or with an EKU holding only other OIDs may
+  sign every type. (The dgc-testdata expectations treat the last case as not allowed; the
+  specification and the reference verifier do not.)
+- Payloads of every schema version 1.0.0 to 1.3.x are read (:func:`to_record`); value-set
+  membership is left to acceptance rules: a code outside today's value sets is kept as issued.
 """
 from __future__ import annotations
 
@@ -36,7 +59,7 @@ import unicodedata
 import weakref
 import zlib
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
 import base45
@@ -52,7 +75,8 @@ from healthcode.errors import ConfigurationError, HealthCodeError
 from healthcode.record import (Evidence, Provenance, Record, Recovery, Subject, TestResult,
                                Vaccination, format_time)
 
-from .base import CodeError, Decoded, MappingAdapter, Signer, check_size, utcnow
+from .base import CodeError, Decoded, MappingAdapter, Signer, Warnings, check_size, utcnow
+from .dates import read_date, read_date_time
 
 __all__ = [
     "EUDCCAdapter", "CoseSign1", "Claims", "Verified", "PREFIX", "MAX_INFLATED",
@@ -68,6 +92,8 @@ MAX_INFLATED = 64 * 1024
 MAX_CBOR_DEPTH = 32
 
 ALG_ES256 = -7
+ALG_ES384 = -35
+ALG_ES512 = -36
 ALG_PS256 = -37
 HEADER_ALG = 1
 HEADER_KID = 4
@@ -79,6 +105,8 @@ TAG_CWT = 61
 TAG_COSE_SIGN1 = 18
 #: The tag chains a COSE_Sign1 arrives in: untagged, tag 18, or tag 18 inside CWT tag 61.
 _TAG_CHAINS = frozenset({(), (TAG_COSE_SIGN1,), (TAG_CWT, TAG_COSE_SIGN1)})
+#: ... and one that real encoders produced: CWT tag 61 straight around an untagged message.
+_TAG_CHAIN_CWT_ONLY = (TAG_CWT,)
 
 SCHEMA_VERSION = "1.3.0"
 DISEASE_COVID = "840539006"
@@ -102,6 +130,12 @@ _MAPS = (dict, cbor2.frozendict)
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _SHA256 = hashes.SHA256()
 _PSS_32 = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+#: COSE ECDSA algorithm -> the hash it names, and the curve the hcert/COSE registry pairs it with
+_ECDSA = {ALG_ES256: (_ECDSA_SHA256, "secp256r1"),
+          ALG_ES384: (ec.ECDSA(hashes.SHA384()), "secp384r1"),
+          ALG_ES512: (ec.ECDSA(hashes.SHA512()), "secp521r1")}
+_COSE_ALG_NAMES = {ALG_ES256: "ES256", ALG_ES384: "ES384", ALG_ES512: "ES512",
+                   ALG_PS256: "PS256"}
 
 
 def _error(reason: str, step: str, message: str) -> CodeError:
@@ -177,6 +211,8 @@ class CoseSign1(NamedTuple):
     alg: int
     kid: bytes
     tags: tuple[int, ...] = ()
+    #: deviations from the letter of COSE/hcert seen while parsing: ``(code, message)`` pairs
+    notes: tuple[tuple[str, str], ...] = ()
 
 
 def _header(value, name: str) -> Mapping:
@@ -192,25 +228,44 @@ def parse_cose(data: bytes) -> CoseSign1:
     while isinstance(message, cbor2.CBORTag) and len(tags) < 2:
         tags += (message.tag,)
         message = message.value
-    if tags not in _TAG_CHAINS:
+    notes = []
+    if tags == _TAG_CHAIN_CWT_ONLY:
+        notes.append(("cose_untagged_in_cwt", "the COSE_Sign1 message inside CWT tag 61 lacks "
+                                              "its own tag 18"))
+    elif tags not in _TAG_CHAINS:
         raise _error("malformed", "cose", "not a COSE_Sign1 message (unexpected CBOR tag)")
     if not isinstance(message, (list, tuple)) or len(message) != 4:
         raise _error("malformed", "cose", "not a COSE_Sign1 message")
     protected_bstr, unprotected, payload, signature = message
+    if isinstance(protected_bstr, _MAPS) and not protected_bstr:
+        # An empty map where the bstr belongs: RFC 9052 says an empty protected header is
+        # the zero-length bstr, which is what the signature then covers.
+        notes.append(("cose_protected_not_bstr", "the empty protected header is a map, not a "
+                                                 "byte string"))
+        protected_bstr = b""
     if not (isinstance(protected_bstr, bytes) and isinstance(payload, bytes)
             and isinstance(signature, bytes)):
         raise _error("malformed", "cose", "not a COSE_Sign1 message (byte strings expected)")
     protected = _header(_cbor_loads(protected_bstr, "cose", "protected header")
                         if protected_bstr else {}, "protected")
     unprotected = _header(unprotected, "unprotected")
-    alg = protected.get(HEADER_ALG, unprotected.get(HEADER_ALG))
+    alg = protected.get(HEADER_ALG)
+    if alg is None:
+        alg = unprotected.get(HEADER_ALG)
+        if alg is not None:
+            notes.append(("cose_alg_unprotected", "the algorithm is named in the unprotected "
+                                                  "header only"))
     # The protected kid wins: it is covered by the signature, the unprotected one is not.
     kid = protected.get(HEADER_KID, unprotected.get(HEADER_KID))
     if not isinstance(alg, int) or isinstance(alg, bool):
         raise _error("malformed", "cose", "the COSE message names no algorithm")
     if not isinstance(kid, bytes) or not kid:
         raise _error("malformed", "cose", "the COSE message names no key id")
-    return CoseSign1(protected_bstr, payload, signature, alg, kid, tags)
+    other = unprotected.get(HEADER_KID)
+    if HEADER_KID in protected and isinstance(other, bytes) and other != kid:
+        notes.append(("cose_kid_conflict", "the unprotected header names another kid; the "
+                                           "protected one is used"))
+    return CoseSign1(protected_bstr, payload, signature, alg, kid, tags, tuple(notes))
 
 
 def sig_structure(cose: CoseSign1) -> bytes:
@@ -219,39 +274,47 @@ def sig_structure(cose: CoseSign1) -> bytes:
 
 
 class _Key(NamedTuple):
-    """A DSC prepared for verifying: the COSE algorithm its key can do and its verify method.
+    """A DSC prepared for verifying: its key family, curve and verify method.
 
     Prepared once per certificate (in the signer index), so a scan does not repeat the key-type
     checks, which go through ABC instance checks in ``cryptography``.
     """
 
     certificate: Certificate
-    alg: int | None
+    #: "ec", "rsa", or None for a key no DCC algorithm can use
+    kind: str | None
     verify: object
+    #: for EC keys: the curve name and the byte size of one of r and s
+    curve: str | None = None
+    size: int = 0
 
 
 def _prepare(certificate: Certificate) -> _Key:
     key = certificate.public_key
-    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
-        return _Key(certificate, ALG_ES256, key.verify)
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return _Key(certificate, "ec", key.verify, key.curve.name, (key.curve.key_size + 7) // 8)
     if isinstance(key, rsa.RSAPublicKey):
-        return _Key(certificate, ALG_PS256, key.verify)
+        return _Key(certificate, "rsa", key.verify)
     return _Key(certificate, None, None)  # no algorithm a DCC may use: verifies nothing
 
 
 def _verify(key: _Key, cose: CoseSign1, signed: bytes) -> bool:
-    if key.alg != cose.alg:
-        return False
+    """The signature with the DSC's own key: ECDSA on that key's curve with the hash ``alg``
+    names (the Corona-Warn-App's DscSignatureValidator), or PS256 for RSA (module docstring)."""
     signature = cose.signature
     try:
-        if cose.alg == ALG_ES256:
-            if len(signature) != 64:  # ES256 in COSE is raw r||s, 32 bytes each
+        if key.kind == "ec":
+            ecdsa = _ECDSA.get(cose.alg)
+            size = key.size
+            if ecdsa is None or len(signature) != 2 * size:  # raw r||s of the curve's size
                 return False
-            key.verify(encode_dss_signature(int.from_bytes(signature[:32], "big"),
-                                            int.from_bytes(signature[32:], "big")),
-                       signed, _ECDSA_SHA256)
-        else:
+            key.verify(encode_dss_signature(int.from_bytes(signature[:size], "big"),
+                                            int.from_bytes(signature[size:], "big")),
+                       signed, ecdsa[0])
+        elif key.kind == "rsa" and cose.alg == ALG_PS256:
             key.verify(signature, signed, _PSS_32, _SHA256)
+        else:
+            return False
     except (InvalidSignature, ValueError):
         return False
     return True
@@ -259,29 +322,72 @@ def _verify(key: _Key, cose: CoseSign1, signed: bytes) -> bool:
 
 def verify_signature(cose: CoseSign1, certificate: Certificate, signed: bytes | None = None
                      ) -> bool:
-    """Whether ``certificate``'s key made ``cose``'s signature (ES256 on P-256, or PS256)."""
+    """Whether ``certificate``'s key made ``cose``'s signature (see :func:`_verify`)."""
     return _verify(_prepare(certificate), cose, sig_structure(cose) if signed is None else signed)
 
 
+def algorithm_notes(cose: CoseSign1, certificate: Certificate) -> tuple[tuple[str, str], ...]:
+    """Warnings about a verified signature's algorithm: anything but ES256 on P-256 or PS256
+    strays from the hcert specification's primary and secondary algorithms."""
+    key = certificate.public_key
+    name = _COSE_ALG_NAMES.get(cose.alg, str(cose.alg))
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if cose.alg == ALG_ES256 and key.curve.name == "secp256r1":
+            return ()
+        if _ECDSA[cose.alg][1] != key.curve.name:
+            return (("cose_alg_curve_mismatch", f"signed {name} with a {key.curve.name} key "
+                                                f"(verified with the key's own curve)"),)
+        return (("cose_alg_not_hcert", f"signed {name}; the hcert specification names ES256 "
+                                       f"and PS256"),)
+    return ()
+
+
 class Claims(NamedTuple):
-    """The CWT claims of a DCC: issuing country, issued-at and expiry (UTC), the payload."""
+    """The CWT claims of a DCC: issuing country, issued-at (None when the CWT has none) and
+    expiry (UTC), the payload, and deviations noticed reading them."""
 
     issuer: str | None
-    issued_at: datetime
+    issued_at: datetime | None
     expires: datetime
     dcc: Mapping
+    notes: tuple[tuple[str, str], ...] = ()
 
 
 _LAST_INSTANT = 253402300799  # 9999-12-31T23:59:59Z
+_FIRST_INSTANT = -62135596800  # 0001-01-01T00:00:00Z
 
 
-def _instant(claims: Mapping, key: int, name: str):
-    value = claims.get(key)
+def _instant(value, name: str, notes: list):
+    """A NumericDate (RFC 8392: an int or float, no tag) as POSIX seconds."""
+    if isinstance(value, datetime):  # CBOR tag 0/1, which RFC 8392 says must be omitted
+        notes.append(("cwt_time_tagged", f"the {name} claim is a tagged CBOR date"))
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         raise _error("malformed", "claims", f"the CWT has no numeric {name} claim")
-    if not 0 <= value <= _LAST_INSTANT:  # outside what datetime holds: hostile, not a date
-        raise _error("malformed", "claims", f"the {name} claim is out of range")
+    if value > _LAST_INSTANT:
+        notes.append(("cwt_time_out_of_range", f"the {name} claim lies beyond year 9999"))
+        return _LAST_INSTANT
+    if value < 0:
+        if value < _FIRST_INSTANT:  # -inf included: no instant at all
+            raise _error("malformed", "claims", f"the {name} claim is out of range")
+        notes.append(("cwt_time_out_of_range", f"the {name} claim lies before 1970"))
     return value
+
+
+def _text_keys(claims: Mapping, notes: list) -> Mapping:
+    """Claim keys written as text ("4" for 4), as some encoders did: read as the integers."""
+    for key in claims:
+        if key.__class__ is str:
+            break
+    else:
+        return claims
+    out = {}
+    for key, value in claims.items():
+        if isinstance(key, str) and re.fullmatch(r"-?[0-9]{1,4}", key):
+            notes.append(("cwt_claim_key_text", "CWT claim keys are written as text"))
+            key = int(key)
+        out.setdefault(key, value)
+    return out
 
 
 def read_claims(payload: bytes) -> Claims:
@@ -289,28 +395,41 @@ def read_claims(payload: bytes) -> Claims:
     claims = _cbor_loads(payload, "claims", "CWT payload")
     if not isinstance(claims, _MAPS):
         raise _error("malformed", "claims", "the CWT payload is not a map")
+    notes: list = []
+    claims = _text_keys(claims, notes)
     hcert = claims.get(CLAIM_HCERT)
+    if isinstance(hcert, _MAPS):
+        hcert = _text_keys(hcert, notes)
     dcc = hcert.get(1) if isinstance(hcert, _MAPS) else None
     if not isinstance(dcc, _MAPS):
         raise _error("malformed", "claims", "the CWT holds no health certificate (-260/1)")
     issuer = claims.get(CLAIM_ISS)
     if issuer is not None and not isinstance(issuer, str):
         raise _error("malformed", "claims", "the iss claim is not text")
-    issued_at = _instant(claims, CLAIM_IAT, "iat")
-    expires = _instant(claims, CLAIM_EXP, "exp")
-    if expires < issued_at:
+    if claims.get(CLAIM_IAT) is None:
+        notes.append(("cwt_no_iat", "the CWT has no iat claim"))
+        issued_at = None
+    else:
+        issued_at = _instant(claims.get(CLAIM_IAT), "iat", notes)
+    expires = _instant(claims.get(CLAIM_EXP), "exp", notes)
+    if issued_at is not None and expires < issued_at:
         raise _error("malformed", "claims", "the code expires before it was issued")
-    return Claims(issuer, datetime.fromtimestamp(issued_at, timezone.utc),
-                  datetime.fromtimestamp(expires, timezone.utc), dcc)
+    return Claims(issuer, None if issued_at is None else _utc(issued_at), _utc(expires), dcc,
+                  tuple(dict.fromkeys(notes)))
+
+
+def _utc(stamp) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=stamp)
 
 
 def certificate_type(dcc: Mapping) -> str:
     """``vaccination``, ``test`` or ``recovery``: a DCC holds exactly one non-empty group.
 
-    A group that is ``null`` counts as absent (some issuers write all three keys).
+    A group that is ``null`` or an empty list counts as absent (some issuers write all three
+    keys); :func:`to_record` reports the empty ones.
     """
     get = dcc.get
-    present = [key for key in ("v", "t", "r") if get(key) is not None]
+    present = [key for key in ("v", "t", "r") if get(key) is not None and get(key) != []]
     if len(present) != 1:
         raise _error("malformed", "claims",
                      "a DCC must hold exactly one of v, t and r" if present else
@@ -322,26 +441,41 @@ def certificate_type(dcc: Mapping) -> str:
 
 
 def check_validity(claims: Claims, certificate: Certificate, at: datetime) -> None:
-    """The code is valid at ``at`` and its life lies inside its signer's (module docstring)."""
-    if at < claims.issued_at:
+    """``at`` lies inside both the code's window and its signer's (module docstring)."""
+    if claims.issued_at is not None and at < claims.issued_at:
         raise _error("not_yet_valid", "validity", "the code was issued after the checking time")
     if at > claims.expires:
         raise _error("expired", "validity", "the code has expired")
-    if claims.issued_at < certificate.not_before:
+    if at < certificate.not_before:
         raise _error("not_yet_valid", "validity",
-                     "the code was issued before its signer certificate became valid")
-    if claims.issued_at > certificate.not_after:
+                     "the signer certificate is not valid yet at the checking time")
+    if at > certificate.not_after:
+        raise _error("expired", "validity", "the signer certificate has expired")
+    if claims.issued_at is not None and claims.issued_at > certificate.not_after:
         raise _error("expired", "validity",
                      "the code was issued after its signer certificate expired")
+
+
+def validity_notes(claims: Claims, certificate: Certificate) -> tuple[tuple[str, str], ...]:
+    """The issuer's duties the hcert specification names and this code breaks (reported)."""
+    notes = []
+    if claims.issued_at is not None and claims.issued_at < certificate.not_before:
+        notes.append(("dcc_iat_before_dsc", "the code says it was issued before its signer "
+                                            "certificate became valid"))
     if claims.expires > certificate.not_after:
-        raise _error("expired", "validity",
-                     "the code claims validity beyond its signer certificate's")
+        notes.append(("dcc_exp_beyond_dsc", "the code claims validity beyond its signer "
+                                            "certificate's; it is valid until the "
+                                            "certificate's end"))
+    return tuple(notes)
+
+
+_DCC_OIDS = frozenset().union(*KEY_USAGE_OIDS.values())
 
 
 def check_key_usage(certificate: Certificate, cert_type: str) -> None:
     """The DSC's extended key usage allows signing ``cert_type`` (module docstring)."""
     usage = certificate.extended_key_usage
-    if not usage:  # None (no extension) or () (an empty one): no restriction
+    if not usage or _DCC_OIDS.isdisjoint(usage):  # no DCC OID: no restriction (hcert, CWA)
         return
     if KEY_USAGE_OIDS[cert_type].isdisjoint(usage):
         raise _error("wrong_key_usage", "key_usage",
@@ -350,32 +484,7 @@ def check_key_usage(certificate: Certificate, cert_type: str) -> None:
 
 # -- mapping the payload onto the canonical record -------------------------------------------
 
-_DATE_PREFIX = re.compile(r"\d{4}(?:-\d{2}(?:-\d{2})?)?")
-_FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _date_part(value, *, required: bool = False) -> str | None:
-    """A (partial) date out of the forms DCCs really carry.
-
-    ``""`` means unknown (schema 1.3), ``1964-XX-XX`` and ``1978-01-26T00:00:00`` occur in
-    older codes: the leading ``YYYY[-MM[-DD]]`` is what is known.
-    """
-    if type(value) is str and _FULL_DATE.fullmatch(value):  # noqa: E721 - the common case
-        return value
-    if isinstance(value, datetime):
-        return value.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if value is None or value == "":
-        if required:
-            raise _error("malformed", "mapping", "a required date is missing")
-        return None
-    if not isinstance(value, str):
-        raise _error("malformed", "mapping", "a date is not text")
-    found = _DATE_PREFIX.match(value.strip())
-    if not found:
-        raise _error("malformed", "mapping", "a date is not in ISO 8601 form")
-    return found.group(0)
+_SCHEMA_VERSION = re.compile(r"1\.[0-3]\.\d+")
 
 
 def _text(value) -> str | None:
@@ -383,8 +492,32 @@ def _text(value) -> str | None:
     return value if type(value) is str else None  # noqa: E721 - exact type is the fast check
 
 
-def _disease(code) -> str:
-    return "COVID-19" if code == DISEASE_COVID or code is None else str(code)
+def _count(value, what: str, warnings: Warnings, *, required: bool):
+    """A dose count (``dn``, ``sd``): an integer; ``2.0`` or ``"2"`` are read with a warning
+    (the hcert specification asks decoders to accept any reasonable type conversion)."""
+    if type(value) is int:  # noqa: E721 - the common case
+        return value
+    if value is None:
+        if required:
+            raise _error("malformed", "mapping", f"{what} is missing")
+        return None
+    number = None
+    if isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isdigit() and value.isascii():
+        number = int(value)
+    if number is None or isinstance(value, bool):
+        raise _error("malformed", "mapping", f"{what} is not a number")
+    warnings.add("dcc_number_type", f"{what} is not written as an integer")
+    return number
+
+
+def _disease(code, warnings: Warnings) -> str:
+    if code == DISEASE_COVID or code is None:
+        return "COVID-19"
+    warnings.add("value_outside_value_set", f"tg {str(code)[:16]!r} is not a code this "
+                                            f"service knows; kept as issued")
+    return str(code)
 
 
 def _entry(entry) -> Mapping:
@@ -393,42 +526,69 @@ def _entry(entry) -> Mapping:
     return entry
 
 
-def _vaccination(entry: Mapping) -> Vaccination:
+def _vaccination(entry: Mapping, warnings: Warnings) -> Vaccination:
     get = entry.get
+    product = _text(get("mp")) or _text(get("vp"))
+    if not product:
+        warnings.add("dcc_empty_field", "the vaccination names no medicinal product")
+        product = "unknown"
     return Vaccination(
-        product=_text(get("mp")), dose_number=get("dn"), series_doses=get("sd"),
-        administered_on=_date_part(get("dt"), required=True), disease=_disease(get("tg")),
+        product=product, dose_number=_count(get("dn"), "dn", warnings, required=True),
+        series_doses=_count(get("sd"), "sd", warnings, required=False),
+        administered_on=read_date(get("dt"), "dt", warnings, required=True),
+        disease=_disease(get("tg"), warnings),
         vaccine_type=_text(get("vp")), manufacturer=_text(get("ma")),
         country=_text(get("co")), code=_text(get("ci")))
 
 
-def _test(entry: Mapping) -> TestResult:
+def _test(entry: Mapping, warnings: Warnings) -> TestResult:
     get = entry.get
-    result = TEST_RESULT_CODES.get(get("tr"))
+    result_code, type_code = get("tr"), get("tt")
+    result = TEST_RESULT_CODES.get(result_code)
     if result is None:
-        raise _error("malformed", "mapping", "unknown test result code")
+        warnings.add("value_outside_value_set", f"tr {str(result_code)[:16]!r} is not a test "
+                                                f"result this service knows; kept as issued")
+        result = "unknown"
+    test_type = TEST_TYPE_CODES.get(type_code)
+    if test_type is None:
+        warnings.add("value_outside_value_set", f"tt {str(type_code)[:16]!r} is not a test "
+                                                f"type this service knows; kept as issued")
+        test_type = "other"
     return TestResult(
-        type=TEST_TYPE_CODES.get(get("tt"), "other"), result=result, sampled_at=get("sc"),
-        disease=_disease(get("tg")), name=_text(get("nm")), manufacturer=_text(get("ma")),
-        centre=_text(get("tc")), country=_text(get("co")), code=_text(get("ci")))
+        type=test_type, result=result,
+        sampled_at=read_date_time(get("sc"), "sc", warnings),
+        disease=_disease(get("tg"), warnings), name=_text(get("nm")),
+        manufacturer=_text(get("ma")), centre=_text(get("tc")), country=_text(get("co")),
+        code=_text(get("ci")),
+        # the codes as issued, where the record's vocabulary could not say them
+        type_code=None if test_type != "other" else _text(type_code),
+        result_code=None if result != "unknown" else str(result_code)[:64])
 
 
-def _recovery(entry: Mapping) -> Recovery:
+def _recovery(entry: Mapping, warnings: Warnings) -> Recovery:
     get = entry.get
     return Recovery(
-        first_positive_on=_date_part(get("fr"), required=True),
-        valid_from=_date_part(get("df")), valid_until=_date_part(get("du")),
-        disease=_disease(get("tg")), country=_text(get("co")))
+        first_positive_on=read_date(get("fr"), "fr", warnings, required=True),
+        valid_from=read_date(get("df"), "df", warnings),
+        valid_until=read_date(get("du"), "du", warnings),
+        disease=_disease(get("tg"), warnings), country=_text(get("co")))
 
 
-def _subject(dcc: Mapping) -> Subject:
+def _subject(dcc: Mapping, warnings: Warnings) -> Subject:
+    """The name as issued: ``fn``/``gn`` in the issuer's script, ``fnt``/``gnt`` in ICAO 9303
+    transliteration (kept with its ``<`` fillers; the record's display forms space them)."""
     name = dcc.get("nam")
     if not isinstance(name, _MAPS):
         raise _error("malformed", "mapping", "the DCC has no name")
     get = name.get
-    return Subject(family_name=_text(get("fn")), given_name=_text(get("gn")),
-                   family_name_latin=_text(get("fnt")), given_name_latin=_text(get("gnt")),
-                   birth_date=_date_part(dcc.get("dob")))
+    fields = {key: _text(get(key)) or None for key in ("fn", "gn", "fnt", "gnt")}
+    if not any(fields.values()):
+        # Schema 1.3 requires fnt or gnt; a genuine code without them proves no holder, which
+        # acceptance decides (as for an SHC lab card without a Patient), not the decoder.
+        warnings.add("dcc_no_name", "the DCC carries no name")
+    return Subject(family_name=fields["fn"], given_name=fields["gn"],
+                   family_name_latin=fields["fnt"], given_name_latin=fields["gnt"],
+                   birth_date=read_date(dcc.get("dob"), "dob", warnings))
 
 
 @functools.lru_cache(maxsize=256)
@@ -443,15 +603,34 @@ _GROUPS = {"vaccination": ("v", _vaccination, lambda items: Evidence(vaccination
            "recovery": ("r", _recovery, lambda items: Evidence(recoveries=items))}
 
 
-def to_record(claims: Claims, cert_type: str, kid: bytes) -> Record:
-    """The canonical record of a verified DCC. A DCC carries no colour: ``status`` is None."""
+def to_record(claims: Claims, cert_type: str, kid: bytes, warnings: Warnings | None = None, *,
+              valid_until: datetime | None = None) -> Record:
+    """The canonical record of a verified DCC. A DCC carries no colour: ``status`` is None.
+
+    Every schema version 1.0.0 to 1.3.x maps alike: the fields this reads kept their meaning
+    (1.0's ``t[].dr`` and later additions are simply not read). Codes (``mp``, ``ma``,
+    ``co``, ``tg``, ``tt``, ``tr``...) are kept as issued; the ones the record interprets and
+    does not know are reported as ``value_outside_value_set``.
+    """
+    warnings = Warnings() if warnings is None else warnings
     key, build, evidence = _GROUPS[cert_type]
-    entries = [_entry(e) for e in claims.dcc[key]]
+    dcc = claims.dcc
+    version = dcc.get("ver")
+    if not isinstance(version, str) or not _SCHEMA_VERSION.fullmatch(version):
+        warnings.add("dcc_schema_version", f"schema version {str(version)[:16]!r} is not one "
+                                           f"of 1.0.0 to 1.3.x")
+    for other in ("v", "t", "r"):
+        if dcc.get(other) == []:
+            warnings.add("dcc_empty_group", f"the DCC carries an empty {other} list")
+    entries = [_entry(e) for e in dcc[key]]
     provenance = Provenance(
-        scheme="eu-dcc", issuer=claims.issuer, source_id=_text(entries[0].get("ci")),
-        issued_at=claims.issued_at, valid_until=claims.expires, key_id=_kid_text(kid))
-    return Record(subject=_subject(claims.dcc),
-                  evidence=evidence(tuple([build(e) for e in entries])), provenance=provenance)
+        scheme="eu-dcc", issuer=claims.issuer, source_id=_text(entries[0].get("ci")) or None,
+        issued_at=claims.issued_at,
+        valid_until=claims.expires if valid_until is None else valid_until,
+        key_id=_kid_text(kid))
+    return Record(subject=_subject(dcc, warnings),
+                  evidence=evidence(tuple([build(e, warnings) for e in entries])),
+                  provenance=provenance)
 
 
 # -- finding signers ----------------------------------------------------------------------------
@@ -668,9 +847,14 @@ class EUDCCAdapter(MappingAdapter):
         check_key_usage(verified.certificate, verified.certificate_type)
 
     def to_decoded(self, verified: Verified) -> Decoded:
-        claims = verified.claims
+        claims, certificate = verified.claims, verified.certificate
+        warnings = Warnings()
+        for code, message in (verified.cose.notes + algorithm_notes(verified.cose, certificate)
+                              + claims.notes + validity_notes(claims, certificate)):
+            warnings.add(code, message)
         try:
-            record = to_record(claims, verified.certificate_type, verified.cose.kid)
+            record = to_record(claims, verified.certificate_type, verified.cose.kid, warnings,
+                               valid_until=min(claims.expires, certificate.not_after))
         except HealthCodeError as exc:
             if isinstance(exc, CodeError):
                 raise
@@ -680,7 +864,8 @@ class EUDCCAdapter(MappingAdapter):
         return Decoded(record=record, scheme=self.scheme or "eu-dcc", issuer=claims.issuer,
                        kid=record.provenance.key_id,
                        details={"certificate_type": verified.certificate_type,
-                                "schema_version": version if isinstance(version, str) else None})
+                                "schema_version": version if isinstance(version, str) else None},
+                       warnings=warnings.as_tuple())
 
     def find_signer(self, cose: CoseSign1, trust) -> Certificate:
         """The trusted DSC with ``cose.kid`` whose key made the signature."""
@@ -700,7 +885,7 @@ class EUDCCAdapter(MappingAdapter):
                 return key.certificate
         if not candidates and not hint:
             raise _error("unknown_key", "key", "no trusted signer certificate has this kid")
-        if cose.alg not in (ALG_ES256, ALG_PS256):
+        if cose.alg not in _COSE_ALG_NAMES:
             raise _error("bad_signature", "signature", f"unsupported COSE algorithm {cose.alg}")
         raise _error("bad_signature", "signature", "the signature does not verify")
 

@@ -31,8 +31,29 @@ Checks, in order, each with its :data:`~healthcode.errors.CODE_REASONS` reason:
    been valid when it issued the DSC (at the DSC's notBefore): ICAO PKI uses the chain model, in
    which a DSC may outlive a rolled-over CSCA but never its own validity.
 
-Not checked: revocation (the trust store holds no ICAO CRLs; the CRL distribution points
-inside a DSC are URLs named by the code, which we never fetch).
+Revocation: where the trust store knows CSCA CRLs (``TrustStore.is_certificate_revoked``), a
+DSC they list is ``revoked``. The CRL distribution points inside a DSC are URLs named by the
+code, which we never fetch.
+
+Field variants of the countries that issued seals, accepted and reported in
+:attr:`~mapping.base.Decoded.warnings` (the ICAO TR "VDS for non-constrained environments" 1.1
+says; where it is silent, what the seals in circulation do):
+
+- the certificate identifier under another member name: ``ucl``, or a test seal's ``uvci`` /
+  a vaccination seal's ``utci`` (``vds_identifier_name``);
+- dates (``pid.dob``, ``vd.dvc``, ``vd.dvn``) in ISO 8601 basic format, with placeholders for
+  unknown parts, or as date-times; date-times (``dat.sc``, ``dat.ri``) without an offset
+  (:mod:`mapping.dates`);
+- ``pid.i``, ``pid.dob``, ``pid.sex`` absent (all optional in the TR); ``pid.n`` with the MRZ
+  filler ``<`` instead of spaces (``vds_name_mrz_fillers``);
+- ``ve`` or ``vd`` as a single object rather than a list, ``vd.seq`` as text or absent (the
+  dose's position is taken) (``vds_shape``);
+- ``tr.r`` / ``tr.tc`` outside the TR's vocabularies: kept as issued, the result ``unknown``
+  (``value_outside_value_set``); ``hdr.v`` written as text (``vds_version_text``);
+- ``sig.cer`` / ``sig.sigvl`` in standard base64 rather than base64url (``vds_base64_standard``);
+- ``sig.alg`` ES256/ES384/ES512 verified with the hash it names on the curve of the DSC's own
+  key, with ``r||s`` of that curve's size; a hash that is not the curve's usual one is reported
+  (``vds_alg_curve_mismatch``), as for EU DCC signers.
 """
 from __future__ import annotations
 
@@ -41,6 +62,7 @@ import binascii
 import functools
 import hashlib
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -57,7 +79,8 @@ from healthcode.errors import HealthCodeError
 from healthcode.record import Document, Evidence, Provenance, Record, Subject, TestResult, \
     Vaccination
 
-from .base import MAX_CODE_LENGTH, CodeError, Decoded, MappingAdapter, check_size, utcnow
+from .base import MAX_CODE_LENGTH, CodeError, Decoded, MappingAdapter, Warnings, check_size, utcnow
+from .dates import read_date, read_date_time
 
 __all__ = ["ICAOVDSAdapter", "canonical_json", "verify_issued_by_raw", "SEAL_TYPES",
            "VDS_NC_SIGNER_EKU"]
@@ -72,11 +95,11 @@ _MAX_SAFE_INTEGER = 2 ** 53 - 1
 _DOCUMENT_TYPE_EXTENSION = "2.23.136.1.1.6.2"
 _KEY_USAGE_EXTENSION = "2.5.29.15"
 
-#: sig.alg allow-list: hash, curve and the byte length of one of r and s.
+#: sig.alg allow-list: the hash it names and the curve it is usually paired with.
 _ALGORITHMS = {
-    "ES256": (hashes.SHA256, ec.SECP256R1, 32),
-    "ES384": (hashes.SHA384, ec.SECP384R1, 48),
-    "ES512": (hashes.SHA512, ec.SECP521R1, 66),
+    "ES256": (hashes.SHA256, "secp256r1"),
+    "ES384": (hashes.SHA384, "secp384r1"),
+    "ES512": (hashes.SHA512, "secp521r1"),
 }
 
 #: ICD-11 codes VDS-NC seals put in ``dis``; the canonical record names the disease.
@@ -87,7 +110,8 @@ _DOCUMENT_KINDS = {"P": "passport", "I": "id_card", "A": "id_card", "C": "id_car
                    "V": "visa"}
 
 #: VDS-NC test result values (``tr.r``) the canonical record can say; "normal" and "abnormal"
-#: (also in the VDS-NC value set) do not say whether the person is infected, so they are refused.
+#: (also in the VDS-NC value set) do not say whether the person is infected, so they are kept
+#: as issued with the result ``unknown``, which no acceptance rule takes for negative.
 _RESULTS = {"negative": "negative", "positive": "positive", "inconclusive": "inconclusive",
             "indeterminate": "inconclusive"}
 
@@ -151,25 +175,28 @@ class ICAOVDSAdapter(MappingAdapter):
 
     def _decode(self, text, trust, at: datetime | None) -> Decoded:
         text = check_size(text)
+        warnings = Warnings()
         seal, exact_numbers = _parse(text)
-        data, sig = _shape(seal)
-        signer = self._signer(sig["cer"])
+        data, sig = _shape(seal, warnings)
+        signer = self._signer(sig["cer"], warnings)
         chain, csca = self._chain(signer, trust)
-        _verify_seal(data, sig, signer.cert.public_key, exact_numbers)
+        _verify_seal(data, sig, signer.cert.public_key, exact_numbers, warnings)
         _check_usage(signer, data["hdr"]["t"])
         _check_validity(signer.cert, at or utcnow())
-        record = _to_record(data, signer)
+        _check_revocation(signer.cert, trust)
+        record = _to_record(data, signer, warnings)
         details = {"type": data["hdr"]["t"], "version": data["hdr"]["v"],
                    "signer": signer.cert.subject, "chain": chain}
         if csca is not None:
             details["csca"] = csca.subject
         return Decoded(record=record, scheme=self.scheme, issuer=data["hdr"]["is"],
-                       kid=signer.key_id, details=details)
+                       kid=signer.key_id, details=details, warnings=warnings.as_tuple())
 
     # -- signer certificates ------------------------------------------------------------------
 
-    def _signer(self, cer: str) -> _Signer:
+    def _signer(self, cer: str, warnings: Warnings) -> _Signer:
         """The DSC named by ``sig.cer``, parsed once per distinct certificate text."""
+        _note_base64(cer, "sig.cer", warnings)
         signer = self._signers.get(cer)
         if signer is not None:
             return signer
@@ -263,7 +290,7 @@ def _unwrap(value):
     return value
 
 
-def _shape(seal):
+def _shape(seal, warnings: Warnings):
     """Check the members the verifier and the mapping rely on; return ``(data, sig)``."""
     if not isinstance(seal, dict):
         raise CodeError("malformed", "the seal is not a JSON object")
@@ -275,8 +302,11 @@ def _shape(seal):
         raise CodeError("malformed", "data needs 'hdr' and 'msg' objects")
     if hdr.get("t") not in SEAL_TYPES:
         raise CodeError("unsupported_scheme", f"not a VDS-NC health seal type: {hdr.get('t')!r}")
-    if hdr.get("v") != 1 or isinstance(hdr.get("v"), bool):
-        raise CodeError("unsupported_scheme", f"unsupported VDS-NC version {hdr.get('v')!r}")
+    version = hdr.get("v")
+    if version == "1":
+        warnings.add("vds_version_text", "hdr.v is written as text")
+    elif version != 1 or isinstance(version, bool):
+        raise CodeError("unsupported_scheme", f"unsupported VDS-NC version {version!r}")
     if not _text(hdr.get("is")):
         raise CodeError("malformed", "hdr.is (issuing country) is required")
     for name in ("alg", "cer", "sigvl"):
@@ -290,11 +320,22 @@ def _text(value) -> bool:
 
 
 def _b64url(value: str, what: str) -> bytes:
-    """base64url with or without padding (seals in the wild do both)."""
+    """base64url with or without padding (seals in the wild do both), or standard base64
+    (:func:`_note_base64` reports it); any other character is refused."""
+    stripped = value.rstrip("=")
     try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        return base64.b64decode(stripped.translate(_URLSAFE_TO_STANDARD)
+                                + "=" * (-len(stripped) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise CodeError("malformed", f"{what} is not base64url") from None
+
+
+_URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
+
+
+def _note_base64(value: str, what: str, warnings: Warnings) -> None:
+    if "+" in value or "/" in value:
+        warnings.add("vds_base64_standard", f"{what} is standard base64, not base64url")
 
 
 # -- signatures ---------------------------------------------------------------------------------
@@ -321,15 +362,22 @@ def canonical_json(value, *, exact_numbers: bool = False) -> bytes:
     return rfc8785.dumps(value)
 
 
-def _verify_seal(data: dict, sig: dict, public_key, exact_numbers: bool = False) -> None:
-    """ECDSA over JCS(data), with the algorithm checked against an allow-list and the key."""
+def _verify_seal(data: dict, sig: dict, public_key, exact_numbers: bool = False,
+                 warnings: Warnings | None = None) -> None:
+    """ECDSA over JCS(data): the hash ``alg`` names (allow-list), the curve of the DSC's own
+    key, ``r||s`` of that curve's size (module docstring)."""
     spec = _ALGORITHMS.get(sig["alg"])
     if spec is None:
         raise CodeError("bad_signature", f"signature algorithm {sig['alg']!r} is not allowed")
-    hash_cls, curve_cls, size = spec
-    if not isinstance(public_key, ec.EllipticCurvePublicKey) or \
-            not isinstance(public_key.curve, curve_cls):
+    hash_cls, usual_curve = spec
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise CodeError("bad_signature", f"the signer's key cannot make {sig['alg']} signatures")
+    size = (public_key.curve.key_size + 7) // 8
+    warnings = Warnings() if warnings is None else warnings
+    if public_key.curve.name != usual_curve:
+        warnings.add("vds_alg_curve_mismatch", f"signed {sig['alg']} with a "
+                                               f"{public_key.curve.name} key")
+    _note_base64(sig["sigvl"], "sig.sigvl", warnings)
     raw = _b64url(sig["sigvl"], "sig.sigvl")
     if len(raw) != 2 * size:
         raise CodeError("bad_signature", f"a {sig['alg']} signature is {2 * size} bytes")
@@ -574,6 +622,13 @@ def _check_usage(signer: _Signer, seal_type: str) -> None:
         raise CodeError("wrong_key_usage", "the signer certificate's key usage forbids signing")
 
 
+def _check_revocation(cert: Certificate, trust) -> None:
+    """A DSC a trusted CSCA's CRL lists is revoked (where the store keeps CRLs)."""
+    revoked = getattr(trust, "is_certificate_revoked", None)
+    if callable(revoked) and revoked(cert):
+        raise CodeError("revoked", "the signer certificate is revoked by its CSCA")
+
+
 def _check_validity(cert: Certificate, at: datetime) -> None:
     if at.tzinfo is None:
         at = at.replace(tzinfo=timezone.utc)
@@ -588,19 +643,20 @@ def _check_validity(cert: Certificate, at: datetime) -> None:
 # -- mapping onto the canonical record ----------------------------------------------------------
 
 
-def _to_record(data: dict, signer: _Signer) -> Record:
+def _to_record(data: dict, signer: _Signer, warnings: Warnings | None = None) -> Record:
     """Map a verified seal; a seal that breaks the record's rules is malformed."""
+    warnings = Warnings() if warnings is None else warnings
     hdr, msg = data["hdr"], data["msg"]
     try:
-        subject = _subject(_member(msg, "pid", dict), hdr["is"])
+        subject = _subject(_member(msg, "pid", dict), hdr["is"], warnings)
         if hdr["t"] == "icao.vacc":
-            evidence = Evidence(vaccinations=_vaccinations(msg))
-            source_id, issued_at = _optional_text(msg, "uvci"), None
+            evidence = Evidence(vaccinations=_vaccinations(msg, warnings))
+            issued_at = None
         else:
-            test, issued_at = _test(msg)
+            test, issued_at = _test(msg, warnings)
             evidence = Evidence(tests=(test,))
-            source_id = _optional_text(msg, "utci")
-        provenance = Provenance(scheme="icao-vds", issuer=hdr["is"], source_id=source_id,
+        provenance = Provenance(scheme="icao-vds", issuer=hdr["is"],
+                                source_id=_identifier(msg, hdr["t"], warnings),
                                 issued_at=issued_at, key_id=signer.key_id)
         return Record(subject=subject, evidence=evidence, provenance=provenance)
     except HealthCodeError as exc:
@@ -608,6 +664,23 @@ def _to_record(data: dict, signer: _Signer) -> Record:
             raise
         raise CodeError("malformed", f"the seal does not map to a record: {exc.message}") \
             from None
+
+
+#: The certificate identifier's member name per seal type, and the names seen instead.
+_IDENTIFIERS = {"icao.vacc": ("uvci", ("ucl", "utci")), "icao.test": ("utci", ("ucl", "uvci"))}
+
+
+def _identifier(msg: dict, seal_type: str, warnings: Warnings) -> str | None:
+    name, others = _IDENTIFIERS[seal_type]
+    value = _optional_text(msg, name)
+    if value is None:
+        for other in others:
+            value = _optional_text(msg, other)
+            if value is not None:
+                warnings.add("vds_identifier_name", f"the certificate identifier is {other}, "
+                                                    f"not {name}")
+                break
+    return value
 
 
 def _member(obj: dict, name: str, kind: type, required: bool = True):
@@ -620,21 +693,40 @@ def _member(obj: dict, name: str, kind: type, required: bool = True):
 
 
 def _optional_text(obj: dict, name: str) -> str | None:
-    return _member(obj, name, str, required=False)
+    return _member(obj, name, str, required=False) or None
 
 
-def _subject(pid: dict, country: str) -> Subject:
+def _list_of(obj: dict, name: str, warnings: Warnings) -> list:
+    """A member the TR makes a list of objects; one object alone is read as a list of one."""
+    value = obj.get(name)
+    if isinstance(value, dict):
+        warnings.add("vds_shape", f"{name} is an object, not a list")
+        return [value]
+    return _member(obj, name, list)
+
+
+_MRZ_NAME = re.compile(r"[A-Za-z][A-Za-z '\-]*")
+
+
+def _subject(pid: dict, country: str, warnings: Warnings) -> Subject:
     """``n`` follows the MRZ: primary and secondary identifiers separated by two spaces
-    ("CITIZEN  JANE SUE"). With a single space the split is unknowable ("Smith Bill" could be
-    either order), so the name is kept whole."""
+    ("CITIZEN  JANE SUE"), or by the MRZ filler ``<<`` in some seals ("CITIZEN<<JANE<SUE").
+    With a single space the split is unknowable ("Smith Bill" could be either order), so the
+    name is kept whole. The name is the issuer's ICAO 9303 transliteration, so it is also the
+    record's Latin name when it is written in Latin letters."""
     name = _member(pid, "n", str)
+    if "<" in name:
+        warnings.add("vds_name_mrz_fillers", "pid.n uses the MRZ filler < for spaces")
+        name = name.replace("<<", "  ").replace("<", " ")
     family, sep, given = name.strip().partition("  ")
     if sep:
-        subject = {"family_name": family.strip(), "given_name": given.strip() or None}
+        subject = {"family_name": family.strip(), "given_name": " ".join(given.split()) or None}
     else:
         subject = {"name": " ".join(name.split())}
-    return Subject(birth_date=_optional_text(pid, "dob"), document=_document(pid, country),
-                   **subject)
+    if all(_MRZ_NAME.fullmatch(v) for v in subject.values() if v):
+        subject.update({f"{k}_latin": v for k, v in subject.items()})
+    return Subject(birth_date=read_date(pid.get("dob"), "pid.dob", warnings),
+                   document=_document(pid, country), **subject)
 
 
 def _document(pid: dict, country: str) -> Document | None:
@@ -652,19 +744,21 @@ def _document(pid: dict, country: str) -> Document | None:
     return Document(type=kind, number=number, region=country)
 
 
-def _vaccinations(msg: dict) -> tuple[Vaccination, ...]:
+def _vaccinations(msg: dict, warnings: Warnings) -> tuple[Vaccination, ...]:
     doses = []
-    for event in _member(msg, "ve", list):
+    for event in _list_of(msg, "ve", warnings):
         event = _object(event, "ve[]")
-        product = _member(event, "nam", str)
+        product = _optional_text(event, "nam") or _optional_text(event, "des")
+        if product is None:
+            raise CodeError("malformed", "ve[].nam must be a str")
         vaccine_type = _optional_text(event, "des")
         disease = _disease(_optional_text(event, "dis"))
-        for dose in _member(event, "vd", list):
+        for dose in _list_of(event, "vd", warnings):
             dose = _object(dose, "vd[]")
             doses.append(Vaccination(
                 product=product, vaccine_type=vaccine_type, disease=disease,
-                dose_number=_dose_number(dose.get("seq")),
-                administered_on=_member(dose, "dvc", str),
+                dose_number=_dose_number(dose.get("seq"), len(doses) + 1, warnings),
+                administered_on=read_date(dose.get("dvc"), "vd.dvc", warnings, required=True),
                 country=_optional_text(dose, "ctr"), lot=_optional_text(dose, "lot")))
     if not doses:
         raise CodeError("malformed", "a vaccination seal without doses")
@@ -677,13 +771,18 @@ def _object(value, what: str) -> dict:
     return value
 
 
-def _dose_number(value) -> int:
-    """``seq`` is an integer in the specification, a string in some real seals ("1")."""
-    if isinstance(value, str) and value.strip().isdigit() and value.isascii():
-        return int(value)
+def _dose_number(value, position: int, warnings: Warnings) -> int:
+    """``seq`` is an integer in the specification; a string in some real seals ("1"); when
+    absent, the dose's position among the seal's doses."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    raise CodeError("malformed", f"vd.seq is not a dose number: {value!r}")
+    if value is None:
+        warnings.add("vds_shape", "vd.seq is absent; the dose's position is used")
+        return position
+    if isinstance(value, str) and value.strip().isdigit() and value.isascii():
+        warnings.add("vds_shape", "vd.seq is written as text")
+        return int(value)
+    raise CodeError("malformed", f"vd.seq is not a dose number: {str(value)[:8]!r}")
 
 
 def _disease(code: str | None) -> str:
@@ -692,7 +791,7 @@ def _disease(code: str | None) -> str:
     return _DISEASES.get(code.strip().upper(), code)
 
 
-def _test(msg: dict) -> tuple[TestResult, str | None]:
+def _test(msg: dict, warnings: Warnings) -> tuple[TestResult, object]:
     """The single test result of a proof-of-test seal and its report issuance time."""
     tr = _member(msg, "tr", dict)
     dat = _member(msg, "dat", dict)
@@ -701,12 +800,18 @@ def _test(msg: dict) -> tuple[TestResult, str | None]:
     raw_result = _member(tr, "r", str)
     result = _RESULTS.get(raw_result.strip().lower())
     if result is None:
-        raise CodeError("policy_refused", f"test result {raw_result!r} does not say positive "
-                                          f"or negative")
-    test = TestResult(type=_test_type(kind), result=result,
-                      sampled_at=_member(dat, "sc", str), name=kind,
+        warnings.add("value_outside_value_set", f"tr.r {raw_result[:16]!r} does not say "
+                                                f"positive or negative; kept as issued")
+    test_type = _test_type(kind)
+    if test_type == "other":
+        warnings.add("value_outside_value_set", f"tr.tc {kind[:24]!r} is not a test type this "
+                                                f"service knows; kept as issued")
+    test = TestResult(type=test_type, result=result or "unknown",
+                      result_code=None if result else raw_result[:64],
+                      sampled_at=read_date_time(dat.get("sc"), "dat.sc", warnings), name=kind,
                       centre=_optional_text(sp, "spn"), country=_optional_text(sp, "ctr"))
-    return test, _optional_text(dat, "ri")
+    report = dat.get("ri")
+    return test, None if report is None else read_date_time(report, "dat.ri", warnings)
 
 
 def _test_type(tc: str) -> str:

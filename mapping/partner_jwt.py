@@ -311,6 +311,8 @@ class PartnerJWTAdapter(MappingAdapter):
         out.put_time("valid_until", self._expiry(record, at))
         if record.evidence.tests and layout.has_test:
             latest = max(record.evidence.tests, key=lambda t: t.sampled_at)
+            if latest.result == "unknown":  # kept as issued by another scheme: not ours to say
+                raise CodeError("policy_refused", "the latest test's result is not known")
             out.put("test_type", latest.type)
             out.put("test_result", latest.result)
             out.put_time("test_sampled_at", latest.sampled_at)

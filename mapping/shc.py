@@ -29,6 +29,25 @@ Decoding order, and why:
 7. Revocation by ``vc.rid`` against the revocation list trusted for ``(iss, kid)``, comparing the
    list's timestamp with ``nbf``.
 
+Deviations from the letter of the specification that do not touch authenticity are accepted and
+reported in :attr:`~mapping.base.Decoded.warnings`:
+
+- bytes after the end of the DEFLATE stream (``shc_deflate_trailing_bytes``): the signature
+  covers the whole payload segment, trailing bytes included, and is checked first; the SMART
+  Health Card decoder (smart-on-fhir/smart-health-card-decoder) inflates with fflate's
+  ``inflateSync``, which stops at the final block and ignores what follows, so it accepts them;
+- an issuer the trust store knows as an alias of a ``canonical_iss`` (VCI directory): the card
+  verifies with the alias's own keys, and the canonical issuer is named (``shc_issuer_alias``,
+  ``details["canonical_issuer"]``), as the directory intends;
+- chunk variations: chunks in any order, separated by any whitespace, with or without a
+  leading zero in ``i``/``n``, and the same chunk scanned twice (``shc_duplicate_chunk``; two
+  different texts for one index stay malformed);
+- a Patient name in STU3 shape (``family`` as a list, ``given`` as a string):
+  ``shc_name_shape``.
+
+JWK sets may carry members beyond the key (``use``, ``alg``, ``crlVersion``, ``x5c``, private
+extensions): keys are matched by their RFC 7638 thumbprint, which only reads the key members.
+
 FHIR mapping: Patient -> subject; ``completed`` Immunization -> vaccination (``product`` is
 ``"<coding system>#<code>"``; ``dose_number`` from ``protocolApplied`` or else the dose's 1-based
 position among the card's completed immunizations, in bundle order, which is issue order in
@@ -62,7 +81,7 @@ from healthcode.record import (Evidence, Provenance, Record, Subject, TestResult
                                format_time)
 from healthcode.trust import b64url, jwk_thumbprint
 
-from .base import CodeError, Decoded, MappingAdapter, Signer, check_size, utcnow
+from .base import CodeError, Decoded, MappingAdapter, Signer, Warnings, check_size, utcnow
 
 __all__ = ["SHCAdapter", "jws_from_qr_text", "jws_to_qr_text", "PREFIX"]
 
@@ -211,6 +230,10 @@ def jws_from_qr_text(text: str) -> tuple[str, int]:
     Codes are separated by newlines (the contract) or any other whitespace, which never
     occurs inside a code.
     """
+    return _read_qr_text(text, Warnings())
+
+
+def _read_qr_text(text: str, warnings: Warnings) -> tuple[str, int]:
     codes = text.split()
     if not codes or not all(code.startswith(PREFIX) for code in codes):
         raise CodeError("malformed", "an SMART Health Card starts with shc:/")
@@ -221,11 +244,20 @@ def jws_from_qr_text(text: str) -> tuple[str, int]:
     if not all(heads):
         raise CodeError("malformed", "several codes that are not all shc:/i/n/ chunks")
     return _join_chunks([(int(m.group(1)), int(m.group(2)), code[m.end():])
-                         for m, code in zip(heads, codes)])
+                         for m, code in zip(heads, codes)], warnings)
 
 
-def _join_chunks(chunks: list[tuple[int, int, str]]) -> tuple[str, int]:
-    """Put chunks in order, refusing a set that is not exactly ``1..n`` of one card."""
+def _join_chunks(chunks: list[tuple[int, int, str]],
+                 warnings: Warnings | None = None) -> tuple[str, int]:
+    """Put chunks in order, refusing a set that is not exactly ``1..n`` of one card.
+
+    The same chunk scanned twice (identical text) is used once; two different texts for one
+    index are refused, as there is no telling which belongs to the card.
+    """
+    unique = list(dict.fromkeys(chunks))
+    if len(unique) < len(chunks) and warnings is not None:
+        warnings.add("shc_duplicate_chunk", "a chunk was scanned more than once")
+    chunks = unique
     totals = {n for _, n, _ in chunks}
     if len(totals) != 1:
         raise CodeError("malformed", "the chunks disagree on how many there are")
@@ -327,8 +359,12 @@ def _verify_signature(jws: str, signature: bytes, key) -> None:
         raise CodeError("bad_signature", "the signature does not verify") from None
 
 
-def _inflate(data: bytes) -> bytes:
-    """Raw DEFLATE with an output cap: a bomb is ``too_large`` before it costs memory."""
+def _inflate(data: bytes, warnings: Warnings | None = None) -> bytes:
+    """Raw DEFLATE with an output cap: a bomb is ``too_large`` before it costs memory.
+
+    Bytes after the final block are reported, not refused (module docstring): they were signed
+    with the rest of the payload segment. A stream that ends early is still malformed.
+    """
     try:
         inflater = zlib.decompressobj(-15)
         out = inflater.decompress(data, MAX_INFLATED)
@@ -336,13 +372,16 @@ def _inflate(data: bytes) -> bytes:
         raise CodeError("malformed", "the payload is not raw DEFLATE") from None
     if inflater.unconsumed_tail:
         raise CodeError("too_large", f"the payload inflates beyond {MAX_INFLATED} bytes")
-    if not inflater.eof or inflater.unused_data:
-        raise CodeError("malformed", "the DEFLATE stream is truncated or has trailing bytes")
+    if not inflater.eof:
+        raise CodeError("malformed", "the DEFLATE stream is truncated")
+    if inflater.unused_data and warnings is not None:
+        warnings.add("shc_deflate_trailing_bytes", f"{len(inflater.unused_data)} byte(s) "
+                                                   f"follow the end of the DEFLATE stream")
     return out
 
 
-def _claims(compressed: bytes) -> dict:
-    claims = json.loads(_inflate(compressed).decode("utf-8"))
+def _claims(compressed: bytes, warnings: Warnings | None = None) -> dict:
+    claims = json.loads(_inflate(compressed, warnings).decode("utf-8"))
     if not isinstance(claims, dict):
         raise CodeError("malformed", "the JWS payload is not a JSON object")
     if not isinstance(claims.get("iss"), str):
@@ -500,19 +539,36 @@ def _vc(claims: dict) -> tuple[dict, list[str], dict]:
     return vc, types, bundle
 
 
+def _canonical_issuer(trust, iss: str) -> str | None:
+    """The ``canonical_iss`` the trust store's issuer list gives ``iss`` (VCI directory), if
+    the store keeps issuer information (``TrustStore.issuer_info``)."""
+    info = getattr(trust, "issuer_info", None)
+    entry = info(iss) if callable(info) else None
+    canonical = getattr(entry, "canonical_iss", None)
+    return canonical if isinstance(canonical, str) and canonical != iss else None
+
+
 def _decode(text, trust, at: datetime) -> Decoded:
-    jws, chunks = jws_from_qr_text(check_size(text))
+    warnings = Warnings()
+    jws, chunks = _read_qr_text(check_size(text), warnings)
     parts = _split_jws(jws)
     candidate = _signing_candidate(trust, parts.kid)
     if candidate is None:
         raise _no_key_reason(trust, parts)
     _verify_signature(jws, parts.signature, candidate.key)
-    claims = _claims(parts.payload)
+    claims = _claims(parts.payload, warnings)
     iss = claims["iss"]
     trusted = _issuer_key(trust, iss, parts.kid)
     nbf = _numeric_date_claim(claims, "nbf", required=True)
     exp = _numeric_date_claim(claims, "exp", required=False)
     details: dict = {"chunks": chunks}
+    canonical = _canonical_issuer(trust, iss)
+    if canonical:
+        # The VCI directory lists this iss as an alias: its own keys signed the card (checked
+        # above, never the canonical issuer's keys for an alias's card), and staff see who the
+        # issuer is known as.
+        details["canonical_issuer"] = canonical
+        warnings.add("shc_issuer_alias", f"issuer {iss} is known as {canonical}")
     if "x5c" in trusted.jwk:
         details.update(_x5c_details(trusted, iss, nbf))
     _check_times(nbf, exp, at)
@@ -523,15 +579,17 @@ def _decode(text, trust, at: datetime) -> Decoded:
     details["types"] = list(types)
     provenance = Provenance(scheme="shc", issuer=iss, source_id=rid, issued_at=nbf,
                             valid_until=exp, key_id=parts.kid)
-    record, unmapped = record_from_bundle(bundle, provenance)
+    record, unmapped = record_from_bundle(bundle, provenance, warnings)
     if unmapped:
         details["unmapped"] = unmapped
-    return Decoded(record=record, scheme="shc", issuer=iss, kid=parts.kid, details=details)
+    return Decoded(record=record, scheme="shc", issuer=iss, kid=parts.kid, details=details,
+                   warnings=warnings.as_tuple())
 
 
 # -- FHIR bundle -> record ---------------------------------------------------------------------
 
-def record_from_bundle(bundle: dict, provenance: Provenance) -> tuple[Record, dict]:
+def record_from_bundle(bundle: dict, provenance: Provenance,
+                       warnings: Warnings | None = None) -> tuple[Record, dict]:
     """The canonical record of a (verified) SHC bundle, and a count per resourceType of the
     resources that did not map (other types, not-done doses, results that are not COVID-19)."""
     by_type = _resources_by_type(bundle["entry"])
@@ -547,7 +605,8 @@ def record_from_bundle(bundle: dict, provenance: Provenance) -> tuple[Record, di
                                 ("Observation", observations, tests)):
         if len(mapped) < len(given):
             unmapped[kind] = len(given) - len(mapped)
-    subject = _subject(patients[0]) if patients else Subject()
+    subject = _subject(patients[0], Warnings() if warnings is None else warnings) \
+        if patients else Subject()
     record = Record(subject=subject, evidence=Evidence(tests=tests, vaccinations=vaccinations),
                     provenance=provenance)
     return record, unmapped
@@ -568,16 +627,28 @@ def _resources_by_type(entries: list) -> dict[str, list[dict]]:
     return by_type
 
 
-def _subject(patient: dict) -> Subject:
+def _subject(patient: dict, warnings: Warnings) -> Subject:
+    """The first HumanName as issued: ``family``, ``given`` (joined), else ``text``."""
     names = patient.get("name") or [{}]
+    if isinstance(names, dict):
+        warnings.add("shc_name_shape", "Patient.name is an object, not a list")
+        names = [names]
     if not isinstance(names, list) or not isinstance(names[0], dict):
         raise CodeError("malformed", "Patient.name must be a list of HumanName")
     name = names[0]
     given = name.get("given") or []
+    family = name.get("family")
+    if isinstance(given, str):
+        warnings.add("shc_name_shape", "Patient.name.given is a string, not a list")
+        given = [given]
+    if isinstance(family, list) and all(isinstance(f, str) for f in family):
+        warnings.add("shc_name_shape", "Patient.name.family is a list (FHIR STU3), not a "
+                                       "string")
+        family = " ".join(family) or None
     if not isinstance(given, list) or not all(isinstance(g, str) for g in given):
         raise CodeError("malformed", "Patient.name.given must be a list of strings")
-    return Subject(family_name=name.get("family"), given_name=" ".join(given) or None,
-                   name=name.get("text") if not (given or name.get("family")) else None,
+    return Subject(family_name=family, given_name=" ".join(given) or None,
+                   name=name.get("text") if not (given or family) else None,
                    birth_date=patient.get("birthDate"))
 
 
@@ -723,6 +794,8 @@ def _product_coding(product: str) -> tuple[str, str]:
 def _observation(test: TestResult) -> dict:
     if test.disease != "COVID-19":
         raise CodeError("policy_refused", f"only COVID-19 tests are mapped, not {test.disease}")
+    if test.result not in _RESULT_CODES:  # "unknown": a result we cannot vouch for
+        raise CodeError("policy_refused", f"an SHC test result cannot say {test.result!r}")
     resource = {"resourceType": "Observation", "status": "final",
                 "code": {"coding": [{"system": LOINC, "code": _test_loinc(test)}]},
                 "subject": {"reference": _PATIENT_REF},

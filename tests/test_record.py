@@ -65,9 +65,34 @@ def test_rejects_invalid_data_naming_the_field(change, field):
 
 @pytest.mark.parametrize("name, masked", [
     ("陳大文", "陳*文"), ("李明", "李*"), ("Chan Tai Man", "C**n T*i M*n"), ("A", "A"),
+    ("歐陽娜娜", "歐**娜"), ("김민준", "김*준"),
+    ("Musterfrau-Gößinger", "M********u-G******r"), ("O'Neill Seán", "O'N***l S**n"),
+    ("MUSTERFRAU<GOESSINGER", "M********U G********R"), ("  Jane   Sue ", "J**e S*e"),
 ])
 def test_masks_names_keeping_first_and_last_characters(name, masked):
     assert mask_name(name) == masked
+
+
+@pytest.mark.parametrize("parts, name", [
+    ({"family_name": "陳", "given_name": "大文"}, "陳大文"),           # CJK: family first, no space
+    ({"family_name": "山田", "given_name": "太郎"}, "山田太郎"),
+    ({"family_name": "김", "given_name": "민준"}, "김민준"),
+    ({"family_name": "Musterfrau", "given_name": "Gabriele"}, "Gabriele Musterfrau"),
+    ({"family_name": "Παπαδόπουλος", "given_name": "Γιώργος"}, "Γιώργος Παπαδόπουλος"),
+    ({"family_name": "Chan"}, "Chan"),
+])
+def test_a_name_from_its_parts_follows_its_script(parts, name):
+    assert Subject(**parts).name == name
+
+
+def test_the_masked_name_comes_from_the_name_as_issued_else_its_transliteration():
+    both = Subject(family_name="陳", given_name="大文", family_name_latin="CHAN",
+                   given_name_latin="TAI<MAN")
+    assert (both.name, both.name_latin, both.masked_name) == ("陳大文", "TAI MAN CHAN", "陳*文")
+    assert both.given_name_latin == "TAI<MAN"  # kept as issued
+    latin_only = Subject(family_name_latin="MUSTERFRAU<GOESSINGER", given_name_latin="GABRIELE")
+    assert latin_only.name is None
+    assert latin_only.masked_name == "G******E M********U G********R"
 
 
 @pytest.mark.parametrize("text", ["1964", "1964-08", "1964-08-31"])

@@ -68,8 +68,23 @@ def test_eu_dcc_with_the_signer_certificate(tmp_path, verify, encoding):
     clock = case["TESTCTX"]["VALIDATIONCLOCK"]
     code, answer = verify(case["PREFIX"], "--trust", str(cert_file), "--at", clock)
     assert code == 0 and answer["scheme"] == "eu-dcc", answer
+    assert answer["warnings"] == []  # DE/1 follows the letter of the scheme
     code, answer = verify(case["PREFIX"], "--at", clock)
     assert code == 1 and answer["reason"] == "unknown_key"
+
+
+def test_an_upstream_code_that_strays_from_the_letter_verifies_with_its_warnings(tmp_path,
+                                                                                verify):
+    """BG/1 writes its birth and vaccination dates as date-times: valid, and said so."""
+    case = json.loads((conformance_dir("eudcc") / "BG" / "2DCode" / "raw" / "1.json")
+                      .read_text())
+    cert_file = tmp_path / "dsc.der"
+    cert_file.write_bytes(base64.b64decode(case["TESTCTX"]["CERTIFICATE"]))
+    code, answer = verify(case["PREFIX"], "--trust", str(cert_file), "--at",
+                          case["TESTCTX"]["VALIDATIONCLOCK"])
+    assert code == 0, answer
+    assert {w["code"] for w in answer["warnings"]} == {"date_time_for_date"}
+    assert answer["record"]["subject"]["birth_date"] == "1978-01-26"
 
 
 def test_icao_seal_through_a_folder_of_cscas(verify):

@@ -29,8 +29,8 @@ import pytest
 from healthcode.record import format_time, parse_time
 from healthcode.trust import TrustStore
 from mapping.base import CodeError
-from mapping.eu_dcc import (EUDCCAdapter, b45decode, certificate_type, decompress, parse_cose,
-                            read_claims, unprefix)
+from mapping.eu_dcc import (KEY_USAGE_OIDS, EUDCCAdapter, b45decode, certificate_type,
+                            decompress, parse_cose, read_claims, unprefix)
 from tests.support import conformance_dir, decode_qr
 
 SUITE = "eu-dcc"
@@ -41,17 +41,22 @@ CASE_GLOBS = ("*/2DCode/[Rr]aw/*.json", "*/*/2DCode/[Rr]aw/*.json")
 #: Upstream expectations that are wrong, one "case id + flag" each, with why. These are
 #: xfail(strict=True) for that flag only, so a fixed upstream file shows up as XPASS.
 KNOWN_UPSTREAM_ERRORS = {
+    # Re-examined with the adapter's leniency (issue 9): the adapter now *reads* both BG codes
+    # (they verify, with warning date_time_for_date: test_upstream_schema_errors_decode),
+    # but these two flags ask whether the payload is valid under the DCC JSON schema, which
+    # leniency in a decoder does not change. They stay listed.
     "BG/2DCode/raw/1.json EXPECTEDVALIDOBJECT":
         "JSON has dob '1978-01-26T00:00:00' (a date-time, not a date), v[0].dt as a date-time "
         "and t/r as null: invalid under every DCC schema version (1.0.0 required format date "
-        "and arrays)",
+        "and arrays; 1.3's dob pattern allows no time; null is not an array in any version)",
     "BG/2DCode/raw/1.json EXPECTEDSCHEMAVALIDATION":
         "the signed payload is the same as JSON: date-time dob and dt, null t and r",
     "BG/2DCode/raw/2.json EXPECTEDVALIDOBJECT":
         "JSON has dob '1978-01-26T00:00:00', r[0].df/du/fr as date-times and v/t as null",
     "BG/2DCode/raw/2.json EXPECTEDSCHEMAVALIDATION":
         "the signed payload is the same as JSON: date-time dob/df/du/fr, null v and t",
-    # These assert that the QR picture decodes but carry no 2DCODE picture to decode.
+    # These assert that the QR picture decodes but carry no 2DCODE picture to decode: no
+    # leniency can decode a picture that is not there (the PREFIX text itself verifies).
     "IE/2DCode/Raw/1.json EXPECTEDPICTUREDECODE": "no 2DCODE image in the file",
     "IE/2DCode/Raw/2.json EXPECTEDPICTUREDECODE": "no 2DCODE image in the file",
     "IE/2DCode/Raw/3.json EXPECTEDPICTUREDECODE": "no 2DCODE image in the file",
@@ -336,10 +341,27 @@ def _flag_params():
             continue
         for flag in sorted(load_case(case_id).expected):
             key = f"{case_id} {flag}"
-            marks = ([pytest.mark.xfail(reason=KNOWN_UPSTREAM_ERRORS[key], strict=True)]
-                     if key in KNOWN_UPSTREAM_ERRORS else [])
+            reason = KNOWN_UPSTREAM_ERRORS.get(key) or _upstream_rule_error(case_id, flag)
+            marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
             params.append(pytest.param(case_id, flag, id=f"{case_id}-{flag[8:]}", marks=marks))
     return params
+
+
+def _upstream_rule_error(case_id: str, flag: str) -> str | None:
+    """Upstream expectations that disagree with the hcert specification by rule rather than by
+    case (dgc-testdata countries not shipped here have them): a DSC whose extended key usage
+    holds only non-DCC OIDs is "not allowed" upstream, but may sign every type per the hcert
+    specification ("If none of these OIDs are present the document shall be considered valid
+    for all three") and the Corona-Warn-App's DscSignatureValidator."""
+    case = load_case(case_id)
+    if flag != "EXPECTEDKEYUSAGE" or case.expected[flag]:
+        return None
+    usage = case.trust.certificates()[0].extended_key_usage if case.trust.certificates() \
+        else None
+    if usage and not any(o in usage for oids in KEY_USAGE_OIDS.values() for o in oids):
+        return ("upstream refuses a DSC whose EKU names no DCC OID; the hcert specification "
+                "and the Corona-Warn-App let it sign every type")
+    return None
 
 
 # -- the tests ------------------------------------------------------------------------------------
@@ -374,3 +396,38 @@ def test_known_upstream_errors_name_real_cases():
         case_id, flag = key.rsplit(" ", 1)
         assert case_id in CASE_IDS, key
         assert flag in load_case(case_id).expected, key
+
+
+#: Upstream codes that stray from the letter of the scheme: the adapter accepts them, as the
+#: hcert specification and the Corona-Warn-App do, and says how each strays.
+UPSTREAM_DEVIATIONS = {
+    "BG/2DCode/raw/1.json": {"date_time_for_date"},
+    "BG/2DCode/raw/2.json": {"date_time_for_date"},
+    "BG/2DCode/raw/4.json": {"dcc_iat_before_dsc"},
+    "IE/2DCode/Raw/2.json": {"value_outside_value_set"},
+    "IE/2DCode/Raw/3.json": {"value_outside_value_set"},
+    "common/2DCode/raw/CO20.json": {"cose_alg_unprotected"},
+    "common/2DCode/raw/CO21.json": {"cose_kid_conflict"},
+}
+
+
+@pytest.mark.parametrize("case_id", sorted(UPSTREAM_DEVIATIONS))
+def test_upstream_deviations_verify_with_their_warnings(case_id, tally):
+    conformance_dir("eudcc")
+    case = load_case(case_id)
+    decoded = ADAPTER.decode(case.prefix, trust=case.trust, at=case.clock)
+    codes = {w["code"] for w in decoded.warnings}
+    agreed = codes == UPSTREAM_DEVIATIONS[case_id]
+    tally.record("verifies-with-warnings", agreed)
+    assert agreed, decoded.warnings
+
+
+def test_every_other_verifying_case_has_no_warning():
+    """Warnings are for real deviations: a code that follows the letter gets none."""
+    conformance_dir("eudcc")
+    for case_id in CASE_IDS:
+        case = load_case(case_id)
+        if case_id in UPSTREAM_DEVIATIONS or case.outcome[0] is not None:
+            continue
+        decoded = ADAPTER.decode(case.prefix, trust=case.trust, at=case.clock)
+        assert decoded.warnings == (), (case_id, decoded.warnings)

@@ -530,9 +530,14 @@ def test_test_results(adapter, pki, r, expected):
     assert record.evidence.tests[0].result == expected
 
 
-def test_result_that_says_neither_positive_nor_negative_is_refused(adapter, pki):
+def test_result_that_says_neither_positive_nor_negative_is_kept_as_issued(adapter, pki):
+    """Report, don't refuse: the seal is genuine; no acceptance rule takes "unknown" for a
+    negative result."""
     text = sign(pot_data(tc="antibody", r="normal"), pki["dsc_key"], pki["dsc"])
-    assert reason_of(adapter, text, direct_trust(pki["dsc"])) == "policy_refused"
+    decoded = adapter.decode(text, trust=direct_trust(pki["dsc"]), at=NOW)
+    test = decoded.record.evidence.tests[0]
+    assert (test.result, test.result_code) == ("unknown", "normal")
+    assert [w["code"] for w in decoded.warnings] == ["value_outside_value_set"]
 
 
 # -- detection, QR, contract --------------------------------------------------------------------

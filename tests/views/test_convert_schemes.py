@@ -262,3 +262,37 @@ def test_an_expired_signer_is_a_503_naming_the_problem(world):
     response = convert(world, code, "eu-dcc")
     assert response.status_code == 503
     assert response.get_json()["error"] == "signer_unavailable"
+
+
+def dcc_as_issuers_wrote_it(world) -> str:
+    """A genuine DCC, signed with the world's DSC, whose birth date uses the zero placeholders
+    some issuers wrote and whose dose count is a float."""
+    from tests.mapping.test_eu_dcc_field import Issuer
+    signer = world["dcc_signer"]
+    issued = now() - timedelta(hours=1)
+    dose = {"tg": "840539006", "vp": "J07BX03", "mp": "EU/1/20/1528", "ma": "ORG-100030215",
+            "dn": 2.0, "sd": 2, "dt": (now() - timedelta(days=30)).date().isoformat(),
+            "co": "PT", "is": "SNS", "ci": "URN:UVCI:01:PT:ABC#1"}
+    payload = {"ver": "1.0.0", "nam": {"fn": "Lopes", "fnt": "LOPES", "gn": "Ana", "gnt": "ANA"},
+               "dob": "1990-00-00", "v": [dose]}
+    issuer = Issuer(signer.private_key, der=signer.certificate)
+    return issuer.code(payload, iat=issued, exp=now() + timedelta(days=1))
+
+
+def test_a_genuine_code_that_strays_from_the_letter_verifies_with_warnings(world):
+    answer = verify(world, dcc_as_issuers_wrote_it(world))
+    assert answer["valid"] and answer["status"] == "green", answer
+    assert {w["code"] for w in answer["warnings"]} == {"date_placeholder", "dcc_number_type"}
+    assert all(set(w) == {"code", "message"} for w in answer["warnings"])
+    assert "1990" not in json.dumps(answer["warnings"])  # messages name fields, not values
+    plain = EUDCCAdapter().encode(traveller(vaccinations=[full_series(30)]),
+                                  signer=world["dcc_signer"])
+    assert verify(world, plain)["warnings"] == []
+
+
+def test_conversion_carries_the_source_codes_warnings(world):
+    response = convert(world, dcc_as_issuers_wrote_it(world), "native")
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert {w["code"] for w in body["warnings"]} == {"date_placeholder", "dcc_number_type"}
+    assert body["record"]["subject"]["masked_name"] == "A*a L***s"
