@@ -22,6 +22,10 @@ UPSTREAM = {
     "shc": "spec.smarthealth.cards/examples (github.com/smart-on-fhir/health-cards, gh-pages)",
     "icao": "github.com/kurzdigital/vds-jvm src/test/resources and KDE khealthcertificate "
             "autotests/data/icao",
+    "certlogic": "github.com/ehn-dcc-development/eu-dcc-business-rules, certlogic/specification "
+                 "(Apache-2.0)",
+    "eu-rules": "github.com/eu-digital-green-certificates/dgc-business-rules-testdata "
+                "(Apache-2.0)",
 }
 
 
