@@ -363,8 +363,27 @@ def evaluate(expression: Any, data: Any) -> Any:
 
     Raises :class:`InvalidExpression` for an invalid expression (before evaluating anything),
     :class:`EvaluationError` where the specification says evaluation fails.
+
+    Programs are cached by the expression's content, as :mod:`re` caches patterns: callers
+    that evaluate the same rule on many codes pay for validation and compilation once, and a
+    caller that changes an expression in place gets the new one. The key is the ``repr`` (which
+    tells ``1``, ``1.0`` and ``True`` apart), and a hit must also be equal to the expression.
     """
-    return compile(expression)(data)
+    try:
+        key = repr(expression)
+    except RecursionError:  # nested past any limit: validation reports it
+        return compile(expression)(data)
+    program = _CACHE.get(key)
+    if program is None or program.expression != expression:
+        program = compile(expression)
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.clear()  # cheap and thread-safe; rules in use are back after one call
+        _CACHE[key] = program
+    return program(data)
+
+
+_CACHE: dict[str, Program] = {}
+_CACHE_SIZE = 512
 
 
 def _build(expr: Any) -> Closure:
