@@ -11,7 +11,7 @@ keys share a Redis Cluster slot and can change together in one MULTI:
 ``hc:{<sid>}:code``                the current dynamic code (expires before the code does)
 ``hc:img:{<token hash>}:<fmt>``    rendered QR images, per token, expiring with the token
 ``hc:audit``                       stream: every status change, lookup and conversion
-``hc:cred:<credential id>``        hash: role, subject, label, SHA-256 of the secret
+``hc:cred:<credential id>``        hash: role, subject, label, mode, SHA-256 of the secret
 ``hc:rl:<credential id>:<minute>`` lookup rate-limit counters
 ``hc:sess:<sha256 of session id>`` page sessions (:mod:`healthcode.sessions`)
 ``hc:link:<sha256 of token>``      one-time sign-in links for the resident page
@@ -70,6 +70,7 @@ class Credential:
     role: str
     subject: str | None
     label: str | None
+    mode: str | None = None  # a checkpoint credential bound to a checkpoint mode
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,8 @@ class RedisStore:
 
     @wraps_redis
     def create_credential(self, role: str, subject: str | None = None,
-                          label: str | None = None) -> tuple[Credential, str]:
+                          label: str | None = None,
+                          mode: str | None = None) -> tuple[Credential, str]:
         """A new bearer token ``hc_<id>.<secret>``; only the secret's SHA-256 is stored."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
@@ -235,8 +237,12 @@ class RedisStore:
             fields["subject"] = subject
         if label:
             fields["label"] = label
+        if mode:
+            if role != "checkpoint":
+                raise ValueError("only a checkpoint credential is bound to a mode")
+            fields["mode"] = mode
         self.r.hset(f"hc:cred:{cred_id}", mapping=fields)
-        return Credential(cred_id, role, subject, label), f"hc_{cred_id}.{secret}"
+        return Credential(cred_id, role, subject, label, mode), f"hc_{cred_id}.{secret}"
 
     @wraps_redis
     def check_credential(self, token: str) -> Credential | None:
@@ -249,7 +255,8 @@ class RedisStore:
         fields = self.r.hgetall(f"hc:cred:{cred_id}")
         if not fields or not hmac.compare_digest(fields.get("hash", ""), _hash_secret(secret)):
             return None
-        return Credential(cred_id, fields["role"], fields.get("subject"), fields.get("label"))
+        return Credential(cred_id, fields["role"], fields.get("subject"), fields.get("label"),
+                          fields.get("mode"))
 
     @wraps_redis
     def credentials(self) -> list[dict]:

@@ -278,17 +278,22 @@ def judge(rule: Rule, data: dict, unknown: frozenset[str] = frozenset()) -> Rule
     try:
         value = rule.program(data)
     except certlogic.CertLogicError as exc:
-        return RuleResult(rule, "open", f"evaluation failed: {exc.message}")
+        return RuleResult(rule, "open", _unsaid(rule, unknown)
+                          or f"evaluation failed: {exc.message}")
     if value is not True and value is not False:
         return RuleResult(rule, "open", "the rule did not evaluate to true or false")
     passed = value if rule.type == "Acceptance" else not value
     if passed:
         return RuleResult(rule, "passed")
-    missing = sorted(f for f in unknown if reads_field(rule, f))
-    if missing:
-        return RuleResult(rule, "open", "the code's scheme does not say "
-                                        + ", ".join(missing))
+    unsaid = _unsaid(rule, unknown)
+    if unsaid:
+        return RuleResult(rule, "open", unsaid)
     return RuleResult(rule, "failed")
+
+
+def _unsaid(rule: Rule, unknown: frozenset[str]) -> str | None:
+    missing = sorted(f for f in unknown if reads_field(rule, f))
+    return "the code's scheme does not say " + ", ".join(missing) if missing else None
 
 
 def reads_field(rule: Rule, payload_field: str) -> bool:
