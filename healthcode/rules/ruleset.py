@@ -167,11 +167,20 @@ def parse_rule(data: Any, source: str = "") -> Rule:
         program = certlogic.compile(logic)
     except certlogic.InvalidExpression as exc:
         issue = exc.issues[0]
-        fail(f"Logic: {issue['message']} (in {json.dumps(issue['expr'])[:120]})")
+        fail(f"Logic: {issue['message']} (in {_snippet(issue['expr'])})")
     return Rule(identifier=data["Identifier"], type=data["Type"], country=data["Country"],
                 version=data["Version"], certificate_type=data["CertificateType"],
                 descriptions=tuple(texts), valid_from=valid_from, valid_to=valid_to,
                 affected_fields=tuple(affected), program=program, data=data, source=where)
+
+
+def _snippet(expr) -> str:
+    """The start of an offending sub-expression, for an error message."""
+    try:
+        text = json.dumps(expr, ensure_ascii=False)
+    except (RecursionError, TypeError, ValueError):
+        return "an expression too deep to print"
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def read_rule_file(path: Path) -> Rule:

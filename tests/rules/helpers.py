@@ -12,6 +12,8 @@ def eu_rule(number: int, logic, *, certificate_type="Vaccination", country="AT",
             valid_to="2030-01-01T00:00:00Z", en="A rule written for the tests here",
             **descriptions) -> dict:
     prefix = "IR" if rule_type == "Invalidation" else PREFIX[certificate_type]
+    if logic is True or logic is False:  # Logic must be an operation: the EU's idiom for both
+        logic = {"===": [1, 1 if logic else 0]}
     return {"Identifier": f"{prefix}-{country}-{number:04d}", "Type": rule_type,
             "Country": country, "Version": version, "SchemaVersion": "1.0.0",
             "Engine": "CERTLOGIC", "EngineVersion": "1.3.3", "CertificateType": certificate_type,
