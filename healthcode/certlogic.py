@@ -34,6 +34,7 @@ file cannot hang a worker, however it nests its reductions.
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
@@ -444,7 +445,7 @@ def _build_if(operator, values):
 
     def if_(data, steps):
         value = guard(data, steps)
-        truth = boolsiness(value)
+        truth = value if value is True or value is False else boolsiness(value)
         if truth is True:
             return then(data, steps)
         if truth is False:
@@ -513,26 +514,37 @@ _COMPARE = {"<": lambda a, b: a < b, ">": lambda a, b: a > b,
             "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}
 
 
+def _comparable(dates: bool, value):
+    """An operand as the comparison compares it: milliseconds of a date, or an integer."""
+    if dates:
+        if type(value) is DateTime:
+            return value.ms
+        raise EvaluationError("all operands of a date-time comparison must be date-times")
+    if type(value) is int or _is_int(value):
+        return value
+    raise EvaluationError("all operands of a comparison operation must be of integer type")
+
+
 def _build_comparison(operator, values):
     operands = [_build(v) for v in values]
     dates = operator in DATE_COMPARISONS
     compare = _COMPARE[DATE_COMPARISONS.get(operator, operator)]
+    if len(operands) == 2:
+        first, second = operands
 
-    def comparison(data, steps):
-        args = [operand(data, steps) for operand in operands]
-        if dates:
-            if not all(type(a) is DateTime for a in args):
-                raise EvaluationError("all operands of a date-time comparison must be "
-                                      "date-times")
-            args = [a.ms for a in args]
-        elif not all(_is_int(a) for a in args):
-            raise EvaluationError("all operands of a comparison operation must be of integer "
-                                  "type")
-        if len(args) == 2:
-            return compare(args[0], args[1])
-        return compare(args[0], args[1]) and compare(args[1], args[2])
+        def binary(data, steps):
+            a, b = first(data, steps), second(data, steps)  # both evaluated, then checked
+            return compare(_comparable(dates, a), _comparable(dates, b))
 
-    return comparison
+        return binary
+    first, second, third = operands
+
+    def ternary(data, steps):
+        a, b, c = first(data, steps), second(data, steps), third(data, steps)
+        a, b, c = _comparable(dates, a), _comparable(dates, b), _comparable(dates, c)
+        return compare(a, b) and compare(b, c)
+
+    return ternary
 
 
 def _build_not(operator, values):
@@ -669,7 +681,23 @@ def _instant(year, month, day, hour=0, minute=0, second=0, millis=0, offset_minu
 
 
 def _parse_date_time(text: str) -> DateTime:
-    """A date or date-time string as ``plusTime`` reads it (partial dates rounded up)."""
+    """A date or date-time string as ``plusTime`` reads it (partial dates rounded up).
+
+    Parsed instants are cached by text (rules re-read ``external.validationClock`` and the same
+    payload dates over and over); each call still returns a new DateTime, as JavaScript's Date
+    is a new object per ``plusTime`` (``===`` on two of them is false).
+    """
+    if len(text) > 64:  # longer than any allowed format: not worth a cache slot
+        raise EvaluationError(f"not an allowed date or date-time format: {text[:64]}...")
+    return DateTime(_parsed_ms(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_ms(text: str) -> int:
+    return _parse_uncached(text).ms
+
+
+def _parse_uncached(text: str) -> DateTime:
     partial = _round_up_partial(text)
     if partial is not None:
         return partial

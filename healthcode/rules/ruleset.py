@@ -218,6 +218,7 @@ class RuleSet:
     def __init__(self, rules: Iterable[Rule] = ()):
         self.rules: list[Rule] = []
         self._keys: set[tuple[str, str]] = set()
+        self._selected: dict[tuple, tuple] = {}
         for rule in rules:
             self.add(rule)
 
@@ -228,6 +229,7 @@ class RuleSet:
                             f"already loaded")
         self._keys.add(key)
         self.rules.append(rule)
+        self._selected.clear()
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -241,17 +243,35 @@ class RuleSet:
 
     def select(self, *, country: str | None, rule_type: str, certificate_type: str | None,
                at: datetime) -> list[Rule]:
-        """The rule versions that apply, by Identifier (``country`` None: any country)."""
+        """The rule versions that apply, by Identifier (``country`` None: any country).
+
+        The answer only changes when the clock crosses some rule's ValidFrom or ValidTo, so it
+        is kept per (country, type, certificate type) together with the window it holds for.
+        """
+        key = (country, rule_type, certificate_type)
+        cached = self._selected.get(key)
+        if cached is not None and cached[0] <= at < cached[1]:
+            return cached[2]
         newest: dict[str, Rule] = {}
+        low, high = datetime.min.replace(tzinfo=at.tzinfo), datetime.max.replace(tzinfo=at.tzinfo)
         for rule in self.rules:
             if rule.type != rule_type or (country is not None and rule.country != country):
                 continue
+            if rule.certificate_type not in ("General", certificate_type):
+                continue
+            for edge in (rule.valid_from, rule.valid_to):
+                if edge <= at:
+                    low = max(low, edge)
+                else:
+                    high = min(high, edge)
             if not rule.applies(certificate_type, at):
                 continue
             best = newest.get(rule.identifier)
             if best is None or rule.version_key > best.version_key:
                 newest[rule.identifier] = rule
-        return [newest[k] for k in sorted(newest)]
+        selected = [newest[k] for k in sorted(newest)]
+        self._selected[key] = (low, high, selected)
+        return selected
 
 
 # -- judging one rule ----------------------------------------------------------------------------

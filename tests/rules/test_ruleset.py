@@ -127,3 +127,14 @@ def test_hostile_logic_is_refused_at_parse():
         parse_rule(eu_rule(1, deep))
     with pytest.raises(RuleError, match="more than"):
         parse_rule(eu_rule(1, {"in": ["x", ["y"] * 20_000]}))
+
+
+def test_a_kept_selection_changes_when_the_clock_crosses_a_validity_edge():
+    rules = ruleset(eu_rule(1, True, valid_to="2024-07-01T00:00:00Z"),
+                    eu_rule(1, True, version="2.0.0", valid_from="2024-07-01T00:00:00Z"))
+    ask = dict(country="AT", rule_type="Acceptance", certificate_type="Vaccination")
+    assert ids(rules.select(at=AT, **ask)) == [("VR-AT-0001", "1.0.0")]
+    assert ids(rules.select(at=AT, **ask)) == [("VR-AT-0001", "1.0.0")]  # kept
+    later = datetime(2024, 7, 1, tzinfo=timezone.utc)
+    assert ids(rules.select(at=later, **ask)) == [("VR-AT-0001", "2.0.0")]
+    assert ids(rules.select(at=AT, **ask)) == [("VR-AT-0001", "1.0.0")]  # and back
