@@ -333,6 +333,42 @@ def policies_remove(scheme):
     _remove("policies", f"{scheme}.toml", f"policy for {scheme}")
 
 
+@policies.command("export")
+@click.option("--certlogic", "scheme", required=True, metavar="SCHEME",
+              help="The scheme whose policy to write as EU DCC business rules.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Write one rule file per rule here (default: a JSON array on stdout).")
+@click.option("--country", default="XX", show_default=True,
+              help="The rules' Country (two letters; XX is ISO's user-assigned code).")
+def policies_export(scheme, out_dir, country):
+    """Write a TOML policy as EU-format CertLogic rules a partner can run in their engine.
+
+    The rules decide as the policy does for codes without a colour (see
+    healthcode/rules/export.py for the mapping and what cannot be exported).
+    """
+    from .policy import load_policies
+    from .recognition import build_registry
+    from .rules.export import export_policy
+
+    cfg = _config()
+    try:
+        found = load_policies(config_module.data_path(cfg, "policies"), build_registry(cfg))
+        if scheme not in found:
+            _fail(f"no policy for {scheme!r} (policies: {', '.join(sorted(found)) or 'none'})")
+        rules = export_policy(found[scheme], country=country)
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    if not out_dir:
+        click.echo(json.dumps(rules, ensure_ascii=False, indent=2))
+        return
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for rule in rules:
+        (folder / f"{rule['Identifier']}.json").write_text(
+            json.dumps(rule, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        click.echo(f"wrote {rule['Identifier']}.json: {rule['Description'][0]['desc']}")
+
+
 # -- acceptance rules, value sets, checkpoint modes -------------------------------------------
 
 

@@ -14,7 +14,7 @@ from . import recognition, tokens
 from .errors import CodeError, InvalidField, NotFound, PayloadTooLarge, StoreUnavailable
 from .record import Provenance, Record, Subject, format_time
 from .residents import ONE_SHOT_VERSION, get_ring
-from .rules.service import apply_mode
+from .rules.service import apply_mode, get_valuesets
 from .store import get_store
 
 
@@ -148,7 +148,8 @@ def _foreign_answer(decoded, at: datetime | None, grant: bool = True) -> dict:
             answer["message"] = "no agreement gives a colour to codes of this scheme"
             return answer
         try:
-            status, _, _ = policy.apply(record, at or datetime.now(timezone.utc))
+            status, _, _ = policy.apply(record, at or datetime.now(timezone.utc),
+                                        valuesets=get_valuesets())
         except CodeError as error:
             answer.update(valid=False, reason=error.reason, message=error.message)
             return answer

@@ -38,7 +38,8 @@ from pathlib import Path
 from ..errors import ConfigurationError
 from ..record import STATUSES, Record, format_time
 from .projection import project
-from .ruleset import RULE_TYPES, RuleError, RuleResult, RuleSet, judge, read_rule_file
+from .ruleset import (RULE_TYPES, RuleError, RuleResult, RuleSet, inline_rule, judge,
+                      read_rule_file)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _KEYS = {"description", "descriptions", "country", "rule_types", "extra_rules", "pass_status"}
@@ -175,13 +176,22 @@ def judge_record(mode: Mode, record: Record, *, rules: RuleSet, valuesets: dict,
                 provenance.issued_at else None,
                 "exp": format_time(provenance.valid_until) if provenance and
                 provenance.valid_until else None}
+    return judge_candidates(
+        record, lambda kind: select_rules(mode, rules, kind, at, issuer_country), external,
+        no_evidence=lambda: _no_evidence(mode))
+
+
+def judge_candidates(record: Record, select, external: dict, no_evidence=None) -> Verdict:
+    """Judge each DCC-shaped candidate of ``record`` by the rules ``select(certificate type)``
+    gives; the first candidate passing every rule, else the first with no failure, else the
+    first. ``no_evidence()`` stands for a record without any vaccination, test or recovery."""
     verdicts = []
     for candidate in project(record):
         data = {"payload": candidate.payload, "external": external}
-        selected = select_rules(mode, rules, candidate.certificate_type, at, issuer_country)
-        results = [judge(rule, data, candidate.unknown) for rule in selected]
-        if candidate.certificate_type is None:
-            results.append(_no_evidence(mode))
+        results = [judge(rule, data, candidate.unknown)
+                   for rule in select(candidate.certificate_type)]
+        if candidate.certificate_type is None and no_evidence is not None:
+            results.append(no_evidence())
         verdicts.append(Verdict(results, candidate.certificate_type))
     for verdict in verdicts:
         if verdict.passed:
@@ -194,14 +204,8 @@ def judge_record(mode: Mode, record: Record, *, rules: RuleSet, valuesets: dict,
 
 def _no_evidence(mode: Mode) -> RuleResult:
     """A stand-in result: a record without a vaccination, test or recovery is no certificate."""
-    from .ruleset import Rule  # noqa: PLC0415 (local: only this rare path builds one)
-    from .. import certlogic
-
-    rule = Rule(identifier="GR-XX-0000", type="Acceptance", country=mode.country or "XX",
-                version="0.0.0", certificate_type="General",
-                descriptions=(("en", "The code holds a vaccination, test or recovery"),),
-                valid_from=datetime.min, valid_to=datetime.max, affected_fields=(),
-                program=certlogic.compile(True), data={"Logic": True}, source="(mode)")
+    rule = inline_rule("evidence", True, "The code holds a vaccination, test or recovery",
+                       source=f"mode {mode.name}")
     return RuleResult(rule, "open", "the code holds no vaccination, test or recovery")
 
 

@@ -24,6 +24,10 @@ the code when one candidate passes. Field by field (DCC schema 1.3):
              ``is``; ``ci``
 ===========  =====================================================================================
 
+Event dates (``dt``, ``fr``, ``df``, ``du``) are full dates in a DCC: a partial one is left out
+(unknown). :func:`project_all` gives one payload holding *every* event of the record (``v``,
+``t`` and ``r`` arrays), the shape our exported agreements (:mod:`.export`) reduce over.
+
 What the source does not say is left out of the payload *and* named in the candidate's
 ``unknown`` set (``v.0.mp``, ``dob``, ...): a rule that does not pass and reads such a field is
 reported ``open`` ("the scheme does not say"), never ``failed`` on a guess. An SHC's LOINC code
@@ -92,6 +96,19 @@ def project(record: Record) -> list[Candidate]:
     if not candidates:
         candidates.append(Candidate(base, None, frozenset(unknown | {"v", "t", "r"})))
     return candidates
+
+
+def project_all(record: Record) -> dict:
+    """One payload with every vaccination, test and recovery, each as a DCC entry."""
+    payload, _ = _subject(record)
+    issuer = record.provenance.issuer if record.provenance else None
+    evidence = record.evidence
+    for key, items, build in (("v", evidence.vaccinations, _vaccination),
+                              ("t", evidence.tests, _test),
+                              ("r", evidence.recoveries, _recovery)):
+        if items:
+            payload[key] = [build(item, issuer)[0] for item in items]
+    return payload
 
 
 def _candidate(base, key, entry, unknown, certificate_type) -> Candidate:
@@ -169,7 +186,7 @@ def _vaccination(dose, issuer) -> tuple[dict, set[str]]:
         entry["sd"] = dose.series_doses
     else:
         missing.add("sd")
-    entry["dt"] = dose.administered_on
+    _full_date(entry, missing, "dt", dose.administered_on)
     _certificate_id(dose.code, entry, missing)
     return entry, missing
 
@@ -200,14 +217,19 @@ def _recovery(recovery, issuer) -> tuple[dict, set[str]]:
     entry: dict = {}
     missing: set[str] = set()
     _common(recovery, issuer, entry, missing)
-    entry["fr"] = recovery.first_positive_on
-    for key, value in (("df", recovery.valid_from), ("du", recovery.valid_until)):
-        if value:
-            entry[key] = value
-        else:
-            missing.add(key)
+    for key, value in (("fr", recovery.first_positive_on), ("df", recovery.valid_from),
+                       ("du", recovery.valid_until)):
+        _full_date(entry, missing, key, value)
     missing.add("ci")
     return entry, missing
+
+
+def _full_date(entry: dict, missing: set[str], key: str, value: str | None) -> None:
+    """DCC event dates are full dates: a partial one (``2021-05``) cannot say the day."""
+    if value and len(value) == 10:
+        entry[key] = value
+    else:
+        missing.add(key)
 
 
 def _certificate_id(code, entry, missing) -> None:

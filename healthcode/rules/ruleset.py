@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -172,6 +172,33 @@ def parse_rule(data: Any, source: str = "") -> Rule:
                 version=data["Version"], certificate_type=data["CertificateType"],
                 descriptions=tuple(texts), valid_from=valid_from, valid_to=valid_to,
                 affected_fields=tuple(affected), program=program, data=data, source=where)
+
+
+_INLINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ALWAYS_FROM = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ALWAYS_TO = datetime(9999, 12, 31, tzinfo=timezone.utc)
+
+
+def inline_rule(name: str, logic: Any, description: str, source: str = "") -> Rule:
+    """A bare CertLogic expression as a rule of our own: Acceptance, General, always valid.
+
+    For expressions written beside a conversion policy's TOML rules; errors name the source.
+    """
+    where = f"{source}: {name}" if source else str(name)
+    if not isinstance(name, str) or not _INLINE_NAME.match(name):
+        raise RuleError(f"{source}: name: letters, digits, '.', '_', '-' (up to 64)")
+    if not isinstance(description, str) or not description:
+        raise RuleError(f"{where}: description: required")
+    try:
+        program = certlogic.compile(logic)
+    except certlogic.InvalidExpression as exc:
+        issue = exc.issues[0]
+        raise RuleError(f"{where}: logic: {issue['message']} (in {_snippet(issue['expr'])})"
+                        ) from None
+    return Rule(identifier=name, type="Acceptance", country="XX", version="1.0.0",
+                certificate_type="General", descriptions=(("en", description),),
+                valid_from=_ALWAYS_FROM, valid_to=_ALWAYS_TO, affected_fields=(),
+                program=program, data={"Logic": logic}, source=source)
 
 
 def _snippet(expr) -> str:
