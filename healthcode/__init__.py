@@ -14,6 +14,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     """
     from . import admission, auth, bootstrap, config, i18n, logs, proxies, recognition, sessions
     from . import store
+    from .rules import service as rules_service
     from .views import register_blueprints
 
     app = Flask(__name__)
@@ -32,6 +33,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     sessions.init_app(app)
     i18n.init_app(app)
     recognition.init_app(app)
+    rules_service.init_app(app)
     register_blueprints(app)
     _register_error_handlers(app)
     _register_hooks(app)

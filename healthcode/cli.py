@@ -122,14 +122,28 @@ def tokens():
 @click.option("--subject", help="The subject id a resident credential is bound to "
                                 "(write --subject=ID if the id starts with '-').")
 @click.option("--label", help="Who holds it, for the audit trail (no personal data).")
-def tokens_create(role, subject, label):
+@click.option("--mode", help="Bind a checkpoint credential to a checkpoint mode "
+                             "(<data dir>/modes/NAME.toml): every scan applies its rules.")
+def tokens_create(role, subject, label, mode):
     """Create a credential; the bearer token is the last line printed."""
+    cfg = _config()
+    if mode:
+        from .rules.modes import load_mode, valid_mode_name
+
+        path = config_module.data_path(cfg, "modes", f"{mode}.toml")
+        if not valid_mode_name(mode) or not path.is_file():
+            _fail(f"no mode {mode!r} in {path.parent}")
+        try:
+            load_mode(path)
+        except HealthCodeError as exc:
+            _fail(exc.message)
     try:
-        credential, token = _store(_config()).create_credential(role, subject, label)
+        credential, token = _store(cfg).create_credential(role, subject, label, mode=mode)
     except (ValueError, HealthCodeError) as exc:
         _fail(str(exc))
     click.echo(f"created {role} credential {credential.id}"
-               + (f" for subject {subject}" if subject else ""))
+               + (f" for subject {subject}" if subject else "")
+               + (f" bound to mode {mode}" if mode else ""))
     click.echo(token)
 
 
@@ -577,6 +591,196 @@ def policies_list():
 @click.argument("scheme")
 def policies_remove(scheme):
     _remove("policies", f"{scheme}.toml", f"policy for {scheme}")
+
+
+@policies.command("export")
+@click.option("--certlogic", "scheme", required=True, metavar="SCHEME",
+              help="The scheme whose policy to write as EU DCC business rules.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Write one rule file per rule here (default: a JSON array on stdout).")
+@click.option("--country", default="XX", show_default=True,
+              help="The rules' Country (two letters; XX is ISO's user-assigned code).")
+def policies_export(scheme, out_dir, country):
+    """Write a TOML policy as EU-format CertLogic rules a partner can run in their engine.
+
+    The rules decide as the policy does for codes without a colour (see
+    healthcode/rules/export.py for the mapping and what cannot be exported).
+    """
+    from .policy import load_policies
+    from .recognition import build_registry
+    from .rules.export import export_policy
+
+    cfg = _config()
+    try:
+        found = load_policies(config_module.data_path(cfg, "policies"), build_registry(cfg))
+        if scheme not in found:
+            _fail(f"no policy for {scheme!r} (policies: {', '.join(sorted(found)) or 'none'})")
+        rules = export_policy(found[scheme], country=country)
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    if not out_dir:
+        click.echo(json.dumps(rules, ensure_ascii=False, indent=2))
+        return
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for rule in rules:
+        (folder / f"{rule['Identifier']}.json").write_text(
+            json.dumps(rule, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        click.echo(f"wrote {rule['Identifier']}.json: {rule['Description'][0]['desc']}")
+
+
+# -- acceptance rules, value sets, checkpoint modes -------------------------------------------
+
+
+@main.group()
+def rules():
+    """EU DCC business rules (<data dir>/rules), as the EU gateway publishes them."""
+
+
+@rules.command("add")
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--skip-invalid", is_flag=True,
+              help="Add the valid rules of a folder and list the invalid ones, instead of "
+                   "adding nothing when one is invalid.")
+def rules_add(source, skip_invalid):
+    """Check and install a rule file, or every rule file under a folder (tests/ are skipped)."""
+    from .rules.ruleset import RuleError, file_name, find_rule_files, read_rule_file
+
+    folder = _folder(_config(), "rules")
+    found, errors = [], []
+    for path in find_rule_files(Path(source)):
+        try:
+            found.append((path, read_rule_file(path)))
+        except RuleError as exc:
+            errors.append(exc.message)
+    for message in errors:
+        click.echo(f"invalid: {message}", err=True)
+    if errors and not skip_invalid:
+        _fail(f"{len(errors)} invalid rule file(s); nothing added (--skip-invalid adds the rest)")
+    if not found:
+        _fail(f"no rule files in {source}")
+    for path, rule in found:
+        (folder / file_name(rule)).write_bytes(path.read_bytes())
+        click.echo(f"added {rule.identifier} {rule.version} ({rule.type}, {rule.country}, "
+                   f"{rule.certificate_type})")
+    click.echo(f"{len(found)} rule(s) added; restart the service to apply")
+
+
+@rules.command("list")
+def rules_list():
+    """Installed rules: identifier, version, type, country, certificate type, validity."""
+    from .rules.ruleset import RuleSet
+
+    try:
+        ruleset = RuleSet.load(_folder(_config(), "rules"))
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    for rule in sorted(ruleset.rules, key=lambda r: (r.country, r.identifier, r.version_key)):
+        click.echo(f"{rule.identifier}\t{rule.version}\t{rule.type}\t{rule.country}\t"
+                   f"{rule.certificate_type}\t{rule.data['ValidFrom']}..{rule.data['ValidTo']}"
+                   f"\t{rule.describe('en')}")
+
+
+@rules.command("remove")
+@click.argument("identifier")
+@click.option("--version", "version", help="Only this version (default: every version).")
+def rules_remove(identifier, version):
+    """Remove an installed rule (every version of IDENTIFIER, or one)."""
+    import re
+
+    if not re.fullmatch(r"[A-Z]{2}-[A-Z]{2}-\d{4}", identifier):
+        _fail(f"{identifier!r} is not a rule identifier (such as VR-AT-0001)")
+    folder = _folder(_config(), "rules")
+    pattern = f"{identifier}_{version}.json" if version else f"{identifier}_*.json"
+    removed = [p for p in folder.glob(pattern) if p.is_file()]
+    if not removed:
+        _fail(f"no installed rule {identifier}" + (f" version {version}" if version else ""))
+    for path in removed:
+        path.unlink()
+        click.echo(f"removed {path.stem}")
+    click.echo("restart the service to apply")
+
+
+@rules.command("test")
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--verbose", "-v", is_flag=True, help="Print every test, not only failures.")
+def rules_test(source, verbose):
+    """Run rule tests in the upstream format (<rule>/rule.json, <rule>/tests/*.json).
+
+    Exits non-zero when a test fails or a rule file cannot be loaded.
+    """
+    from .rules.testing import run_folder
+
+    report = run_folder(Path(source))
+    for message in report.broken_rules:
+        click.echo(f"BROKEN {message}")
+    for outcome in report.outcomes:
+        if verbose or not outcome.ok:
+            click.echo(f"{'ok  ' if outcome.ok else 'FAIL'} {outcome.rule} {outcome.path} "
+                       f"{outcome.name}: {outcome.detail}")
+    for path in report.not_tests:
+        click.echo(f"skipped {path}: not a rule test (no payload or expected)")
+    passed = len(report.outcomes) - len(report.failed)
+    click.echo(f"{passed} passed, {len(report.failed)} failed"
+               + (f", {len(report.broken_rules)} broken rule files" if report.broken_rules
+                  else ""))
+    sys.exit(0 if report.ok and report.outcomes else 1)
+
+
+@main.group()
+def valuesets():
+    """EU DCC value sets (<data dir>/valuesets), passed to rules as external.valueSets."""
+
+
+@valuesets.command("add")
+@click.argument("source", type=click.Path(exists=True))
+def valuesets_add(source):
+    """Check and install an EU value-set file, or every one in a folder."""
+    from .rules.valuesets import ValueSetError, find_valueset_files, read_valueset_file
+
+    folder = _folder(_config(), "valuesets")
+    loaded = []
+    for path in find_valueset_files(Path(source)):
+        try:
+            loaded.append((path, *read_valueset_file(path)))
+        except ValueSetError as exc:
+            _fail(exc.message)
+    if not loaded:
+        _fail(f"no value-set files in {source}")
+    for path, vs_id, codes, _data in loaded:
+        (folder / f"{vs_id}.json").write_bytes(path.read_bytes())
+        click.echo(f"added value set {vs_id} ({len(codes)} codes)")
+    click.echo("restart the service to apply")
+
+
+@valuesets.command("list")
+def valuesets_list():
+    from .rules.valuesets import load_valuesets
+
+    try:
+        sets = load_valuesets(_folder(_config(), "valuesets"))
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    for vs_id, codes in sorted(sets.items()):
+        click.echo(f"{vs_id}\t{len(codes)} codes")
+
+
+@main.group()
+def modes():
+    """Checkpoint modes (<data dir>/modes/NAME.toml)."""
+
+
+@modes.command("list")
+def modes_list():
+    from .rules.modes import load_modes
+
+    try:
+        found = load_modes(_folder(_config(), "modes"))
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    for mode in found.values():
+        click.echo(f"{mode.name}\t{mode.country or '-'}\t{','.join(mode.rule_types)}\t"
+                   f"{len(mode.extra)} extra rules\t{mode.describe()}")
 
 
 @main.command()

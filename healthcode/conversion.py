@@ -32,6 +32,7 @@ from .errors import ConfigurationError, Conflict, InvalidField, NotFound, Signer
 from .policy import earliest
 from .record import Document, Provenance, Record, format_time
 from .residents import ONE_SHOT_VERSION, get_ring, get_secret
+from .rules.service import get_valuesets
 from .signers import signer_for
 from .store import get_store
 from .subject import mask_document_number, subject_id
@@ -81,7 +82,7 @@ def convert(text: str, to: str, *, source: str | None, actor: str,
     if policy is None:
         raise CodeError("policy_refused", f"there is no conversion agreement for "
                                           f"{policy_scheme}", rule="agreement")
-    status, until, fired = policy.apply(record, at)
+    status, until, fired = policy.apply(record, at, valuesets=get_valuesets())
     trace += fired
 
     source_until = record.provenance.valid_until if record.provenance else None

@@ -25,8 +25,26 @@ directions of conversion with that scheme. No policy, no conversion.
     min_days = 14             # at least this long after that dose
     max_days = 270            # and at most this long
 
+    # CertLogic beside the TOML rules: every one must pass (healthcode.rules)
+    certlogic_rules = ["rules/VR-AT-0001.json"]   # EU-format rule files, relative to this file
+    [[policy.certlogic]]      # or an expression written here, as JSON text or TOML tables
+    name = "adult"
+    description = "the traveller is 18 or older"
+    logic = '{"not-after": [{"dccDateOfBirth": [{"var": "payload.dob"}]}, {"plusTime": [{"var": "external.validationClock"}, -18, "year"]}]}'
+
 Each rule that fires is reported in the conversion's ``trace``; a refusal is a
 ``policy_refused`` :class:`~healthcode.errors.CodeError` naming the rule that said no.
+
+CertLogic rules judge the record projected into the DCC payload shape
+(:mod:`healthcode.rules.projection`), one candidate per kind of evidence, with
+``external.validationClock`` the conversion's time and the installed value sets: the policy's
+CertLogic passes when one candidate passes every rule that applies to it (a rule file's
+CertificateType and validity are honoured). A rule that fails, or stays open because the source
+cannot say what it reads, refuses the conversion, naming it.
+
+A test sampled after the moment of the check is no evidence. (There is no tolerance for clock
+skew here: CertLogic cannot add minutes, and ``healthcode policies export --certlogic`` must
+decide exactly as this module does.)
 """
 from __future__ import annotations
 
@@ -35,7 +53,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from .errors import CodeError, ConfigurationError
-from .record import STATUSES, TEST_RESULTS, TEST_TYPES, Record
+from .record import STATUSES, TEST_RESULTS, TEST_TYPES, Record, format_time
 
 EVIDENCE_KINDS = ("test", "vaccination", "recovery")
 _RULE_KEYS = {"evidence", "result", "types", "within_hours", "complete", "min_days", "max_days",
@@ -87,7 +105,7 @@ class Rule:
                 continue
             if self.types and test.type not in self.types:
                 continue
-            if test.sampled_at > at + timedelta(minutes=5):
+            if test.sampled_at > at:
                 continue  # a test from the future is no evidence
             until = None
             if self.within_hours is not None:
@@ -151,6 +169,7 @@ class Policy:
     require: tuple[Rule, ...] = ()
     grant: tuple[Rule, ...] = ()
     source: str = ""
+    certlogic: tuple = ()  # healthcode.rules.ruleset.Rule objects, from files or inline
 
     @classmethod
     def from_table(cls, scheme: str, table: dict, source: str = "") -> "Policy":
@@ -162,7 +181,8 @@ class Policy:
 
         if not isinstance(table, dict):
             fail("", "must be a table")
-        unknown = set(table) - {"accept", "max_validity_hours", "require", "grant"}
+        unknown = set(table) - {"accept", "max_validity_hours", "require", "grant",
+                                "certlogic_rules", "certlogic"}
         if unknown:
             fail(sorted(unknown)[0], "unknown key")
         accept = table.get("accept", ["green"])
@@ -176,11 +196,16 @@ class Policy:
                         for i, r in enumerate(_list(table.get("require", []), "require", fail)))
         grant = tuple(_rule(r, f"grant[{i}]", fail, grant=True)
                       for i, r in enumerate(_list(table.get("grant", []), "grant", fail)))
+        certlogic = _certlogic_rules(table, source, fail)
         return cls(scheme=scheme, accept=tuple(accept), max_validity_hours=bound,
-                   require=require, grant=grant, source=source)
+                   require=require, grant=grant, source=source, certlogic=certlogic)
 
-    def apply(self, record: Record, at: datetime) -> tuple[str, datetime | None, list[str]]:
-        """The colour the converted code gets, its latest allowed expiry, and the trace."""
+    def apply(self, record: Record, at: datetime, valuesets: dict | None = None
+              ) -> tuple[str, datetime | None, list[str]]:
+        """The colour the converted code gets, its latest allowed expiry, and the trace.
+
+        ``valuesets`` are passed to the policy's CertLogic rules as ``external.valueSets``.
+        """
         trace = []
         until = None
         if record.status is None:
@@ -211,10 +236,75 @@ class Policy:
                                 rule=f"require[{i}]")
             until = earliest(until, rule_until)
             trace.append(f"policy: require[{i}] {rule.describe()}")
+        if self.certlogic:
+            trace += self._apply_certlogic(record, at, valuesets or {})
         if self.max_validity_hours is not None:
             until = earliest(until, at + timedelta(hours=self.max_validity_hours))
             trace.append(f"policy: max validity {self.max_validity_hours:g} h")
         return status, until, trace
+
+
+    def _apply_certlogic(self, record: Record, at: datetime, valuesets: dict) -> list[str]:
+        from .rules.modes import judge_candidates
+
+        def select(certificate_type):
+            return [r for r in self.certlogic if r.applies(certificate_type, at)]
+
+        external = {"validationClock": format_time(at), "valueSets": valuesets}
+        verdict = judge_candidates(record, select, external)
+        if not verdict.passed and verdict.results:
+            bad = (verdict.failed or verdict.open)[0]
+            note = f" ({bad.note})" if bad.note else ""
+            raise CodeError("policy_refused", f"CertLogic rule {bad.rule.identifier} "
+                                              f"{bad.result}: {bad.rule.describe()}{note}",
+                            rule=f"certlogic:{bad.rule.identifier}")
+        if not verdict.results:
+            raise CodeError("policy_refused", "no CertLogic rule of the agreement applies to "
+                                              "this evidence", rule="certlogic")
+        return [f"policy: certlogic {r.rule.identifier} {r.rule.version} {r.result}: "
+                f"{r.rule.describe()}" for r in verdict.results]
+
+
+def _certlogic_rules(table: dict, source: str, fail) -> tuple:
+    """Rule files (relative to the policy's file) and inline expressions, each checked."""
+    import json
+
+    from .rules.ruleset import RuleError, inline_rule, read_rule_file
+
+    rules = []
+    base = Path(source).parent if source else Path(".")
+    files = table.get("certlogic_rules", [])
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        fail("certlogic_rules", "a list of rule file paths")
+    for entry in files:
+        path = (base / entry)
+        if not path.is_file():
+            fail("certlogic_rules", f"no rule file {entry}")
+        try:
+            rules.append(read_rule_file(path))
+        except RuleError as exc:
+            fail("certlogic_rules", exc.message)
+    inline = table.get("certlogic", [])
+    if not isinstance(inline, list):
+        fail("certlogic", "an array of tables")
+    for index, item in enumerate(inline):
+        if not isinstance(item, dict) or set(item) - {"name", "description", "logic"}:
+            fail(f"certlogic[{index}]", "a table of name, description and logic")
+        logic = item.get("logic")
+        if isinstance(logic, str):
+            try:
+                logic = json.loads(logic)
+            except ValueError as exc:
+                fail(f"certlogic[{index}].logic", f"not JSON: {exc}")
+        try:
+            rules.append(inline_rule(item.get("name"), logic, item.get("description"),
+                                     source=f"{source or 'policy'} certlogic[{index}]"))
+        except RuleError as exc:
+            fail(f"certlogic[{index}]", exc.message)
+    names = [r.identifier for r in rules]
+    if len(names) != len(set(names)):
+        fail("certlogic", "two rules with the same name or identifier")
+    return tuple(rules)
 
 
 def _list(value, name, fail):

@@ -84,7 +84,7 @@ class SessionStore:
     def create(self, credential: Credential, kind: str) -> PageSession:
         session_id = secrets.token_urlsafe(32)
         value = {"cred": credential.id, "role": credential.role, "subject": credential.subject,
-                 "label": credential.label, "kind": kind,
+                 "label": credential.label, "kind": kind, "mode": credential.mode,
                  "at": format_time(datetime.now(timezone.utc))}
         self.r.set(_session_key(session_id), json.dumps(value), ex=self.ttl)
         return PageSession(session_id, credential, kind)
@@ -105,7 +105,7 @@ class SessionStore:
             self.r.delete(_session_key(session_id))  # the credential was revoked
             return None
         credential = Credential(value["cred"], value["role"], value.get("subject"),
-                                value.get("label"))
+                                value.get("label"), value.get("mode"))
         return PageSession(session_id, credential, value["kind"])
 
     @wraps_redis

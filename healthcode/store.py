@@ -15,7 +15,7 @@ keys share a Redis Cluster slot and change together in one script:
 ``hc:img:{<token hash>}:<fmt>``    rendered QR images, per token, expiring with the token
 ``hc:audit:{<0..15>}``             streams: the sharded audit trail (:mod:`healthcode.audit`)
 ``hc:idem:{<cred id>:<key hash>}`` sealed first answers to Idempotency-Key requests, 24 h
-``hc:cred:<credential id>``        hash: role, subject, label, SHA-256 of the secret
+``hc:cred:<credential id>``        hash: role, subject, label, mode, SHA-256 of the secret
 ``hc:rl:<credential id>:<minute>`` lookup rate-limit counters
 ``hc:rl:{authfail:addr:<a>}:<w>``  failed authentications per client address, per window
 ``hc:rl:{authfail:cred:<id>}:<w>`` failed authentications per credential id, per window
@@ -114,6 +114,7 @@ class Credential:
     role: str
     subject: str | None
     label: str | None
+    mode: str | None = None  # a checkpoint credential bound to a checkpoint mode
 
 
 @dataclass(frozen=True)
@@ -626,7 +627,8 @@ class RedisStore:
 
     @wraps_redis
     def create_credential(self, role: str, subject: str | None = None,
-                          label: str | None = None) -> tuple[Credential, str]:
+                          label: str | None = None,
+                          mode: str | None = None) -> tuple[Credential, str]:
         """A new bearer token ``hc_<id>.<secret>``; only the secret's SHA-256 is stored."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
@@ -640,9 +642,13 @@ class RedisStore:
             fields["subject"] = subject
         if label:
             fields["label"] = label
+        if mode:
+            if role != "checkpoint":
+                raise ValueError("only a checkpoint credential is bound to a mode")
+            fields["mode"] = mode
         key = f"hc:cred:{cred_id}"
         self._on_slot(key, lambda p: p.hset(key, mapping=fields), wait=True)
-        return Credential(cred_id, role, subject, label), f"hc_{cred_id}.{secret}"
+        return Credential(cred_id, role, subject, label, mode), f"hc_{cred_id}.{secret}"
 
     @wraps_redis
     def check_credential(self, token: str) -> Credential | None:
@@ -654,7 +660,8 @@ class RedisStore:
         fields = self.r.hgetall(f"hc:cred:{cred_id}")
         if not fields or not hmac.compare_digest(fields.get("hash", ""), _hash_secret(secret)):
             return None
-        return Credential(cred_id, fields["role"], fields.get("subject"), fields.get("label"))
+        return Credential(cred_id, fields["role"], fields.get("subject"), fields.get("label"),
+                          fields.get("mode"))
 
     @wraps_redis
     def credentials(self) -> list[dict]:

@@ -11,9 +11,10 @@ from datetime import datetime, timezone
 from flask import current_app
 
 from . import recognition, tokens
-from .errors import CodeError, PayloadTooLarge, StoreUnavailable
-from .record import format_time
+from .errors import CodeError, InvalidField, NotFound, PayloadTooLarge, StoreUnavailable
+from .record import Provenance, Record, Subject, format_time
 from .residents import ONE_SHOT_VERSION, get_ring
+from .rules.service import apply_mode, get_valuesets
 from .store import get_store
 
 
@@ -28,7 +29,17 @@ def failure(error: CodeError, scheme: str | None) -> dict:
             "status": None, "subject": None, "expires_at": None, "checked_online": False}
 
 
-def verify_native(text: str, at: datetime | None = None, online: bool = True) -> dict:
+def verify_native(text: str, at: datetime | None = None, online: bool = True, *,
+                  mode=None, lang: str | None = None) -> dict:
+    answer = _verify_native(text, at, online)
+    if mode is not None and answer.get("valid"):
+        record = answer.pop("_record")
+        return apply_mode(answer, mode, record, at=at, lang=lang)
+    answer.pop("_record", None)
+    return answer
+
+
+def _verify_native(text: str, at: datetime | None, online: bool) -> dict:
     config = current_app.config
     try:
         claims = tokens.verify(text, get_ring(), issuer=config["ISSUER"], at=at,
@@ -41,6 +52,12 @@ def verify_native(text: str, at: datetime | None = None, online: bool = True) ->
               "subject": {"masked_name": claims.masked_name},
               "issued_at": format_time(claims.issued_at),
               "expires_at": format_time(claims.expires_at), "checked_online": False}
+    # what a checkpoint mode judges: the token's facts (a native code carries no evidence)
+    answer["_record"] = Record(
+        subject=Subject(masked_name=claims.masked_name, subject_id=claims.subject_id),
+        status=claims.status, provenance=Provenance(
+            scheme="native", issuer=config["ISSUER"], issued_at=claims.issued_at,
+            valid_until=claims.expires_at))
     if not online:
         return answer
     try:
@@ -51,6 +68,8 @@ def verify_native(text: str, at: datetime | None = None, online: bool = True) ->
     answer["checked_online"] = True
     if claims.status_version == ONE_SHOT_VERSION:
         return answer
+    if current is not None:
+        answer["_record"] = _stored_record(claims, answer["_record"])
     if current is None:
         answer.update(valid=False, reason="revoked", status=None,
                       message="this resident is no longer enrolled")
@@ -63,13 +82,28 @@ def verify_native(text: str, at: datetime | None = None, online: bool = True) ->
     return answer
 
 
-def verify_any(text: str, at: datetime | None = None) -> dict:
+def _stored_record(claims, fallback: Record) -> Record:
+    """The resident's full record (their evidence), for a mode's rules; the token's facts when
+    the store cannot give it."""
+    try:
+        data, _status, _version = get_store().resident(claims.subject_id)
+        stored = Record.from_dict(data["record"])
+    except (StoreUnavailable, NotFound, InvalidField, KeyError, TypeError):
+        return fallback
+    return stored.replace(status=claims.status, provenance=fallback.provenance)
+
+
+def verify_any(text: str, at: datetime | None = None, *, mode=None,
+               lang: str | None = None) -> dict:
     """Any registered scheme, detected automatically; our own codes take the fast path.
 
-    Every answer, valid or not, carries the trust store's warnings (stale trust sources):
-    a verdict reached with old trust data says so.
+    With a checkpoint ``mode`` (:mod:`healthcode.rules.modes`) a genuine code's record is also
+    judged by the mode's rules, and the answer carries them. Every answer, valid or not,
+    carries the trust store's warnings (stale trust sources): a verdict reached with old trust
+    data says so.
     """
-    return add_warnings(_verify_any(text, at), recognition.get_trust().warnings())
+    return add_warnings(_verify_any(text, at, mode=mode, lang=lang),
+                        recognition.get_trust().warnings())
 
 
 def add_warnings(answer: dict, warnings: list[dict]) -> dict:
@@ -79,9 +113,10 @@ def add_warnings(answer: dict, warnings: list[dict]) -> dict:
     return answer
 
 
-def _verify_any(text: str, at: datetime | None = None) -> dict:
+def _verify_any(text: str, at: datetime | None = None, *, mode=None,
+                lang: str | None = None) -> dict:
     if tokens.looks_native(text):
-        answer = verify_native(text, at=at)
+        answer = verify_native(text, at=at, mode=mode, lang=lang)
         # A JWT that is not ours (another issuer, a key we do not hold) may be a partner's.
         if answer["reason"] not in ("untrusted_issuer", "unknown_key"):
             return answer
@@ -91,15 +126,28 @@ def _verify_any(text: str, at: datetime | None = None) -> dict:
         return failure(CodeError("unsupported_scheme", "no installed scheme recognises this "
                                                        "code"), None)
     if adapter.scheme == "native":
-        return verify_native(text, at=at)  # no partner claims it: our refusal stands
+        return verify_native(text, at=at, mode=mode, lang=lang)  # ours: our refusal stands
     try:
         decoded = adapter.decode(text, trust=recognition.get_trust(), at=at)
     except CodeError as error:
         return failure(error, adapter.scheme)
+    if mode is not None:
+        answer = _foreign_answer(decoded, at, grant=False)
+        return apply_mode(answer, mode, decoded.record, at=at, lang=lang,
+                          issuer_country=_issuer_country(decoded))
     return _foreign_answer(decoded, at)
 
 
-def _foreign_answer(decoded, at: datetime | None) -> dict:
+def _issuer_country(decoded) -> str | None:
+    """The country that issued an EU DCC (its CWT issuer): whose Invalidation rules apply."""
+    issuer = decoded.issuer
+    if decoded.scheme == "eu-dcc" and isinstance(issuer, str) and len(issuer) == 2 \
+            and issuer.isalpha() and issuer.isupper():
+        return issuer
+    return None
+
+
+def _foreign_answer(decoded, at: datetime | None, grant: bool = True) -> dict:
     """A verified foreign code: its colour, or the colour our agreement gives its evidence."""
     record = decoded.record
     provenance = record.provenance
@@ -112,13 +160,14 @@ def _foreign_answer(decoded, at: datetime | None) -> dict:
               "checked_online": False,
               # where a genuine code strays from the letter of its scheme (DESIGN.md: verify)
               "warnings": list(decoded.warnings)}
-    if record.status is None:
+    if record.status is None and grant:  # under a mode, the mode's rules grant the colour
         policy = recognition.get_policies().get(decoded.scheme)
         if policy is None:
             answer["message"] = "no agreement gives a colour to codes of this scheme"
             return answer
         try:
-            status, _, _ = policy.apply(record, at or datetime.now(timezone.utc))
+            status, _, _ = policy.apply(record, at or datetime.now(timezone.utc),
+                                        valuesets=get_valuesets())
         except CodeError as error:
             answer.update(valid=False, reason=error.reason, message=error.message)
             return answer

@@ -26,6 +26,10 @@ UPSTREAM = {
     "trustlists": "github.com/section42/hcert-trustlist-mirror (trustlist_de.json, "
                   "trustlist_se.json) and github.com/the-commons-project/vci-directory "
                   "(logs/vci_snapshot.json, .sig, .crt)",
+    "certlogic": "github.com/ehn-dcc-development/eu-dcc-business-rules, certlogic/specification "
+                 "(Apache-2.0)",
+    "eu-rules": "github.com/eu-digital-green-certificates/dgc-business-rules-testdata "
+                "(Apache-2.0)",
 }
 
 

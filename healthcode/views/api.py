@@ -11,6 +11,7 @@ from ..errors import InvalidField, NotFound
 from ..http import created, field, json_body
 from ..idempotency import idempotent
 from ..record import STATUS_REASONS
+from ..rules.service import get_modes, request_language, resolve_mode
 from ..store import get_store
 from ..subject import is_subject_id
 
@@ -112,7 +113,10 @@ def verify():
     data = json_body()
     text = field(data, "code", str)
     verification.check_length(text)
-    answer = verification.verify_any(text.strip())
+    # a checkpoint mode: named here, or bound to the credential (rules/service.py decides)
+    mode = resolve_mode(data.get("mode"), current_credential())
+    answer = verification.verify_any(text.strip(), mode=mode,
+                                     lang=request_language(data) if mode else None)
     metrics.count_verification(answer["scheme"] or "unknown",
                                "valid" if answer["valid"] else answer["reason"])
     return jsonify(answer)
@@ -128,5 +132,15 @@ def reasons():
 @bp.get("/whoami")
 def whoami():
     credential = current_credential()
-    return jsonify({"id": credential.id, "role": credential.role,
-                    "subject": credential.subject})
+    body = {"id": credential.id, "role": credential.role, "subject": credential.subject}
+    if getattr(credential, "mode", None):
+        body["mode"] = credential.mode
+    return jsonify(body)
+
+
+@bp.get("/modes")
+@require("checkpoint", "authority")
+def modes():
+    """The installed checkpoint modes (a scanner shows the active one)."""
+    lang = request_language()
+    return jsonify({"modes": [m.to_dict(lang) for m in get_modes().values()]})

@@ -26,6 +26,7 @@ from ..errors import (Forbidden, HealthCodeError, NotFound, RateLimited, StoreUn
                       Unauthorized)
 from ..http import created
 from ..record import format_time
+from ..rules.service import get_modes
 from ..store import Credential, get_store
 from ..subject import is_subject_id
 
@@ -163,9 +164,20 @@ def checkpoint():
         return _signin("checkpoint")
     if session.credential.role != "checkpoint":
         return _signin("checkpoint", error="wrong_page")
-    return _page("checkpoint.html", title=_title("checkpoint"),
+    return _page("checkpoint.html", title=_title("checkpoint"), mode=_active_mode(session),
                  page_data={"verify_url": url_for("api.verify"),
                             "lookup_url": url_for("lookup.lookup"), "keep": 5})
+
+
+def _active_mode(session) -> dict | None:
+    """The checkpoint mode the signed-in credential is bound to, described in the page's
+    language (its rules apply to every scan: rules/service.py)."""
+    name = session.credential.mode
+    if not name:
+        return None
+    mode = get_modes().get(name)
+    tag = i18n.LANGUAGES.get(i18n.current_language())
+    return {"name": name, "description": mode.describe(tag) if mode else name}
 
 
 @bp.post("/signin")

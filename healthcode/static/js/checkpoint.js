@@ -89,6 +89,7 @@
     setText("result-headline", view.headline);
     setText("result-reason", view.detail);
     setText("result-current", view.current).hidden = !view.current;
+    setText("result-rule", view.rule).hidden = !view.rule;
     setText("result-name", view.name);
     byId("result-name-row").hidden = !view.name;
     setText("result-expiry", view.expiry);
@@ -122,9 +123,14 @@
       view.tone = "invalid";
       view.headline = text.not_valid;
       view.detail = text.reason[answer.reason] || text.reason.unknown;
-      if (status) {
+      if (status && answer.reason === "superseded") {
         // a superseded code: the resident's status now, so staff know what a fresh code says
         view.current = format(text.current_status, {status: text.status[status] || status});
+      }
+      // refused by the checkpoint mode's rules: which one, as the rule describes itself
+      var failed = (answer.rules || []).filter(function (r) { return r.result === "failed"; });
+      if (failed.length) {
+        view.rule = format(text.rule_failed, {rule: failed[0].description});
       }
     }
     return view;
@@ -161,7 +167,7 @@
   function verify(code, started) {
     busy = true;
     show({kind: "scan", tone: "pending", headline: text.checking, detail: ""});
-    post(page.verify_url, {code: code})
+    post(page.verify_url, {code: code, lang: lang}) // lang: rule descriptions in the page's
       .then(function (reply) {
         var latency = Math.round(performance.now() - started);
         if (reply.ok) {
