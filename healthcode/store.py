@@ -15,6 +15,10 @@ keys share a Redis Cluster slot and can change together in one MULTI:
 ``hc:rl:<credential id>:<minute>`` lookup rate-limit counters
 ``hc:sess:<sha256 of session id>`` page sessions (:mod:`healthcode.sessions`)
 ``hc:link:<sha256 of token>``      one-time sign-in links for the resident page
+``hc:rev:{<signature hash hex>}``  a revoked one-shot code (expires with the code): the online
+                                   check reads this one key, spread over the cluster's slots
+``hc:{revoked}:codes``             sorted set: revoked signature hashes (base64) scored by the
+                                   code's expiry; the trust bundle lists the unexpired ones
 =================================  ======================================================
 
 Redis errors are wrapped as :class:`~healthcode.errors.StoreUnavailable` here, so callers decide
@@ -22,6 +26,7 @@ what an outage means (verify degrades; writes answer 503).
 """
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import hmac
@@ -264,6 +269,43 @@ class RedisStore:
     def revoke_credential(self, cred_id: str) -> bool:
         return bool(self.r.delete(f"hc:cred:{cred_id}"))
 
+    # -- revoked one-shot codes ---------------------------------------------------------------
+
+    @staticmethod
+    def _revoked_key(digest: bytes) -> str:
+        return f"hc:rev:{{{digest.hex()}}}"
+
+    @wraps_redis
+    def revoke_code(self, digest: bytes, expires_at: int) -> None:
+        """Mark a code revoked until ``expires_at`` (POSIX seconds), by its signature hash.
+
+        Two keys in two slots, written one after the other (never one multi-key command):
+        the per-code key answers the online check; the index feeds the trust bundle. The
+        index is pruned of expired entries here, on an authority's write, and its own expiry
+        follows its latest member, so it never outlives what it lists.
+        """
+        self.r.set(self._revoked_key(digest), "1", exat=int(expires_at))
+        self._revoke_index(keys=[REVOKED_INDEX],
+                           args=[int(expires_at), base64.b64encode(digest).decode("ascii"),
+                                 int(time.time())])
+
+    @property
+    def _revoke_index(self):
+        script = getattr(self, "_revoke_script", None)
+        if script is None:
+            script = self._revoke_script = self.r.register_script(_REVOKE_INDEX_LUA)
+        return script
+
+    @wraps_redis
+    def is_revoked(self, digest: bytes) -> bool:
+        return bool(self.r.exists(self._revoked_key(digest)))
+
+    @wraps_redis
+    def revoked_codes(self, now: float | None = None) -> list[str]:
+        """Signature hashes (base64) of revoked codes that have not expired yet."""
+        now = time.time() if now is None else now
+        return list(self.r.zrangebyscore(REVOKED_INDEX, f"({int(now)}", "+inf"))
+
     # -- rate limits --------------------------------------------------------------------------
 
     @wraps_redis
@@ -276,6 +318,19 @@ class RedisStore:
             pipe.expire(key, window * 2)
             count, _ = pipe.execute()
         return int(count)
+
+
+#: the index of revoked codes: one key of its own hash tag (read when a bundle is built)
+REVOKED_INDEX = "hc:{revoked}:codes"
+
+# ZADD the hash, drop what has expired, and let the key expire with its latest member.
+_REVOKE_INDEX_LUA = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then redis.call('EXPIREAT', KEYS[1], last[2]) end
+return 1
+"""
 
 
 def _split_status(value: str) -> tuple[str, int]:

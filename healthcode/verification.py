@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from flask import current_app
 
-from . import recognition, tokens
+from . import recognition, revocation, tokens
 from .errors import CodeError, PayloadTooLarge, StoreUnavailable
 from .record import format_time
 from .residents import ONE_SHOT_VERSION, get_ring
@@ -42,13 +42,22 @@ def verify_native(text: str, at: datetime | None = None, online: bool = True) ->
               "expires_at": format_time(claims.expires_at), "checked_online": False}
     if not online:
         return answer
+    one_shot = claims.status_version == ONE_SHOT_VERSION
     try:
-        current = get_store().current_status(claims.subject_id)
+        # A one-shot code is tied to no enrolled status: the online question is whether it
+        # was revoked. A dynamic code's is whether the status moved on. One GET either way.
+        if one_shot:
+            withdrawn = revocation.is_revoked(text)
+        else:
+            current = get_store().current_status(claims.subject_id)
     except StoreUnavailable:
         current_app.logger.warning("verify answered offline: the store is unavailable")
         return answer
     answer["checked_online"] = True
-    if claims.status_version == ONE_SHOT_VERSION:
+    if one_shot:
+        if withdrawn:
+            answer.update(valid=False, reason="revoked", status=None,
+                          message="the issuing authority revoked this code")
         return answer
     if current is None:
         answer.update(valid=False, reason="revoked", status=None,
