@@ -13,8 +13,10 @@ every form post carries a CSRF token.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import time
+from pathlib import Path
 
 from flask import (Blueprint, current_app, jsonify, make_response, redirect, render_template,
                    request, url_for)
@@ -148,9 +150,52 @@ def checkpoint():
         return _signin("checkpoint")
     if session.credential.role != "checkpoint":
         return _signin("checkpoint", error="wrong_page")
-    return _page("checkpoint.html", title=_title("checkpoint"),
-                 page_data={"verify_url": url_for("api.verify"),
-                            "lookup_url": url_for("lookup.lookup"), "keep": 5})
+    config = current_app.config
+    response = _page("checkpoint.html", title=_title("checkpoint"), page_data={
+        "verify_url": url_for("api.verify"), "lookup_url": url_for("lookup.lookup"),
+        "keep": 5,
+        # Offline checks (issue 12): the bundle is trusted only if one of these keys signed
+        # it, so the keys travel with the page, not with the bundle.
+        "bundle_url": BUNDLE_PATH, "trust_keys": residents.get_ring().jwks(),
+        "issuer": config["ISSUER"], "clock_skew": config["CLOCK_SKEW"],
+        "worker_url": url_for("pages.checkpoint_worker"), "worker_scope": url_for(
+            "pages.checkpoint")})
+    # the service worker keeps only the signed-in scanner, never a sign-in or error page
+    response.headers["X-Healthcode-Page"] = "checkpoint"
+    return response
+
+
+#: the trust bundle's path (DESIGN.md contract), which the scanner keeps for offline checks
+BUNDLE_PATH = "/api/v1/trust/bundle"
+
+#: what the scanner needs to run offline; the service worker keeps a copy of each
+WORKER_ASSETS = ("css/site.css", "js/prefs.js", "vendor/jsQR.js", "vendor/cbor-x.min.js",
+                 "js/offline-verify.js", "js/checkpoint.js")
+
+
+@bp.get("/checkpoint-sw.js")
+def checkpoint_worker():
+    """The scanner's service worker. Served from the root (a worker's scope cannot reach above
+    its own path) and registered for ``/checkpoint`` only."""
+    body = render_template("checkpoint-sw.js", page_url=url_for("pages.checkpoint"),
+                           bundle_url=BUNDLE_PATH, signout_url=url_for("pages.signout"),
+                           assets=[url_for("static", filename=a) for a in WORKER_ASSETS],
+                           version=_worker_version(current_app.static_folder))
+    response = make_response(body)
+    response.mimetype = "text/javascript"
+    # a browser checks for a new worker on every navigation; it must see a changed one at once
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@functools.lru_cache(maxsize=4)
+def _worker_version(static_folder: str) -> str:
+    """A digest of the cached assets: a new release gets a new cache, and the old one goes."""
+    digest = hashlib.sha256()
+    static = Path(static_folder)
+    for name in WORKER_ASSETS:
+        digest.update((static / name).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 @bp.post("/signin")
