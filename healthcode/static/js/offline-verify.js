@@ -328,6 +328,7 @@
       own: new Map(),
       shc: new Map(), // issuer -> Map(kid -> jwk)
       partnerKids: new Set(),
+      shcRevoked: new Map(), // "issuer kid" -> Map(rid -> cut-off time or null)
       dsc: new Map(), // base64 kid -> [certificate]
       revoked: new Set(),
       keyCache: new KeyCache(),
@@ -344,6 +345,17 @@
           if (jwk && typeof jwk.kid === "string") byKid.set(jwk.kid, jwk);
         });
         trust.shc.set(entry.issuer, byKid);
+        // SMART Health Card revocation lists ({"kid", "rids": ["rid" | "rid.<time>"]})
+        listOf(entry.crls || entry.revocation_lists).forEach(function (crl) {
+          if (!crl || typeof crl.kid !== "string") return;
+          var rids = new Map();
+          listOf(crl.rids).forEach(function (item) {
+            var text = String(item);
+            var dot = text.indexOf(".");
+            rids.set(dot < 0 ? text : text.slice(0, dot), dot < 0 ? null : +text.slice(dot + 1));
+          });
+          trust.shcRevoked.set(entry.issuer + " " + crl.kid, rids);
+        });
       } else {
         keysOf(entry.jwks || entry.keys).forEach(function (jwk) {
           if (jwk && typeof jwk.kid === "string") trust.partnerKids.add(jwk.kid);
@@ -719,6 +731,13 @@
         }
         if (vc.rid !== undefined && vc.rid !== null && typeof vc.rid !== "string") {
           fail("malformed", "vc.rid must be a string");
+        }
+        var rids = trust.shcRevoked.get(iss + " " + kid);
+        if (rids && typeof vc.rid === "string" && rids.has(vc.rid)) {
+          var cutoff = rids.get(vc.rid); // revoked if issued before it (SHC spec, revocation)
+          if (cutoff === null || isNaN(cutoff) || nbf < cutoff) {
+            fail("revoked", "the issuer revoked card " + vc.rid);
+          }
         }
         return {
           valid: true, reason: null, scheme: "shc", status: null, issuer: iss,
