@@ -44,6 +44,22 @@ class Certificate:
         """EU DCC key identifier: the first 8 bytes of SHA-256 over the DER certificate."""
         return self.sha256[:8]
 
+    @functools.cached_property
+    def serial_number(self) -> int:
+        """The serial number, which a CA's CRL names revoked certificates by."""
+        if self.parsed is not None:
+            return self.parsed.serial_number
+        return int(_decode_tolerant(self.der)["tbsCertificate"]["serialNumber"])
+
+    @property
+    def country(self) -> str | None:
+        """The subject's country (``C=``), as EU DCC and ICAO signers must carry it."""
+        for part in self.subject.split(","):
+            name, _, value = part.partition("=")
+            if name.strip() == "C" and value:
+                return value.strip().upper()
+        return None
+
     def valid_at(self, at: datetime) -> bool:
         return self.not_before <= at <= self.not_after
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import click
@@ -172,59 +172,110 @@ def trust():
                                "(required unless the file names it).")
 @click.option("--scheme", help="Limit a JWK set to one scheme (e.g. mo, shc).")
 @click.option("--kid", help="For a revocation list: the key id it applies to.")
-def trust_add(source, name, issuer, scheme, kid):
-    """Trust a JWK set, a certificate (PEM/DER) or an SHC revocation list."""
+@click.option("--signature", "signature_path", type=click.Path(exists=True, dir_okay=False),
+              help="A detached signature over SOURCE (e.g. vci_snapshot.sig).")
+@click.option("--signer", "signer_path", type=click.Path(exists=True, dir_okay=False),
+              help="The certificate that made --signature; for a master list or CRL without "
+                   "--signature, the CSCA it must chain to.")
+@click.option("--force", is_flag=True, help="Install a list dated older than the one it "
+                                            "replaces.")
+def trust_add(source, name, issuer, scheme, kid, signature_path, signer_path, force):
+    """Trust a list in any format of the field, auto-detected (also: trust import).
+
+    JWK sets, PEM/DER certificates, SHC revocation lists, EU DCC DSC lists, the VCI directory
+    snapshot, issuer lists, ICAO master lists and CSCA CRLs. Nothing is installed unless the
+    whole list reads (and its signature checks out); the same list again changes nothing.
+    """
     from .trust import TrustStore
+    from .trust.folder import import_list, load_into
 
     cfg = _config()
     source = Path(source)
-    raw = source.read_bytes()
     folder = _folder(cfg, "trust")
-    store = TrustStore()
+    installed = TrustStore()
     try:
-        if source.suffix.lower() == ".json":
-            data = json.loads(raw)
-            if "keys" in data:
-                data = {"issuer": issuer or data.get("issuer"),
-                        "scheme": scheme or data.get("scheme"), "keys": data["keys"]}
-                store.add_jwks(data, issuer=data["issuer"], scheme=data["scheme"])
-                suffix = ".jwks.json"
-            elif "rids" in data or "crl" in data:
-                crl = data.get("crl", data)
-                data = {"issuer": issuer or data.get("issuer"),
-                        "kid": kid or data.get("kid") or crl.get("kid"), "crl": crl}
-                store.add_revocation_list(crl, issuer=data["issuer"], kid=data["kid"])
-                suffix = ".crl.json"
-            else:
-                raise ValueError("neither a JWK set nor a revocation list")
-            target = folder / (_check_name(name or source.name.split(".")[0]) + suffix)
-            payload = json.dumps({k: v for k, v in data.items() if v is not None}, indent=2,
-                                 ensure_ascii=False).encode()
-        else:
-            store.add_x509(raw)
-            target = folder / _check_name(name or source.name)
-            payload = raw
-    except (ValueError, KeyError, TypeError) as exc:
-        _fail(f"{source}: {exc}")
-    target.write_bytes(payload)
-    click.echo(f"added {target.name}; restart the service to apply")
+        load_into(installed, folder)
+    except HealthCodeError as exc:
+        _fail(f"the installed trust does not load: {exc.message}")
+    try:
+        result = import_list(
+            folder, source.read_bytes(), name=_check_name(name or source.name),
+            store=installed, issuer=issuer, scheme=scheme, kid=kid,
+            signature=Path(signature_path).read_bytes() if signature_path else None,
+            signer=Path(signer_path).read_bytes() if signer_path else None, force=force)
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    listed = result.trust_list
+    click.echo(f"{result.action} {result.name}: {listed.format}, {listed.entries} entries"
+               + (f", signed by {listed.signed_by}" if listed.signed_by else ""))
+    for note in listed.notes:
+        click.echo(f"  note: {note}")
+    if result.action != "unchanged":
+        click.echo("restart the service to apply")
+
+
+trust.add_command(trust_add, name="import")
 
 
 @trust.command("list")
-def trust_list():
-    """What the trust folder holds."""
+@click.option("--entries", is_flag=True, help="Also every key, certificate and revocation "
+                                              "list, per file.")
+@click.option("--json", "as_json", is_flag=True, help="The summary as JSON.")
+def trust_list(entries, as_json):
+    """Sources with their age, counts per scheme, country and issuer, expired entries."""
     from .trust import TrustStore
+    from .trust.folder import load_file, load_order
 
     cfg = _config()
-    for path in sorted(_folder(cfg, "trust").iterdir()):
-        if path.name.startswith("."):
-            continue
+    days = cfg["TRUST_MAX_AGE_DAYS"]
+    store = TrustStore(max_age=timedelta(days=days) if days else None)
+    unreadable = []
+    for path, raw in load_order(_folder(cfg, "trust")):
+        try:
+            load_file(store, path, raw)
+        except HealthCodeError as exc:
+            unreadable.append((path.name, exc.message))
+    summary = store.summary()
+    if as_json:
+        summary["unreadable"] = [{"name": n, "message": m} for n, m in unreadable]
+        click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+        return
+    stale = set(summary["stale"])
+    for src in summary["sources"]:
+        age = f"{src['age_days']:g} days" if src["age_days"] is not None else "age unknown"
+        click.echo(f"source\t{src['name']}\t{src['format']}\t{src['entries']} entries\t"
+                   f"as of {src['as_of']}\t{age}" + ("\tSTALE" if src["name"] in stale else "")
+                   + (f"\tsigned by {src['signed_by']}" if src["signed_by"] else ""))
+        for note in src["notes"]:
+            click.echo(f"  note\t{note}")
+    for name, message in unreadable:
+        click.echo(f"source\t{name}\tUNREADABLE\t{message}")
+    for scheme, tally in summary["schemes"].items():
+        click.echo(f"scheme\t{scheme}\t" + ", ".join(f"{v} {k.replace('_', ' ')}"
+                                                    for k, v in tally.items()))
+    for scheme, countries in summary["countries"].items():
+        for country, tally in countries.items():
+            click.echo(f"country\t{scheme}\t{country}\t{tally['certificates']} certificates"
+                       f"\t{tally['expired']} expired")
+    for iss, info in summary["issuers"].items():
+        click.echo(f"issuer\t{info['scheme'] or '*'}\t{iss}\t{info['keys']} keys"
+                   + (f"\tlast retrieved {info['last_retrieved']}" if info["last_retrieved"]
+                      else "")
+                   + (f"\tcanonical {info['canonical_iss']}" if info["canonical_iss"] else ""))
+    if entries:
+        _trust_entries(cfg)
+
+
+def _trust_entries(cfg) -> None:
+    from .trust import TrustStore
+    from .trust.folder import load_file, load_order
+
+    for path, raw in load_order(_folder(cfg, "trust")):
         store = TrustStore()
         try:
-            store.load_path(path)
-        except HealthCodeError as exc:
-            click.echo(f"{path.name}\tUNREADABLE\t{exc.message}")
-            continue
+            load_file(store, path, raw)
+        except HealthCodeError:
+            continue  # reported above
         for key in store.keys():
             click.echo(f"{path.name}\tjwk\t{key.issuer}\t{key.kid}\t{key.scheme or '*'}")
         for cert in store.certificates():
@@ -237,7 +288,32 @@ def trust_list():
 @click.argument("name")
 def trust_remove(name):
     """Stop trusting a file added before (by its name in the trust folder)."""
-    _remove("trust", name, f"trust file {name}")
+    from .trust.folder import remove
+
+    if not remove(_folder(_config(), "trust"), _check_name(name)):
+        _fail(f"no trust file {name}")
+    click.echo(f"removed trust file {name}; restart the service to apply")
+
+
+@trust.command("bundle")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the JWS (what GET /api/v1/trust/bundle serves).")
+def trust_bundle(out_path):
+    """Write the signed trust bundle for offline and third-party scanners."""
+    from .offline import build_trust
+    from .trust.bundle import build_bundle
+
+    cfg = _config()
+    ring = _ring(cfg)
+    if not ring.has_active():
+        _fail("no signing key: run `healthcode keys generate`")
+    try:
+        bundle = build_bundle(build_trust(cfg), ring, cfg)
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    Path(out_path).write_text(bundle.token, encoding="ascii")
+    click.echo(f"wrote {out_path}: {len(bundle.token)} bytes, kid {bundle.kid}, "
+               f"expires {bundle.expires_at:%Y-%m-%dT%H:%M:%SZ}")
 
 
 @main.group()

@@ -47,6 +47,11 @@ DEFAULTS: dict[str, Any] = {
     "LINK_TTL": 900,
     # Page language when neither ?lang=, the cookie nor Accept-Language names one we have.
     "DEFAULT_LANGUAGE": "en",
+    # A trust source (list) whose data is older than this many days is reported by /readyz and
+    # in every verify answer's warnings, never dropped; 0 turns the report off.
+    "TRUST_MAX_AGE_DAYS": 7,
+    # Lifetime of the signed trust bundle (GET /api/v1/trust/bundle), seconds.
+    "TRUST_BUNDLE_TTL": 86400,
 }
 
 
@@ -78,6 +83,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HEALTHCODE_SESSION_TTL": ("SESSION_TTL", int),
     "HEALTHCODE_LINK_TTL": ("LINK_TTL", int),
     "HEALTHCODE_DEFAULT_LANGUAGE": ("DEFAULT_LANGUAGE", str),
+    "HEALTHCODE_TRUST_MAX_AGE_DAYS": ("TRUST_MAX_AGE_DAYS", float),
+    "HEALTHCODE_TRUST_BUNDLE_TTL": ("TRUST_BUNDLE_TTL", int),
 }
 
 
@@ -110,6 +117,12 @@ def validate(config: Mapping[str, Any]) -> None:
         raise ConfigurationError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
     if int(config["MAX_BODY"]) < 1024:
         raise ConfigurationError("HEALTHCODE_MAX_BODY must be at least 1024 bytes")
+    if not 0 <= float(config["TRUST_MAX_AGE_DAYS"]) <= 3650:
+        raise ConfigurationError("HEALTHCODE_TRUST_MAX_AGE_DAYS must be between 0 (off) and "
+                                 "3650 days")
+    if not 300 <= int(config["TRUST_BUNDLE_TTL"]) <= 30 * 86400:
+        raise ConfigurationError("HEALTHCODE_TRUST_BUNDLE_TTL must be between 300 seconds and "
+                                 "30 days")
 
 
 def data_path(config: Mapping[str, Any], *parts: str) -> Path:

@@ -136,3 +136,17 @@ class ConfigurationError(HealthCodeError):
 
     reason = "configuration_error"
     status = 500
+
+
+class TrustListError(ConfigurationError):
+    """A trust list cannot be imported: unreadable, of no known format, or holding a corrupt
+    entry. Nothing of it is imported (imports are all or nothing)."""
+
+    reason = "invalid_trust_list"
+
+
+class TrustSignatureError(TrustListError):
+    """A trust list's signature (detached, or a master list's own CMS signature) does not check
+    out against the configured signer: nothing of it is imported."""
+
+    reason = "bad_trust_signature"

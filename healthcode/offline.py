@@ -14,6 +14,7 @@ from .errors import CodeError
 from .keys import KeyRing
 from .record import format_time
 from .trust import TrustStore
+from .verification import add_warnings
 
 
 def build_trust(cfg, trust_paths=(), issuer: str | None = None) -> TrustStore:
@@ -26,8 +27,13 @@ def build_trust(cfg, trust_paths=(), issuer: str | None = None) -> TrustStore:
 
 def verify_offline(code: str, cfg, trust_paths=(), at: datetime | None = None,
                    registry=None, issuer: str | None = None) -> dict:
-    registry = registry or recognition.build_registry(cfg)
+    """Verify ``code`` against file trust; the answer carries stale-trust warnings too."""
     trust = build_trust(cfg, trust_paths, issuer)
+    return add_warnings(_verify(code, trust, registry or recognition.build_registry(cfg), at),
+                        trust.warnings())
+
+
+def _verify(code: str, trust: TrustStore, registry, at: datetime | None) -> dict:
     adapter = registry.detect(code)
     if adapter is None:
         return {"valid": False, "reason": "unsupported_scheme", "scheme": None,

@@ -212,6 +212,17 @@ def spec() -> dict:
             "200": _json({"type": "object"}, "schemes")})},
         "/api/v1/trust": {"get": _op("Our public keys and the partner keys we recognise", None,
                                      {"200": _json({"type": "object"}, "trust list")})},
+        "/api/v1/trust/bundle": {"get": _op(
+            "The signed trust bundle for offline scanners", None,
+            {"200": {"description": "a compact JWS (ES256, our active key's kid); its payload "
+                                    "holds iat, nbf, exp, keys, issuers, shc_revocations, "
+                                    "certificates, revocations, rules, modes, sources, "
+                                    "warnings (README: the trust bundle)",
+                     "content": {"application/jose": {"schema": {"type": "string"}}}},
+             "304": {"description": "If-None-Match matched the weak ETag: unchanged"},
+             **_errors(503)},
+            description="Public. Poll with If-None-Match; verify the JWS with "
+                        "/.well-known/jwks.json and refuse it outside nbf..exp.")},
         "/api/v1/reasons": {"get": _op("The status reasons an authority may give", None, {
             "200": _json({"type": "object"}, "reasons")})},
         "/api/v1/whoami": {"get": _op("The calling credential", ["any"], {

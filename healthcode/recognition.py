@@ -7,18 +7,25 @@ verifies our codes exactly as a partner's offline scanner would.
 """
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from flask import current_app
 
 from mapping import Registry
 
 from .config import data_path
+from .errors import StoreUnavailable
 from .policy import load_policies
+from .residents import get_ring
 from .signers import load_signers
+from .store import get_store
 from .trust import TrustStore
+from .trust.bundle import Bundle, BundleCache
 
 
 def build_trust(config, ring) -> TrustStore:
-    trust = TrustStore()
+    max_days = config.get("TRUST_MAX_AGE_DAYS", 0)
+    trust = TrustStore(max_age=timedelta(days=max_days) if max_days else None)
     jwks = ring.jwks()
     if jwks["keys"]:
         trust.add_jwks(jwks, issuer=config["ISSUER"], scheme="native")
@@ -47,6 +54,7 @@ def init_app(app) -> None:
     app.extensions["healthcode.policies"] = load_policies(data_path(app.config, "policies"),
                                                           registry)
     app.extensions["healthcode.signers"] = load_signers(data_path(app.config, "signers"))
+    app.extensions["healthcode.bundle"] = BundleCache()
 
 
 def get_trust() -> TrustStore:
@@ -63,3 +71,24 @@ def get_policies() -> dict:
 
 def get_signers() -> dict:
     return current_app.extensions["healthcode.signers"]
+
+
+def get_bundle() -> Bundle:
+    """The signed trust bundle, from the worker's cache unless trust, keys, revocations or the
+    time window moved. With Redis down, the last bundle is served while it is valid: its
+    revocations are as of its build, and a bundle is never built without them."""
+    app = current_app
+    cache: BundleCache = app.extensions["healthcode.bundle"]
+    store = get_store()
+    try:
+        version = store.revocations_version()
+    except StoreUnavailable:
+        last = cache.last
+        if last is not None and last.expires_at > datetime.now(timezone.utc):
+            app.logger.warning("trust bundle served from cache: the store is unavailable")
+            return last
+        raise
+    return cache.get(get_trust(), get_ring(), app.config, revocations_version=version,
+                     revocations=store.revoked_signature_hashes,
+                     rules=app.extensions.get("healthcode.rules") or (),
+                     modes=app.extensions.get("healthcode.modes") or None)

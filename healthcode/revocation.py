@@ -7,22 +7,24 @@ within minutes, and a status change already supersedes them.
 
 The list names a code the way the EU DCC revocation design does with its SIGNATURE hash type
 (eHealth Network, "Value Sets and revocation", hash type SIGNATURE): the first 16 bytes of the
-SHA-256 of the signature bytes, written in base64 (standard alphabet, padded: 24 characters).
-The signature bytes are, precisely:
+SHA-256 of the signature, written in base64 (standard alphabet, padded: 24 characters), as
+:func:`healthcode.trust.bundle.signature_hash` computes it for the bundle. The bytes hashed
+are, precisely:
 
-- native code and any compact JWS (ES256): the base64url-decoded third segment, i.e. the
-  64-byte raw ``r || s`` (RFC 7515, 7518 section 3.4);
-- EU DCC (``HC1:``): the fourth element of the COSE_Sign1 array, as carried (for ES256 the
-  64-byte ``r || s``; the design names exactly these bytes).
+- native code and any compact JWS (ES256): the base64url-decoded third segment is the 64-byte
+  raw ``r || s`` (RFC 7515, RFC 7518 section 3.4); the hash covers ``r``, its first 32 bytes;
+- EU DCC (``HC1:``): the fourth element of the COSE_Sign1 array; for ES256 (COSE alg -7) its
+  first half ``r``, for RSA (PS256) the whole signature.
 
-The list reveals nothing about the holder: a hash of a signature is not a hash of anything the
-holder chose or shows elsewhere, and 16 bytes of a 256-bit hash still do not collide.
+Only ``r`` for ECDSA, as the EU design says, because ECDSA signatures are malleable: ``(r, n -
+s)`` verifies as well as ``(r, s)``, so a hash over ``s`` too would let anyone turn a revoked
+code into one the list does not name without any key. The list reveals nothing about the
+holder: a hash of a signature is not a hash of anything the holder chose or shows elsewhere.
 """
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from datetime import datetime, timezone
 
 from flask import current_app
@@ -32,9 +34,7 @@ from .errors import CodeError, InvalidField
 from .record import format_time
 from .residents import ONE_SHOT_VERSION, get_ring
 from .store import get_store
-
-HASH_BYTES = 16
-
+from .trust.bundle import signature_hash
 
 def jws_signature(token: str) -> bytes:
     """The signature bytes of a compact JWS: its third segment, base64url-decoded."""
@@ -45,18 +45,9 @@ def jws_signature(token: str) -> bytes:
         raise CodeError("malformed", "not a signed code") from None
 
 
-def signature_hash(signature: bytes) -> bytes:
-    """The SIGNATURE hash of the EU DCC revocation design: SHA-256, first 16 bytes."""
-    return hashlib.sha256(signature).digest()[:HASH_BYTES]
-
-
-def encoded(digest: bytes) -> str:
-    """The hash as the bundle lists it (base64, padded)."""
-    return base64.b64encode(digest).decode("ascii")
-
-
-def native_hash(token: str) -> bytes:
-    return signature_hash(jws_signature(token))
+def native_hash(token: str) -> str:
+    """The SIGNATURE hash (base64) of one of our codes (ES256: over ``r``)."""
+    return signature_hash(jws_signature(token), ecdsa=True)
 
 
 def is_revoked(token: str) -> bool:
@@ -86,12 +77,13 @@ def revoke(text, actor: str) -> dict:
                                    "the resident's status instead")
     digest = native_hash(token)
     get_store().revoke_code(digest, int(claims.expires_at.timestamp()))
-    get_store().audit("code_revoke", actor=actor, hash=encoded(digest))
-    return {"revoked": True, "hash": encoded(digest), "hash_type": "SIGNATURE",
+    get_store().audit("code_revoke", actor=actor, hash=digest)
+    return {"revoked": True, "hash": digest, "hash_type": "SIGNATURE",
             "expires_at": format_time(claims.expires_at)}
 
 
 def current_hashes(now: datetime | None = None) -> list[str]:
-    """The revocation hashes (base64) of every revoked code not yet expired: for the bundle."""
+    """The revocation hashes (base64) of every revoked code not yet expired, as the bundle
+    lists them (:func:`healthcode.recognition.get_bundle` reads the same store method)."""
     at = (now or datetime.now(timezone.utc)).timestamp()
-    return get_store().revoked_codes(at)
+    return get_store().revoked_signature_hashes(at)

@@ -17,8 +17,8 @@ keys share a Redis Cluster slot and can change together in one MULTI:
 ``hc:link:<sha256 of token>``      one-time sign-in links for the resident page
 ``hc:rev:{<signature hash hex>}``  a revoked one-shot code (expires with the code): the online
                                    check reads this one key, spread over the cluster's slots
-``hc:{revoked}:codes``             sorted set: revoked signature hashes (base64) scored by the
-                                   code's expiry; the trust bundle lists the unexpired ones
+``hc:{revoked}:sig``, ``:ver``     revoked codes' signature hashes (sorted set by expiry)
+                                   and a change counter, for the trust bundle
 =================================  ======================================================
 
 Redis errors are wrapped as :class:`~healthcode.errors.StoreUnavailable` here, so callers decide
@@ -44,6 +44,8 @@ from .errors import Conflict, NotFound, StoreUnavailable
 from .record import format_time
 
 AUDIT_STREAM = "hc:audit"
+REVOKED_SIGNATURES = "hc:{revoked}:sig"
+REVOKED_VERSION = "hc:{revoked}:ver"
 ROLES = ("authority", "checkpoint", "partner", "resident")
 
 
@@ -272,39 +274,23 @@ class RedisStore:
     # -- revoked one-shot codes ---------------------------------------------------------------
 
     @staticmethod
-    def _revoked_key(digest: bytes) -> str:
-        return f"hc:rev:{{{digest.hex()}}}"
+    def _revoked_key(digest: str) -> str:
+        return f"hc:rev:{{{base64.b64decode(digest).hex()}}}"
 
     @wraps_redis
-    def revoke_code(self, digest: bytes, expires_at: int) -> None:
-        """Mark a code revoked until ``expires_at`` (POSIX seconds), by its signature hash.
+    def revoke_code(self, digest: str, expires_at: int) -> None:
+        """Mark a code revoked until ``expires_at`` (POSIX seconds), by its SIGNATURE hash.
 
-        Two keys in two slots, written one after the other (never one multi-key command):
-        the per-code key answers the online check; the index feeds the trust bundle. The
-        index is pruned of expired entries here, on an authority's write, and its own expiry
-        follows its latest member, so it never outlives what it lists.
+        Two key families in two slots, written one after the other (never one multi-key
+        command): the per-code key answers the online check, so verifies spread over the
+        cluster instead of all reading one hot key; the bundle's sorted set lists it offline.
         """
         self.r.set(self._revoked_key(digest), "1", exat=int(expires_at))
-        self._revoke_index(keys=[REVOKED_INDEX],
-                           args=[int(expires_at), base64.b64encode(digest).decode("ascii"),
-                                 int(time.time())])
-
-    @property
-    def _revoke_index(self):
-        script = getattr(self, "_revoke_script", None)
-        if script is None:
-            script = self._revoke_script = self.r.register_script(_REVOKE_INDEX_LUA)
-        return script
+        self.revoke_signature_hash(digest, expires_at)
 
     @wraps_redis
-    def is_revoked(self, digest: bytes) -> bool:
+    def is_revoked(self, digest: str) -> bool:
         return bool(self.r.exists(self._revoked_key(digest)))
-
-    @wraps_redis
-    def revoked_codes(self, now: float | None = None) -> list[str]:
-        """Signature hashes (base64) of revoked codes that have not expired yet."""
-        now = time.time() if now is None else now
-        return list(self.r.zrangebyscore(REVOKED_INDEX, f"({int(now)}", "+inf"))
 
     # -- rate limits --------------------------------------------------------------------------
 
@@ -319,18 +305,32 @@ class RedisStore:
             count, _ = pipe.execute()
         return int(count)
 
+    # -- revoked codes, for the trust bundle ---------------------------------------------------
+    # ``hc:{revoked}:sig`` is a sorted set of SIGNATURE hashes (base64 of the first 16 bytes of
+    # the SHA-256 of a code's signature, see healthcode.trust.bundle.signature_hash) scored by
+    # the revoked code's expiry, so the list only holds codes that could still verify;
+    # ``hc:{revoked}:ver`` counts changes, so a worker rebuilds its bundle only when it moved.
+    # Both share one hash tag (one Cluster slot).
 
-#: the index of revoked codes: one key of its own hash tag (read when a bundle is built)
-REVOKED_INDEX = "hc:{revoked}:codes"
+    @wraps_redis
+    def revoke_signature_hash(self, digest: str, expires_at: float) -> bool:
+        """List a revoked code by its signature hash until ``expires_at`` (epoch seconds)."""
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.zadd(REVOKED_SIGNATURES, {digest: float(expires_at)})
+            pipe.zremrangebyscore(REVOKED_SIGNATURES, "-inf", time.time())
+            pipe.incr(REVOKED_VERSION)
+            added, _, _ = pipe.execute()
+        return bool(added)
 
-# ZADD the hash, drop what has expired, and let the key expire with its latest member.
-_REVOKE_INDEX_LUA = """
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if last[2] then redis.call('EXPIREAT', KEYS[1], last[2]) end
-return 1
-"""
+    @wraps_redis
+    def revoked_signature_hashes(self, now: float | None = None) -> list[str]:
+        """The SIGNATURE hashes of revoked codes not yet expired (empty when none)."""
+        now = time.time() if now is None else now
+        return sorted(self.r.zrangebyscore(REVOKED_SIGNATURES, now, "+inf"))
+
+    @wraps_redis
+    def revocations_version(self) -> int:
+        return int(self.r.get(REVOKED_VERSION) or 0)
 
 
 def _split_status(value: str) -> tuple[str, int]:

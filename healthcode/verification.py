@@ -72,7 +72,22 @@ def verify_native(text: str, at: datetime | None = None, online: bool = True) ->
 
 
 def verify_any(text: str, at: datetime | None = None) -> dict:
-    """Any registered scheme, detected automatically; our own codes take the fast path."""
+    """Any registered scheme, detected automatically; our own codes take the fast path.
+
+    Every answer, valid or not, carries the trust store's warnings (stale trust sources):
+    a verdict reached with old trust data says so.
+    """
+    return add_warnings(_verify_any(text, at), recognition.get_trust().warnings())
+
+
+def add_warnings(answer: dict, warnings: list[dict]) -> dict:
+    """Append ``warnings`` (``[{"code", "message"}]``) to an answer's ``warnings`` list."""
+    answer.setdefault("warnings", [])
+    answer["warnings"].extend(w for w in warnings if w not in answer["warnings"])
+    return answer
+
+
+def _verify_any(text: str, at: datetime | None = None) -> dict:
     if tokens.looks_native(text):
         answer = verify_native(text, at=at)
         # A JWT that is not ours (another issuer, a key we do not hold) may be a partner's.

@@ -22,6 +22,9 @@ UPSTREAM = {
     "shc": "spec.smarthealth.cards/examples (github.com/smart-on-fhir/health-cards, gh-pages)",
     "icao": "github.com/kurzdigital/vds-jvm src/test/resources and KDE khealthcertificate "
             "autotests/data/icao",
+    "trustlists": "github.com/section42/hcert-trustlist-mirror (trustlist_de.json, "
+                  "trustlist_se.json) and github.com/the-commons-project/vci-directory "
+                  "(logs/vci_snapshot.json, .sig, .crt)",
 }
 
 

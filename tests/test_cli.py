@@ -128,8 +128,9 @@ def test_trust_add_list_remove(cli, tmp_path):
     added = cli("trust", "add", str(source), "--issuer", "https://partner.example",
                 "--scheme", "mo")
     assert added.exit_code == 0, added.output
-    listing = cli("trust", "list").output
+    listing = cli("trust", "list", "--entries").output
     assert "partner.jwks.json\tjwk\thttps://partner.example\tp-1\tmo" in listing
+    assert "issuer\tmo\thttps://partner.example\t1 keys" in listing
     assert cli("trust", "remove", "partner.jwks.json").exit_code == 0
     assert "partner" not in cli("trust", "list").output
     bad = tmp_path / "bad.json"

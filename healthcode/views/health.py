@@ -1,7 +1,7 @@
 """Liveness, readiness and metrics for operators."""
 from flask import Blueprint, Response, jsonify
 
-from .. import metrics, openapi
+from .. import metrics, openapi, recognition
 from ..errors import StoreUnavailable
 from ..residents import get_ring
 from ..store import get_store
@@ -25,7 +25,13 @@ def readyz():
         checks["redis"] = False
     checks["signing_key"] = get_ring().has_active()
     ready = all(checks.values())
-    response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks})
+    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+    # Stale trust is reported, not a reason to take the worker out of rotation: that would
+    # stop every verification, as an expired signed trust list once did in a whole country.
+    trust = recognition.get_trust()
+    body["trust"] = {"stale_sources": [s.to_dict() for s in trust.stale_sources()]}
+    body["warnings"] = trust.warnings()
+    response = jsonify(body)
     response.status_code = 200 if ready else 503
     return response
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import base64
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from .. import conversion, metrics, qr, recognition, verification
 from ..auth import actor, require
 from ..errors import CodeError, InvalidField
 from ..http import field, json_body
 from ..residents import get_ring
+from ..trust.bundle import MEDIA_TYPE
 
 bp = Blueprint("partners", __name__, url_prefix="/api/v1")
 
@@ -73,3 +74,19 @@ def trust():
     partners["jwks"] = [entry for entry in partners["jwks"] if entry["issuer"] != issuer]
     return jsonify({"own": {"issuer": issuer, "scheme": "native", **get_ring().jwks()},
                     **partners})
+
+
+@bp.get("/trust/bundle")
+def trust_bundle():
+    """The signed trust bundle for offline scanners (public; see healthcode.trust.bundle)."""
+    bundle = recognition.get_bundle()
+    tag = bundle.etag[3:-1]  # W/"..." -> ...
+    if request.if_none_match.contains_weak(tag):
+        response = Response(status=304)
+    else:
+        response = Response(bundle.token, mimetype=MEDIA_TYPE)
+    response.set_etag(tag, weak=True)
+    # scanners poll; a shared cache may keep it briefly, never past the bundle's own life
+    response.headers["Cache-Control"] = "public, max-age=60, must-revalidate"
+    response.headers["Expires"] = bundle.expires_at.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    return response

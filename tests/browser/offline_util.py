@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from healthcode import revocation
 from tests.support import conformance_dir
 
 BUNDLE_PATH = "/api/v1/trust/bundle"
@@ -80,21 +79,40 @@ class TestSigner:
                     self.key, self.der)
 
 
-def payload_for(site, *, signers=(), shc: bool = True, lifetime: int = 86400,
-                issued_at: float | None = None, **extra) -> dict:
-    """What a bundle of this site holds: its keys, the trusted issuers and signers, and the
-    site's own revocation list as the service reads it."""
-    iat = int(time.time() if issued_at is None else issued_at)
+def trust_on_site(site, *signers: "TestSigner", shc: bool = True) -> None:
+    """Let the live site trust the SHC example issuer (keys and revocation list) and these
+    DSCs, as an operator's trust directory would: its bundle then carries them."""
+    from healthcode import recognition
+
     with site.app.app_context():
-        hashes_ = revocation.current_hashes()
-    payload = {
-        "iss": site.app.config["ISSUER"], "issuer": site.app.config["ISSUER"],
-        "iat": iat, "nbf": iat, "exp": iat + lifetime,
-        "jwks": site.app.extensions["healthcode.keys"].jwks(),
-        "issuers": [shc_issuer_entry()] if shc else [],
-        "certificates": [s.entry() for s in signers],
-        "revocations": {"hash_type": "SIGNATURE", "hashes": hashes_},
-    }
+        trust = recognition.get_trust()
+        if shc:
+            entry = shc_issuer_entry()
+            trust.add_jwks(entry["jwks"], issuer=SHC_ISSUER, scheme="shc")
+            for crl in entry["crls"]:
+                trust.add_revocation_list(crl, issuer=SHC_ISSUER, kid=crl["kid"])
+        for signer in signers:
+            trust.add_x509(signer.der, scheme="eu-dcc")
+
+
+def served_bundle(site) -> str:
+    """The bundle the site serves now (GET /api/v1/trust/bundle)."""
+    response = site.api.get(BUNDLE_PATH)
+    assert response.status_code == 200 and response.mimetype == "application/jose"
+    return response.get_data(as_text=True)
+
+
+def payload_for(site, *, issued_at: float | None = None, **extra) -> dict:
+    """The payload the site would sign at ``issued_at`` (default now), through the service's
+    own builder, for bundles the service would not serve today (expired, forged)."""
+    from healthcode import recognition, revocation
+    from healthcode.trust.bundle import build_payload
+
+    at = datetime.fromtimestamp(time.time() if issued_at is None else issued_at, timezone.utc)
+    with site.app.app_context():
+        payload = build_payload(recognition.get_trust(), site.app.extensions["healthcode.keys"],
+                                site.app.config, now=at,
+                                revocations=revocation.current_hashes())
     payload.update(extra)
     return payload
 

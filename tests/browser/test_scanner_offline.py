@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.browser.conftest import (FAKE_CAMERA_ARGS, launch, qr_video, screenshot,
                                     sign_in_with_token)
-from tests.browser.offline_util import (TestSigner, payload_for, serve_bundle, shc_example,
-                                        sign_bundle)
+from tests.browser.offline_util import (TestSigner, payload_for, serve_bundle, served_bundle,
+                                        shc_example, sign_bundle, trust_on_site)
 from tests.browser.test_scanner_page import result_of, tampered
 
 pytestmark = pytest.mark.browser
@@ -62,8 +62,8 @@ def test_offline_the_page_judges_every_scheme_it_can(context_for, site, signer):
     revoke(site, withdrawn)
     kept = one_shot(site, name="Ana Lopes")
     dcc = signer.dcc()
+    trust_on_site(site, signer)  # the service's own bundle then carries them: no routing
     context = context_for()
-    serve_bundle(context, sign_bundle(site, payload_for(site, signers=[signer])))
     page = context.new_page()
     open_scanner(page, site)
     assert "Offline checks ready" in page.inner_text("#trust-status")
@@ -111,8 +111,8 @@ def test_offline_the_page_judges_every_scheme_it_can(context_for, site, signer):
 
 def test_offline_a_revoked_card_on_the_issuers_list_is_refused(context_for, site):
     """SHC example 03 is on its issuer's revocation list, and expired since June 2024."""
+    trust_on_site(site)
     context = context_for()
-    serve_bundle(context, sign_bundle(site, payload_for(site)))
     page = context.new_page()
     open_scanner(page, site)
     context.set_offline(True)
@@ -130,7 +130,7 @@ def test_offline_a_camera_scan_is_checked_offline(playwright, site, tmp_path):
         context = browser.new_context(locale="zh-TW", viewport={"width": 360, "height": 780},
                                       device_scale_factor=2, is_mobile=True, has_touch=True,
                                       permissions=["camera"])
-        serve_bundle(context, sign_bundle(site, payload_for(site)))
+        trust_on_site(site)
         page = context.new_page()
         # offline before the camera's first frame is read: wait for the bundle, then cut
         page.route("**/api/v1/verify", lambda route: route.abort("internetdisconnected"))
@@ -197,8 +197,8 @@ def test_without_a_bundle_a_failed_request_could_not_check(context_for, site):
 def test_a_failing_service_falls_back_to_the_bundle(context_for, site):
     """The network is up but the service answers 503: the page checks offline."""
     code = site.code(site.enroll("green"))
+    trust_on_site(site)
     context = context_for()
-    serve_bundle(context, sign_bundle(site, payload_for(site)))
     page = context.new_page()
     open_scanner(page, site)
     page.route("**/api/v1/verify", lambda route: route.fulfill(
@@ -230,8 +230,8 @@ def test_the_store_outage_answer_shows_the_tokens_colour(context_for, site):
 
 def test_back_online_the_page_checks_online_again(context_for, site):
     code = site.code(site.enroll("green"))
+    trust_on_site(site)
     context = context_for()
-    serve_bundle(context, sign_bundle(site, payload_for(site)))
     page = context.new_page()
     open_scanner(page, site)
     context.set_offline(True)
@@ -255,8 +255,8 @@ def test_a_bundle_not_signed_by_our_key_is_never_used(context_for, site):
 
 
 def test_the_lookup_says_it_needs_the_service(context_for, site):
+    trust_on_site(site)
     context = context_for()
-    serve_bundle(context, sign_bundle(site, payload_for(site)))
     page = context.new_page()
     open_scanner(page, site)
     context.set_offline(True)
@@ -269,8 +269,8 @@ def test_the_lookup_says_it_needs_the_service(context_for, site):
 
 
 def test_an_icao_seal_offline_says_it_needs_the_service(context_for, site):
+    trust_on_site(site)
     context = context_for()
-    serve_bundle(context, sign_bundle(site, payload_for(site)))
     page = context.new_page()
     open_scanner(page, site)
     context.set_offline(True)
@@ -281,8 +281,8 @@ def test_an_icao_seal_offline_says_it_needs_the_service(context_for, site):
 
 def test_the_page_reloads_offline_from_the_service_worker(context_for, site):
     code = site.code(site.enroll("green"))
+    trust_on_site(site)
     context = context_for()
-    serve_bundle(context, sign_bundle(site, payload_for(site)))
     page = context.new_page()
     open_scanner(page, site)
     page.evaluate("navigator.serviceWorker.ready.then(() => true)")

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from healthcode import revocation
-from healthcode.store import REVOKED_INDEX
+from healthcode.store import REVOKED_SIGNATURES
 
 
 def one_shot(client, creds, ttl=3600, **extra):
@@ -31,8 +31,8 @@ def verify(client, creds, code):
 def expected_hash(code: str) -> str:
     signature = code.split(".")[2]
     raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
-    assert len(raw) == 64  # ES256 raw r || s
-    return base64.b64encode(hashlib.sha256(raw).digest()[:16]).decode()
+    assert len(raw) == 64  # ES256 raw r || s: the hash covers r (the EU design, for ECDSA)
+    return base64.b64encode(hashlib.sha256(raw[:32]).digest()[:16]).decode()
 
 
 def test_a_revoked_one_shot_code_verifies_as_revoked(client, creds):
@@ -70,16 +70,16 @@ def test_the_list_holds_unexpired_revocations_only(app, client, creds, redis_cli
         later = revocation.current_hashes(
             now=datetime.fromtimestamp(time.time() + 60, timezone.utc))
         assert later == [expected_hash(long)]
-    # each key expires with its code: the per-code key at the code's exp, the index at the last
+    # the online key expires with its code; the bundle's list scores each by its expiry
     ttl_short = redis_client.ttl(f"hc:rev:{{{base64.b64decode(expected_hash(short)).hex()}}}")
     assert 0 < ttl_short <= 10
-    assert 3500 < redis_client.ttl(REVOKED_INDEX) <= 3600
+    assert redis_client.zscore(REVOKED_SIGNATURES, expected_hash(short)) <= time.time() + 10
 
 
 def test_keys_have_their_own_hash_tags(app, client, creds, redis_client):
     revoke(client, creds, one_shot(client, creds)["code"])
     keys = set(redis_client.scan_iter("hc:*rev*"))
-    assert REVOKED_INDEX in keys and REVOKED_INDEX.startswith("hc:{revoked}")
+    assert REVOKED_SIGNATURES in keys and REVOKED_SIGNATURES.startswith("hc:{revoked}")
     assert all("{" in key and "}" in key for key in keys)
 
 
@@ -125,3 +125,33 @@ def test_revocation_is_audited_without_personal_data(app, client, creds):
     entry = app.extensions["healthcode.store"].audit_entries(1)[0]
     assert entry["action"] == "code_revoke" and entry["hash"] == body["hash"]
     assert "Maria" not in str(entry) and code not in str(entry)
+
+
+def test_a_re_signed_revoked_code_is_still_revoked(app, client, creds):
+    """ECDSA is malleable: (r, n - s) verifies too. The hash covers r, so the twin is caught."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    code = one_shot(client, creds)["code"]
+    revoke(client, creds, code)
+    header, payload, signature = code.split(".")
+    raw = base64.urlsafe_b64decode(signature + "==")
+    order = ec.SECP256R1().key_size and int(
+        "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
+    s_twin = (order - int.from_bytes(raw[32:], "big")).to_bytes(32, "big")
+    twin = ".".join([header, payload, base64.urlsafe_b64encode(raw[:32] + s_twin)
+                     .decode().rstrip("=")])
+    answer = verify(client, creds, twin)
+    assert answer["reason"] in ("revoked", "bad_signature")
+    assert answer["valid"] is False
+
+
+def test_the_bundle_lists_revoked_codes(app, client, creds):
+    import jwt
+
+    code = one_shot(client, creds)["code"]
+    before = client.get("/api/v1/trust/bundle")
+    revoke(client, creds, code)
+    after = client.get("/api/v1/trust/bundle", headers={"If-None-Match": before.headers["ETag"]})
+    assert after.status_code == 200  # the list changed: a new bundle, not a 304
+    payload = jwt.decode(after.get_data(as_text=True), options={"verify_signature": False})
+    assert payload["revocations"] == {"hash_type": "SIGNATURE", "hashes": [expected_hash(code)]}

@@ -144,10 +144,12 @@
     });
   }
 
-  /* The EU DCC revocation design's SIGNATURE hash: SHA-256 of the signature bytes, first 16
-   * bytes, in base64 (healthcode/revocation.py says which bytes, per scheme). */
-  function signatureHash(signature) {
-    return sha256(signature).then(function (d) {
+  /* The EU DCC revocation design's SIGNATURE hash: SHA-256, first 16 bytes, in base64, over
+   * r (the first half) of an ECDSA signature and over the whole of an RSA one: ECDSA is
+   * malleable, (r, n - s) verifies too (healthcode/revocation.py, trust/bundle.py). */
+  function signatureHash(signature, ecdsa) {
+    var part = ecdsa === false ? signature : signature.subarray(0, signature.length >> 1);
+    return sha256(part).then(function (d) {
       return toBase64(d.subarray(0, 16));
     });
   }
@@ -312,17 +314,34 @@
     return jwks && Array.isArray(jwks.keys) ? jwks.keys : [];
   }
 
+  function addShcRevocations(trust, issuer, crls) {
+    // SMART Health Card revocation lists ({"kid", "rids": ["rid" | "rid.<time>"]})
+    listOf(crls).forEach(function (crl) {
+      if (!crl || typeof crl.kid !== "string") return;
+      var iss = crl.iss || issuer;
+      var rids = new Map();
+      listOf(crl.rids).forEach(function (item) {
+        var text = String(item);
+        var dot = text.indexOf(".");
+        rids.set(dot < 0 ? text : text.slice(0, dot), dot < 0 ? null : +text.slice(dot + 1));
+      });
+      trust.shcRevoked.set(iss + " " + crl.kid, rids);
+    });
+  }
+
   /* A bundle payload (or any object of the same shape, as the tests build from conformance
    * data) made ready for verify(): keys indexed by kid, certificates parsed, hashes in a set.
    *
-   * Payload fields read (README "Trust bundle"): "issuer" (our issuer id), "jwks" (our public
-   * keys), "issuers" ([{"issuer", "scheme", "jwks"}]: SMART Health Card and partner issuers),
-   * "certificates" ([{"kid", "country", "der"|"rawData"}]: EU DCC signers), "revocations"
-   * ({"hash_type": "SIGNATURE", "hashes": [...]}), "clock_skew". */
+   * Payload fields read (format version 1, healthcode/trust/bundle.py; README "Trust
+   * bundle"): "iss" (our issuer id), "keys" ({"keys": [our public JWKs]}), "issuers"
+   * ([{"iss", "scheme", "keys": [JWK]}]: SMART Health Card and partner issuers; a null scheme
+   * trusts the keys for any), "shc_revocations" ([{"iss", "kid", "rids"}]), "certificates"
+   * ([{"kid", "country", "der"}]: EU DCC signers) and "revocations" ({"hash_type":
+   * "SIGNATURE", "hashes": [base64]}). */
   function prepare(payload, options) {
     options = options || {};
     var trust = {
-      issuer: options.issuer || payload.issuer || payload.iss || null,
+      issuer: options.issuer || payload.iss || payload.issuer || null,
       skew: options.skew !== undefined ? options.skew
         : (isInt(payload.clock_skew) ? payload.clock_skew : 60),
       own: new Map(),
@@ -334,34 +353,29 @@
       keyCache: new KeyCache(),
       issuedAt: payload.iat
     };
-    keysOf(payload.jwks || payload.keys).forEach(function (jwk) {
+    keysOf(payload.keys || payload.jwks).forEach(function (jwk) {
       if (jwk && typeof jwk.kid === "string") trust.own.set(jwk.kid, jwk);
     });
     listOf(payload.issuers).forEach(function (entry) {
-      if (!entry || typeof entry.issuer !== "string") return;
-      if (entry.scheme === "shc") {
-        var byKid = trust.shc.get(entry.issuer) || new Map();
-        keysOf(entry.jwks || entry.keys).forEach(function (jwk) {
+      var issuer = entry && (entry.iss || entry.issuer);
+      if (typeof issuer !== "string") return;
+      var keys = keysOf(entry.keys || entry.jwks);
+      var scheme = entry.scheme === undefined ? null : entry.scheme;
+      if (scheme === "shc" || scheme === null) {
+        var byKid = trust.shc.get(issuer) || new Map();
+        keys.forEach(function (jwk) {
           if (jwk && typeof jwk.kid === "string") byKid.set(jwk.kid, jwk);
         });
-        trust.shc.set(entry.issuer, byKid);
-        // SMART Health Card revocation lists ({"kid", "rids": ["rid" | "rid.<time>"]})
-        listOf(entry.crls || entry.revocation_lists).forEach(function (crl) {
-          if (!crl || typeof crl.kid !== "string") return;
-          var rids = new Map();
-          listOf(crl.rids).forEach(function (item) {
-            var text = String(item);
-            var dot = text.indexOf(".");
-            rids.set(dot < 0 ? text : text.slice(0, dot), dot < 0 ? null : +text.slice(dot + 1));
-          });
-          trust.shcRevoked.set(entry.issuer + " " + crl.kid, rids);
-        });
-      } else {
-        keysOf(entry.jwks || entry.keys).forEach(function (jwk) {
+        trust.shc.set(issuer, byKid);
+        addShcRevocations(trust, issuer, entry.crls);
+      }
+      if (scheme !== "shc") {
+        keys.forEach(function (jwk) {
           if (jwk && typeof jwk.kid === "string") trust.partnerKids.add(jwk.kid);
         });
       }
     });
+    addShcRevocations(trust, null, payload.shc_revocations);
     var certificates = listOf(payload.certificates);
     if (isObject(payload.certificates)) {
       certificates = listOf(payload.certificates["eu-dcc"]);
@@ -559,7 +573,7 @@
         status_as_of: claims.sv === 0 ? null : isoTime(claims.iat)
       };
       if (claims.sv !== 0) return answer; // one-shot codes (status version 0) may be revoked
-      return signatureHash(signature).then(function (hash) {
+      return signatureHash(signature, true).then(function (hash) {
         if (trust.revoked.has(hash)) {
           return {valid: false, reason: "revoked", message: "the issuing authority revoked " +
                   "this code", scheme: "native", status: null, subject: null,
@@ -984,7 +998,7 @@
           issued_at: isoTime(claims.iat), expires_at: isoTime(claims.exp),
           checked_online: false, checked_offline: true
         };
-        return signatureHash(cose.signature).then(function (hash) {
+        return signatureHash(cose.signature, cose.alg === ALG_ES256).then(function (hash) {
           if (trust.revoked.has(hash)) {
             return failure(new CodeError("revoked", "the certificate is on the revocation list"),
               "eu-dcc");
