@@ -346,6 +346,7 @@
         : (isInt(payload.clock_skew) ? payload.clock_skew : 60),
       own: new Map(),
       shc: new Map(), // issuer -> Map(kid -> jwk)
+      shcByKid: new Map(), // kid -> [{issuer, jwk}]: a scan looks up its kid, not every issuer
       partnerKids: new Set(),
       shcRevoked: new Map(), // "issuer kid" -> Map(rid -> cut-off time or null)
       dsc: new Map(), // base64 kid -> [certificate]
@@ -364,7 +365,11 @@
       if (scheme === "shc" || scheme === null) {
         var byKid = trust.shc.get(issuer) || new Map();
         keys.forEach(function (jwk) {
-          if (jwk && typeof jwk.kid === "string") byKid.set(jwk.kid, jwk);
+          if (!jwk || typeof jwk.kid !== "string") return;
+          byKid.set(jwk.kid, jwk);
+          var same = trust.shcByKid.get(jwk.kid) || [];
+          same.push({issuer: issuer, jwk: jwk});
+          trust.shcByKid.set(jwk.kid, same);
         });
         trust.shc.set(issuer, byKid);
         addShcRevocations(trust, issuer, entry.crls);
@@ -664,10 +669,8 @@
   }
 
   function shcCandidate(trust, kid) {
-    var found = [];
-    trust.shc.forEach(function (byKid, issuer) {
-      var jwk = byKid.get(kid);
-      if (jwk && jwk.kty === "EC" && jwk.crv === "P-256") found.push({issuer: issuer, jwk: jwk});
+    var found = (trust.shcByKid.get(kid) || []).filter(function (c) {
+      return c.jwk.kty === "EC" && c.jwk.crv === "P-256";
     });
     // SHC defines the kid as the key's thumbprint: a key filed under another kid is not it
     return Promise.all(found.map(function (c) {
