@@ -149,6 +149,8 @@ def client_text() -> dict:
         "status_as_of": gettext("colour as issued at %(time)s"),
         "status_not_asked": gettext("Checked online, but the current status could not be "
                                     "asked: colour as issued at %(time)s"),
+        "offline_valid": gettext("The code is genuine. Its colour is the one it was issued "
+                                 "with."),
         "could_not_check": gettext("Could not check"),
         "no_trust_detail": gettext("No connection to the service, and no trust data on this "
                                    "device for checking offline. Try again, or check another "

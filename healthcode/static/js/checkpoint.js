@@ -35,6 +35,7 @@
   var BUNDLE_EVERY_MS = 5 * 60 * 1000; // cheap: an unchanged bundle is a 304
 
   var recent = [];
+  var typed = ""; // what a keyboard-wedge scanner types while a result is on screen
   var bundle = null; // {opened: openBundle result, trust: prepare result}
   var lastText = null;
   var lastAt = 0;
@@ -44,7 +45,9 @@
   var timeFormat = new Intl.DateTimeFormat(lang, {
     hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false
   });
-  var dateTimeFormat = new Intl.DateTimeFormat(lang, {dateStyle: "medium", timeStyle: "medium"});
+  // 24-hour times in every language, as Macau and Hong Kong write them (issue 13.11)
+  var dateTimeFormat = new Intl.DateTimeFormat(lang, {dateStyle: "medium", timeStyle: "medium",
+                                                      hourCycle: "h23"});
 
   function byId(id) {
     return document.getElementById(id);
@@ -150,7 +153,9 @@
     var view = {
       kind: "scan", valid: answer.valid, status: status, reason: answer.valid ? "valid" : answer.reason,
       name: name,
-      expiry: answer.expires_at ? dateTimeFormat.format(new Date(answer.expires_at)) : "",
+      // a refused code's own "valid until" would contradict its headline (issue 13.11)
+      expiry: answer.valid && answer.expires_at
+        ? dateTimeFormat.format(new Date(answer.expires_at)) : "",
       // How it was checked matters for a code that passed; a forged or expired code is
       // refused whatever the service's status would have said.
       online: answer.valid ? howChecked(answer) : (answer.checked_offline
@@ -161,7 +166,8 @@
     if (answer.valid && status) {
       view.tone = status;
       view.headline = text.status[status] || status;
-      view.detail = text.reason.valid;
+      // offline, "up to date" cannot be said: the colour is the one the code was issued with
+      view.detail = answer.checked_offline ? text.offline_valid : text.reason.valid;
     } else if (answer.valid) {
       // genuine, but nothing here gives codes of this scheme a colour (issue 13.9)
       view.tone = "genuine";
@@ -211,6 +217,9 @@
   function closeResult() {
     result.hidden = true;
     lastText = null; // the next scan may be the same code again, on purpose
+    typed = "";
+    // back to the code field, so the next typed or wedge-scanned code goes there (issue 13.11)
+    byId("manual-code").focus();
   }
 
   // -- scanning ----------------------------------------------------------------------------------
@@ -449,10 +458,35 @@
       });
   });
 
+  // Keyboard-wedge scanners type the code and press Enter (issue 13.8): Enter checks, the field
+  // clears and keeps focus; Shift+Enter still adds a line (SHC chunks may be pasted by hand).
+  byId("manual-code").addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      byId("manual-form").requestSubmit();
+    }
+  });
+
   byId("result-close").addEventListener("click", closeResult);
   document.addEventListener("keydown", function (event) {
-    if (event.key === "Escape" && !result.hidden) {
+    if (result.hidden) {
+      return;
+    }
+    if (event.key === "Escape") {
       closeResult();
+    } else if (event.key === "Enter" && typed) {
+      // a code typed while a result is shown replaces it, as a camera scan does
+      event.preventDefault();
+      var code = typed.trim();
+      typed = "";
+      lastText = null;
+      if (code) {
+        onCode(code, performance.now());
+      }
+    } else if (event.key.length === 1 && !event.ctrlKey && !event.metaKey && !event.altKey &&
+               (typed || event.key !== " ")) { // a space alone still presses "Next"
+      typed += event.key;
+      event.preventDefault();
     }
   });
   startButton.addEventListener("click", startCamera);
