@@ -111,7 +111,9 @@ SCHEMAS = {
         "subject": {"type": ["object", "null"], "properties": {
             "masked_name": {"type": ["string", "null"]}}},
         "expires_at": {"type": ["string", "null"]},
-        "checked_online": {"type": "boolean"}}},
+        "checked_online": {"type": "boolean"},
+        "issuer": {"type": ["string", "null"],
+                   "description": "who signed a foreign code (absent for our own)"}}},
     "Conversion": {"type": "object", "required": ["code", "scheme", "record", "trace"],
                    "properties": {
         "code": {"type": "string"}, "scheme": {"type": "string"},

@@ -117,7 +117,10 @@ def _foreign_answer(decoded, at: datetime | None) -> dict:
               if provenance and provenance.issued_at else None,
               "expires_at": format_time(provenance.valid_until)
               if provenance and provenance.valid_until else None,
-              "checked_online": False}
+              "checked_online": False,
+              # who signed it: a scanner names the issuer of a genuine code that no colour
+              # rule covers (issue 13.9); an issuer id, never personal data
+              "issuer": decoded.issuer}
     if record.status is None:
         policy = recognition.get_policies().get(decoded.scheme)
         if policy is None:

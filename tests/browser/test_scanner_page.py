@@ -244,3 +244,22 @@ def test_the_lookup_finds_an_id_card_typed_without_brackets(page, site):
     page.fill("#doc-region", "MO")
     page.click("#lookup-form button[type=submit]")
     assert result_of(page, "lookup")["status"] == "red"
+
+
+def test_a_genuine_code_without_a_colour_rule_has_its_own_verdict(page, site):
+    """Issue 13.9: an SHC card online, with no policy for its scheme: genuine, named, and not
+    "checked offline" (the service was asked and answered)."""
+    from tests.browser.offline_util import SHC_ISSUER, shc_example, trust_on_site
+
+    trust_on_site(site)
+    sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
+    page.fill("#manual-code", shc_example("00"))
+    page.click("#manual-form button[type=submit]")
+    seen = result_of(page)
+    assert seen["valid"] == "true" and seen["status"] == ""
+    assert page.inner_text("#result-headline") == "Genuine code"
+    reason = page.inner_text("#result-reason")
+    assert "No colour rule for SMART Health Cards here" in reason and SHC_ISSUER in reason
+    assert page.inner_text("#result-online") == "Checked online"
+    assert page.get_attribute("#result", "data-offline") == "false"
+    screenshot(page, "scanner-genuine-no-colour-rule-en", full_page=False)
