@@ -119,9 +119,11 @@ def payload_for(site, *, issued_at: float | None = None, **extra) -> dict:
 
 def sign_bundle(site, payload: dict, key=None, kid: str | None = None) -> str:
     """A compact JWS of the payload, by default with the site's active key (as served)."""
+    from healthcode.trust.bundle import TYP
+
     active = site.app.extensions["healthcode.keys"].active
     return jwt.encode(payload, key or active.private_key, algorithm="ES256",
-                      headers={"kid": kid or active.kid, "typ": None})
+                      headers={"kid": kid or active.kid, "typ": TYP})
 
 
 def serve_bundle(context, jws: str | None) -> None:

@@ -241,10 +241,21 @@ def test_back_online_the_page_checks_online_again(context_for, site):
     assert (seen["valid"], seen["offline"], seen["online"]) == ("true", "false", "Checked online")
 
 
-def test_a_bundle_not_signed_by_our_key_is_never_used(context_for, site):
+def _stranger_signed(site):
     stranger = ec.generate_private_key(ec.SECP256R1())
     active = site.app.extensions["healthcode.keys"].active
-    forged = sign_bundle(site, payload_for(site), key=stranger, kid=active.kid)
+    return sign_bundle(site, payload_for(site), key=stranger, kid=active.kid)
+
+
+def _one_of_our_codes(site):
+    """Signed by our key, but a health code: its type keeps it from passing as a bundle."""
+    return site.code(site.enroll("green"))
+
+
+@pytest.mark.parametrize("make", [_stranger_signed, _one_of_our_codes],
+                         ids=["signed by a stranger", "a health code of ours"])
+def test_a_bundle_not_signed_by_our_key_is_never_used(context_for, site, make):
+    forged = make(site)
     context = context_for()
     serve_bundle(context, forged)
     page = context.new_page()
@@ -298,3 +309,20 @@ def test_the_page_reloads_offline_from_the_service_worker(context_for, site):
     seen = paste(page, code)
     assert (seen["valid"], seen["status"], seen["offline"]) == ("true", "green", "true")
     screenshot(page, "scanner-offline-reloaded-en")
+
+
+def test_a_service_that_does_not_answer_is_not_waited_for(context_for, site):
+    """The network is up but the answer never comes ("lie-fi"): after 4 s the page checks
+    offline rather than hold the queue."""
+    code = site.code(site.enroll("green"))
+    trust_on_site(site)
+    context = context_for()
+    page = context.new_page()
+    open_scanner(page, site)
+    held = []
+    page.route("**/api/v1/verify", lambda route: held.append(route))  # never answered
+    started = time.monotonic()
+    seen = paste(page, code)
+    waited = time.monotonic() - started
+    assert (seen["valid"], seen["status"], seen["offline"]) == ("true", "green", "true")
+    assert 3.5 < waited < 10

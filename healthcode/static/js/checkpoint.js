@@ -72,11 +72,18 @@
 
   // -- talking to the service ------------------------------------------------------------------
 
+  // A network that is up but does not answer ("lie-fi") must not hold a guard for long: past
+  // this, the page checks offline (the service's own answers take milliseconds).
+  var ANSWER_WITHIN_MS = 4000;
+
   function post(url, body) {
+    var signal = window.AbortSignal && AbortSignal.timeout
+      ? AbortSignal.timeout(ANSWER_WITHIN_MS) : undefined;
     return fetch(url, {
       method: "POST",
       credentials: "same-origin",
       cache: "no-store",
+      signal: signal,
       headers: {"Content-Type": "application/json", "Accept": "application/json",
                 "X-CSRF-Token": csrf},
       body: JSON.stringify(body)
@@ -294,7 +301,8 @@
   /* Open (verify) a bundle's JWS and make it the one offline checks use; a bundle that fails
    * its signature is dropped, and the one in use stays. */
   function useBundle(jws) {
-    return offline.openBundle(jws, page.trust_keys).then(function (opened) {
+    var opening = offline.openBundle(jws, page.trust_keys, undefined, page.issuer);
+    return opening.then(function (opened) {
       if (bundle && bundle.opened.issuedAt > opened.issuedAt) {
         return false; // never step back to an older bundle
       }

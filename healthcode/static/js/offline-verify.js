@@ -1,7 +1,8 @@
 /* Verifying codes in the browser, for a checkpoint that has lost the service (issue 12).
  *
  * window.HealthcodeOffline:
- *   openBundle(jws, pinnedJwks, nowMs) -> Promise<{payload, kid, issuedAt, notBefore, expiresAt,
+ *   openBundle(jws, pinnedJwks, nowMs, issuer) -> Promise<{payload, kid, issuedAt, notBefore,
+ *       expiresAt,
  *       state: "current" | "expired" | "not_yet_valid"}>; rejects when the signature does not
  *       verify against a key delivered with the page (the bundle is then never used).
  *   prepare(payload, options) -> a trust object for verify(); options.issuer / options.skew
@@ -41,6 +42,7 @@
     recovery: ["1.3.6.1.4.1.1847.2021.1.3", "1.3.6.1.4.1.0.1847.2021.1.3"]
   };
   var TYPE_KEYS = {v: "vaccination", t: "test", r: "recovery"};
+  var BUNDLE_TYP = "hc-trust-bundle+jwt"; // healthcode/trust/bundle.py TYP
 
   function CodeError(reason, message, step) {
     this.reason = reason;
@@ -273,13 +275,15 @@
     return parts;
   }
 
-  function openBundle(jws, pinnedJwks, nowMs) {
+  function openBundle(jws, pinnedJwks, nowMs, expectedIssuer) {
     return Promise.resolve().then(function () {
       var parts = jwsParts(jws);
       var header = jsonOf(b64url(parts[0]), "the bundle header");
       if (!isObject(header) || header.alg !== "ES256" || typeof header.kid !== "string") {
         fail("bad_signature", "the bundle is not signed with ES256 and a kid");
       }
+      // our key signs codes too: the type keeps any other JWS of ours from passing as a bundle
+      if (header.typ !== BUNDLE_TYP) fail("malformed", "not a trust bundle");
       var pinned = ((pinnedJwks && pinnedJwks.keys) || []).filter(function (k) {
         return k.kid === header.kid;
       })[0];
@@ -293,6 +297,9 @@
         var payload = jsonOf(b64url(parts[1]), "the bundle payload");
         if (!isObject(payload) || !isInt(payload.exp) || !isInt(payload.iat)) {
           fail("malformed", "the bundle has no iat and exp");
+        }
+        if (expectedIssuer && payload.iss !== expectedIssuer) {
+          fail("untrusted_issuer", "the bundle is another service's");
         }
         var now = (nowMs === undefined ? Date.now() : nowMs) / 1000;
         var nbf = isInt(payload.nbf) ? payload.nbf : payload.iat;
