@@ -22,11 +22,13 @@ from flask import (Blueprint, current_app, jsonify, make_response, redirect, ren
                    request, url_for)
 from flask_babel import gettext
 
-from .. import i18n, residents, sessions
+from mapping.partner_schema import PartnerMapping
+
+from .. import i18n, recognition, residents, sessions
 from ..auth import actor, current_credential, require
 from ..errors import Forbidden, HealthCodeError, NotFound, StoreUnavailable
 from ..http import created
-from ..record import format_time
+from ..record import TEST_RESULTS, TEST_TYPES, format_time
 from ..store import Credential, get_store
 from ..subject import is_subject_id
 
@@ -158,11 +160,42 @@ def checkpoint():
         # it, so the keys travel with the page, not with the bundle.
         "bundle_url": BUNDLE_PATH, "trust_keys": residents.get_ring().jwks(),
         "issuer": config["ISSUER"], "clock_skew": config["CLOCK_SKEW"],
+        "partners": offline_partners(recognition.get_registry()),
         "worker_url": url_for("pages.checkpoint_worker"), "worker_scope": url_for(
             "pages.checkpoint")})
     # the service worker keeps only the signed-in scanner, never a sign-in or error page
     response.headers["X-Healthcode-Page"] = "checkpoint"
     return response
+
+
+#: the facts of a partner code the scanner reads offline (mapping/partner_schema.py ClaimMap)
+PARTNER_FACTS = ("subject", "name", "status", "issued_at", "valid_until", "not_before",
+                 "document_type", "document_number", "document_region", "test_type",
+                 "test_result", "test_sampled_at")
+
+
+def offline_partners(registry) -> list[dict]:
+    """What the scanner needs to check partner JWTs offline: each mapping file's layout (where
+    subject, name, status and times sit), its prefix, issuers, algorithms and colour table.
+    Their keys come in the signed bundle; this comes with the page, like our own keys."""
+    out = []
+    for adapter in registry.adapters():
+        mapping = getattr(adapter, "mapping", None)
+        if not isinstance(mapping, PartnerMapping):
+            continue
+        claims = mapping.claims
+        out.append({
+            "scheme": mapping.scheme, "name": mapping.name, "prefix": mapping.prefix,
+            "issuers": list(mapping.issuers), "algorithms": list(mapping.algorithms),
+            "skew": getattr(adapter, "skew", 60),
+            "claims": {fact: getattr(claims, fact) for fact in PARTNER_FACTS},
+            "formats": {fact: claims.time_format(fact)
+                        for fact in ("issued_at", "valid_until", "not_before",
+                                     "test_sampled_at")},
+            "status": dict(mapping.status_decode),
+            "documents": dict(mapping.documents_decode),
+            "test_types": list(TEST_TYPES), "test_results": list(TEST_RESULTS)})
+    return out
 
 
 #: the trust bundle's path (DESIGN.md contract), which the scanner keeps for offline checks

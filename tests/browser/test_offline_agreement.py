@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
 from healthcode import verification
+from healthcode.record import Record
 from healthcode.trust import TrustStore
 from mapping.base import CodeError
 from mapping.eu_dcc import EUDCCAdapter
+from mapping.partner_schema import load_mapping
 from mapping.shc import SHCAdapter
 from tests import tokens_util as tu
 from tests.browser.conftest import sign_in_with_token
@@ -316,4 +320,163 @@ def test_native_verifiers_agree(verifier_page, site, capsys):
                     browser_answers(verifier_page, cases, payloads, "native"), tally)
     with capsys.disabled():
         print("\nnative agreement tally:", dict(tally))
+    assert not wrong, "\n".join(wrong)
+
+
+# -- partner JWTs (the example mapping files of mapping/partners/) ----------------------------
+
+PARTNER_FILES = Path(__file__).resolve().parents[2] / "mapping" / "partners"
+
+
+@pytest.fixture
+def partner_site(tmp_path_factory, redis_server):
+    """A live site with the three example partner agreements and a key for each partner."""
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from healthcode import create_app
+    from tests.browser.conftest import LiveSite
+
+    data = tmp_path_factory.mktemp("partner-data")
+    (data / "mappings").mkdir()
+    (data / "trust").mkdir()
+    keys = {}
+    for file in sorted(PARTNER_FILES.glob("*.toml")):
+        scheme = file.stem
+        shutil.copy(file, data / "mappings")
+        keys[scheme] = ec.generate_private_key(ec.SECP256R1())
+        jwk = json.loads(pyjwt.algorithms.ECAlgorithm.to_jwk(keys[scheme].public_key()))
+        issuer = load_mapping(file).issuers[0]
+        (data / "trust" / f"{scheme}.jwks.json").write_text(json.dumps(
+            {"issuer": issuer, "scheme": scheme, "keys": [{**jwk, "kid": f"{scheme}-1"}]}))
+    app = create_app({"TESTING": True, "REDIS_URL": redis_server.url, "DATA_DIR": str(data),
+                      "ISSUER": "HC-TEST", "SUBJECT_SECRET": "partner-secret-0123456789",
+                      "CREDENTIAL_CACHE_SECONDS": 0})
+    site = LiveSite(app)
+    site.partner_keys = keys
+    yield site
+    site.close()
+
+
+def partner_codes(site) -> dict:
+    """Codes of each partner: genuine green and red, a colour the agreement refuses, tampered,
+    signed by a stranger, naming an issuer we do not trust, and in another partner's layout."""
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from mapping.base import Signer
+    from mapping.partner_jwt import PartnerJWTAdapter
+
+    codes = {}
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    for file in sorted(PARTNER_FILES.glob("*.toml")):
+        scheme = file.stem
+        mapping = load_mapping(file)
+        key = site.partner_keys[scheme]
+        signer = Signer(private_key=key, kid=f"{scheme}-1", issuer=mapping.issuers[0])
+        adapter = PartnerJWTAdapter(mapping)
+        doc_type = sorted(mapping.documents_encode)[0]
+        for status in ("green", "red"):
+            record = Record.from_dict({
+                "subject": {"name": "陳大文", "name_latin": "CHAN TAI MAN",
+                            "birth_date": "1980-01-02",
+                            "document": {"type": doc_type, "number": "H1234567",
+                                         "region": mapping.region[:2]}},
+                "status": status, "evidence": {"tests": [{
+                    "type": "pcr", "result": "negative",
+                    "sampled_at": (now - timedelta(hours=10)).isoformat()}]},
+                "provenance": {"scheme": scheme, "valid_until": now + timedelta(hours=6)}})
+            codes[f"{scheme} {status}"] = adapter.encode(record, signer=signer)
+        green = codes[f"{scheme} green"]
+        prefix = mapping.prefix or ""
+        token = green[len(prefix):]
+        header = pyjwt.get_unverified_header(token)
+        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+
+        def resign(changed, with_key=key, kid=header.get("kid")):
+            return prefix + pyjwt.encode(changed, with_key, algorithm="ES256",
+                                         headers={k: v for k, v in {**header, "kid": kid}.items()
+                                                  if k not in ("alg",)})
+
+        def with_claim(path, value):
+            changed = json.loads(json.dumps(claims))
+            node = changed
+            parts = path.split(".")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = value
+            return changed
+
+        refused = [k for k, v in mapping.status_decode.items() if v == "refuse"]
+        status_path = mapping.claims.status
+        original = claims
+        for part in status_path.split("."):
+            original = original[part]
+        unknown = 99 if isinstance(original, int) else "purple"
+        codes[f"{scheme} unknown colour"] = resign(with_claim(status_path, unknown))
+        if refused:
+            value = int(refused[0]) if isinstance(original, int) else refused[0]
+            codes[f"{scheme} refused colour"] = resign(with_claim(status_path, value))
+        codes[f"{scheme} tampered"] = prefix + ".".join([
+            token.split(".")[0],
+            base64.urlsafe_b64encode(json.dumps(with_claim(status_path, original)).encode()
+                                     + b" ").decode().rstrip("="),
+            token.split(".")[2]])
+        codes[f"{scheme} stranger's key"] = resign(claims, with_key=ec.generate_private_key(
+            ec.SECP256R1()))
+        codes[f"{scheme} unknown kid"] = resign(claims, kid="nobody-1")
+        codes[f"{scheme} untrusted issuer"] = resign(with_claim("iss", "https://evil.example"))
+        codes[f"{scheme} no name"] = resign(with_claim(mapping.claims.name, None))
+        codes[f"{scheme} name not text"] = resign(with_claim(mapping.claims.name, 42))
+        if mapping.claims.document_type:
+            codes[f"{scheme} unknown document type"] = resign(
+                with_claim(mapping.claims.document_type, "ZZZ"))
+            codes[f"{scheme} half a document"] = resign(
+                with_claim(mapping.claims.document_number, None))
+        if mapping.claims.test_type:
+            codes[f"{scheme} unknown test type"] = resign(
+                with_claim(mapping.claims.test_type, "urine"))
+    return codes
+
+
+def test_partner_verifiers_agree(context_for, partner_site, capsys):
+    """The whole dispatcher on both sides: verify_any on the server, verify() in the page."""
+    site = partner_site
+    codes = partner_codes(site)
+    context = context_for()
+    page = context.new_page()
+    sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
+    page.wait_for_selector("#trust-status[data-state=current]", timeout=15_000)
+    now = datetime.now(timezone.utc)
+    times = {"now": now, "in 7 hours": now + timedelta(hours=7),
+             "an hour ago": now - timedelta(hours=1)}
+    names, cases, server = [], [], []
+    with site.app.app_context():
+        for name, text in codes.items():
+            for when, at in times.items():
+                answer = verification.verify_any(text, at=at)
+                names.append(f"{name} / {when}")
+                server.append((answer["valid"], answer["reason"],
+                               (answer["subject"] or {}).get("masked_name")))
+                cases.append({"text": text, "at": ms(at)})
+    results = page.evaluate("""async (cases) => {
+        const page = JSON.parse(document.getElementById('hc-page').textContent);
+        const jws = await (await fetch(page.bundle_url)).text();
+        const opened = await HealthcodeOffline.openBundle(jws, page.trust_keys);
+        const trust = await HealthcodeOffline.prepare(opened.payload, {
+            issuer: page.issuer, skew: page.clock_skew, partners: page.partners});
+        const out = [];
+        for (const c of cases) {
+            const a = await HealthcodeOffline.verify(c.text, trust, c.at);
+            out.push([a.valid, a.reason, a.subject ? a.subject.masked_name : null]);
+        }
+        return out;
+    }""", cases)
+    tally: Counter = Counter()
+    wrong = compare("partner", names, server, [tuple(r) for r in results], tally)
+    reasons = Counter(s[1] or "valid" for s in server)
+    with capsys.disabled():
+        print("\npartner agreement tally:", dict(tally), "server reasons:", dict(reasons))
+    assert {"valid", "bad_signature", "unknown_key", "untrusted_issuer", "policy_refused",
+            "expired", "not_yet_valid", "malformed"} <= set(reasons)
     assert not wrong, "\n".join(wrong)

@@ -306,7 +306,8 @@
       if (bundle && bundle.opened.issuedAt > opened.issuedAt) {
         return false; // never step back to an older bundle
       }
-      return offline.prepare(opened.payload, {issuer: page.issuer, skew: page.clock_skew})
+      return offline.prepare(opened.payload, {issuer: page.issuer, skew: page.clock_skew,
+                                              partners: page.partners})
         .then(function (trust) {
           bundle = {opened: opened, trust: trust, jws: jws};
           showTrustStatus();

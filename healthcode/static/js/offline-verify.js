@@ -355,6 +355,9 @@
       shc: new Map(), // issuer -> Map(kid -> jwk)
       shcByKid: new Map(), // kid -> [{issuer, jwk}]: a scan looks up its kid, not every issuer
       partnerKids: new Set(),
+      partnerKeys: new Map(), // "issuer kid" -> jwk
+      partnerIssuers: new Map(), // issuer -> scheme it is trusted for (null: any)
+      partners: listOf(options.partners), // the mapping files' layouts, with the page
       shcRevoked: new Map(), // "issuer kid" -> Map(rid -> cut-off time or null)
       dsc: new Map(), // base64 kid -> [certificate]
       revoked: new Set(),
@@ -383,8 +386,11 @@
       }
       if (scheme !== "shc") {
         keys.forEach(function (jwk) {
-          if (jwk && typeof jwk.kid === "string") trust.partnerKids.add(jwk.kid);
+          if (!jwk || typeof jwk.kid !== "string") return;
+          trust.partnerKids.add(jwk.kid);
+          trust.partnerKeys.set(issuer + " " + jwk.kid, jwk);
         });
+        trust.partnerIssuers.set(issuer, scheme);
       }
     });
     addShcRevocations(trust, null, payload.shc_revocations);
@@ -559,7 +565,8 @@
     }
     var jwk = trust.own.get(header.kid);
     if (!jwk) {
-      if (trust.partnerKids.has(header.kid)) {
+      if (trust.partnerKids.has(header.kid) && !trust.partners.length) {
+        // a partner's key, but this page was given no partner layouts to read its codes with
         return unchecked("partner", "partner codes are checked by the service");
       }
       fail("unknown_key", "the code is signed with a key we do not know");
@@ -1019,6 +1026,193 @@
     });
   }
 
+  // -- partner JWTs (mapping/partner_jwt.py) --------------------------------------------------
+
+  var JWS_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+  var KEY_TYPES = {ES256: "EC", ES384: "EC", PS256: "RSA"}; // what WebCrypto checks here
+  var EC_ALGS = {ES256: {crv: "P-256", hash: "SHA-256", size: 64},
+                 ES384: {crv: "P-384", hash: "SHA-384", size: 96}};
+
+  /* The partner whose file claims this text: by prefix, else by the issuer a bare JWT names
+   * (mapping/partner_jwt.py detect). */
+  function partnerOf(trust, text) {
+    var byPrefix = trust.partners.filter(function (p) {
+      return p.prefix && text.indexOf(p.prefix) === 0;
+    });
+    if (byPrefix.length) return byPrefix[0];
+    if (!JWS_SHAPE.test(text)) return null;
+    var claims;
+    try {
+      claims = JSON.parse(strictUtf8.decode(base64Bytes(text.split(".")[1], false)));
+    } catch (e) {
+      return null;
+    }
+    if (!isObject(claims)) return null;
+    return trust.partners.filter(function (p) {
+      return !p.prefix && p.issuers.indexOf(claims.iss) >= 0;
+    })[0] || null;
+  }
+
+  function claimAt(claims, path) {
+    var node = claims;
+    var parts = path.split(".");
+    for (var i = 0; i < parts.length; i++) {
+      if (!isObject(node)) fail("malformed", "claim " + path + " is not inside an object");
+      node = node[parts[i]];
+      if (node === null || node === undefined) return null;
+    }
+    return node;
+  }
+
+  function partnerTime(partner, claims, fact, required) {
+    var path = partner.claims[fact];
+    var value = path ? claimAt(claims, path) : null;
+    if (value === null) {
+      if (required) fail("malformed", "claim " + path + " is missing");
+      return null;
+    }
+    if (partner.formats[fact] === "iso") {
+      // an offset is required: a local time without one would be read hours off
+      if (typeof value !== "string" ||
+          !/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)$/.test(value)) {
+        fail("malformed", "claim " + path + " is not an ISO 8601 time with an offset");
+      }
+      var ms = Date.parse(value);
+      if (isNaN(ms)) fail("malformed", "claim " + path + " is not an ISO 8601 time");
+      return ms / 1000;
+    }
+    if (typeof value !== "number") fail("malformed", "claim " + path + " is not a time in seconds");
+    return value;
+  }
+
+  /* A document or a test is all of its claims or none (mapping/partner_jwt.py _all_or_none). */
+  function allOrNone(partner, claims, what, facts) {
+    var values = facts.map(function (fact) {
+      var path = partner.claims[fact];
+      return path ? claimAt(claims, path) : null;
+    });
+    var present = values.filter(function (v) {
+      return v !== null;
+    }).length;
+    if (!present) return null;
+    if (present < values.length) fail("malformed", "the " + what + " claims are incomplete");
+    return values;
+  }
+
+  function importPartnerKey(jwk, alg) {
+    var ec = EC_ALGS[alg];
+    if (ec) {
+      if (jwk.crv !== ec.crv) return Promise.resolve(null);
+      return subtle.importKey("jwk", {kty: "EC", crv: ec.crv, x: jwk.x, y: jwk.y, ext: true},
+        {name: "ECDSA", namedCurve: ec.crv}, false, ["verify"]).catch(function () {
+        return null;
+      });
+    }
+    return subtle.importKey("jwk", {kty: "RSA", n: jwk.n, e: jwk.e, ext: true},
+      {name: "RSA-PSS", hash: "SHA-256"}, false, ["verify"]).catch(function () {
+      return null;
+    });
+  }
+
+  function verifyPartner(partner, text, trust, at) {
+    var token = text;
+    if (partner.prefix) {
+      if (text.indexOf(partner.prefix) !== 0) {
+        fail("malformed", "a " + partner.name + " code starts with " + partner.prefix);
+      }
+      token = text.slice(partner.prefix.length);
+    }
+    if (!JWS_SHAPE.test(token)) fail("malformed", "not a signed code");
+    var parts = token.split(".");
+    var header = jsonOf(b64url(parts[0]), "the header");
+    var unverified = jsonOf(b64url(parts[1]), "the claims");
+    if (!isObject(header) || !isObject(unverified)) fail("malformed", "not a JSON object");
+    var alg = header.alg;
+    if (partner.algorithms.indexOf(alg) < 0) {
+      fail("bad_signature", "algorithm " + alg + " is not accepted from " + partner.name);
+    }
+    if (typeof header.kid !== "string" || !header.kid) fail("unknown_key", "the code names no key");
+    var iss = unverified.iss;
+    var trustedFor = trust.partnerIssuers.has(iss) ? trust.partnerIssuers.get(iss) : undefined;
+    if (!(typeof iss === "string" && partner.issuers.indexOf(iss) >= 0 &&
+          (trustedFor === null || trustedFor === partner.scheme))) {
+      fail("untrusted_issuer", "the code's issuer is not trusted for " + partner.name);
+    }
+    var jwk = trust.partnerKeys.get(iss + " " + header.kid);
+    if (!jwk) fail("unknown_key", "the code is signed with a key we do not know");
+    if (jwk.use !== undefined && jwk.use !== null && jwk.use !== "sig") {
+      fail("wrong_key_usage", "the key is not for signatures");
+    }
+    if (jwk.alg && jwk.alg !== alg) fail("bad_signature", "the key is for " + jwk.alg);
+    if (!KEY_TYPES[alg]) {
+      throw new CodeError("offline_unsupported", alg + " is checked by the service");
+    }
+    if (jwk.kty !== KEY_TYPES[alg]) fail("bad_signature", "the key cannot check " + alg);
+    var signature = b64url(parts[2]);
+    var signed = utf8.encode(parts[0] + "." + parts[1]);
+    return trust.keyCache.get("partner:" + alg + ":" + iss + " " + header.kid, function () {
+      return importPartnerKey(jwk, alg);
+    }).then(function (key) {
+      if (!key) fail("bad_signature", "the key cannot check " + alg);
+      var ec = EC_ALGS[alg];
+      if (ec) {
+        if (signature.length !== ec.size) return false;
+        return subtle.verify({name: "ECDSA", hash: ec.hash}, key, signature, signed)
+          .catch(function () {
+            return false;
+          });
+      }
+      return subtle.verify({name: "RSA-PSS", saltLength: 32}, key, signature, signed)
+        .catch(function () {
+          return false;
+        });
+    }).then(function (ok) {
+      if (!ok) fail("bad_signature", "the signature does not match");
+      var claims = unverified; // now verified: the same bytes
+      var skew = (partner.skew || 60) * 1000;
+      var issued = partnerTime(partner, claims, "issued_at", true);
+      var until = partnerTime(partner, claims, "valid_until", true);
+      var notBefore = partnerTime(partner, claims, "not_before", false);
+      [notBefore, issued].forEach(function (start) {
+        if (start !== null && start * 1000 > at + skew) fail("not_yet_valid", "the code is not valid yet");
+      });
+      if (until * 1000 <= at - skew) fail("expired", "the code has expired");
+      var subject = claimAt(claims, partner.claims.subject);
+      if (subject === null) fail("malformed", "claim " + partner.claims.subject + " is missing");
+      if (typeof subject !== "string" && !isInt(subject)) fail("malformed", "the subject is not an id");
+      var name = claimAt(claims, partner.claims.name);
+      if (typeof name !== "string") fail("malformed", "claim " + partner.claims.name + " is not text");
+      var status = claimAt(claims, partner.claims.status);
+      if (status === null) fail("malformed", "claim " + partner.claims.status + " is missing");
+      if (typeof status !== "string" && typeof status !== "number") {
+        fail("malformed", "the status is neither text nor a number");
+      }
+      var document = allOrNone(partner, claims, "document",
+                               ["document_type", "document_number", "document_region"]);
+      var test = allOrNone(partner, claims, "test", ["test_type", "test_result",
+                                                     "test_sampled_at"]);
+      if (test) partnerTime(partner, claims, "test_sampled_at", true);
+      if (document && !Object.prototype.hasOwnProperty.call(partner.documents || {},
+                                                            String(document[0]))) {
+        fail("policy_refused", "document type " + document[0] + " is not recognised");
+      }
+      if (test && ((partner.test_types || []).indexOf(test[0]) < 0 ||
+                   (partner.test_results || []).indexOf(test[1]) < 0)) {
+        fail("policy_refused", "the test is not recognised");
+      }
+      var colour = partner.status[String(status)];
+      if (!colour || colour === "refuse") {
+        fail("policy_refused", "status " + status + " is not recognised under this agreement");
+      }
+      return {
+        valid: true, reason: null, scheme: partner.scheme, status: colour, issuer: iss,
+        subject: {masked_name: maskName(clean(name))},
+        issued_at: isoTime(issued), expires_at: isoTime(until),
+        checked_online: false, checked_offline: true, status_as_of: isoTime(issued)
+      };
+    });
+  }
+
   // -- any code ------------------------------------------------------------------------------
 
   function looksIcao(text) {
@@ -1051,7 +1245,34 @@
       if (typeof text !== "string") fail("malformed", "the code is not text");
       if (text.length > MAX_CODE_LENGTH) fail("too_large", "the code is too long");
       text = text.trim();
+      var partner = as ? trust.partners.filter(function (p) {
+        return p.scheme === as;
+      })[0] : partnerOf(trust, text);
+      if (partner && (as || partner.prefix)) {
+        scheme = partner.scheme;
+        return verifyPartner(partner, text, trust, at);
+      }
       scheme = as || schemeOf(text);
+      if (scheme === "native" && partner) {
+        // a JWT our keys do not check may be a partner's (healthcode/verification.py)
+        return Promise.resolve().then(function () {
+          return verifyNative(text, trust, at);
+        }).catch(function (error) {
+          if (!(error instanceof CodeError) ||
+              (error.reason !== "untrusted_issuer" && error.reason !== "unknown_key")) {
+            throw error;
+          }
+          scheme = partner.scheme;
+          return verifyPartner(partner, text, trust, at);
+        }).then(function (answer) {
+          if (answer.reason === "untrusted_issuer" || answer.reason === "unknown_key" ||
+              answer.unchecked) {
+            scheme = partner.scheme;
+            return verifyPartner(partner, text, trust, at);
+          }
+          return answer;
+        });
+      }
       if (VERIFIERS[scheme]) return VERIFIERS[scheme](text, trust, at);
       if (scheme === "icao-vds") {
         return unchecked("icao-vds", "ICAO visible digital seals are checked by the service");
