@@ -126,6 +126,17 @@ def sign_bundle(site, payload: dict, key=None, kid: str | None = None) -> str:
                       headers={"kid": kid or active.kid, "typ": TYP})
 
 
+def routed_context(context_for, jws: str | None, **options):
+    """A browser context whose page gets ``jws`` (or a 404 for None) as the trust bundle.
+
+    Its service worker is blocked: requests a worker makes itself are not routed, and once it
+    controls the page (it claims the page on activation) the service's real bundle would
+    reach the page past the route."""
+    context = context_for(service_workers="block", **options)
+    serve_bundle(context, jws)
+    return context
+
+
 def serve_bundle(context, jws: str | None) -> None:
     """Answer the page's bundle requests with ``jws`` (or 404 for None)."""
     def handle(route):

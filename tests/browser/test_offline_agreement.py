@@ -27,7 +27,7 @@ from mapping.partner_schema import load_mapping
 from mapping.shc import SHCAdapter
 from tests import tokens_util as tu
 from tests.browser.conftest import sign_in_with_token
-from tests.browser.offline_util import SHC_ISSUER, serve_bundle, shc_issuer_entry
+from tests.browser.offline_util import SHC_ISSUER, routed_context, shc_issuer_entry
 from tests.support import conformance_dir
 
 pytestmark = pytest.mark.browser
@@ -68,8 +68,7 @@ def ms(at: datetime) -> int:
 
 @pytest.fixture
 def verifier_page(context_for, site):
-    context = context_for()
-    serve_bundle(context, None)
+    context = routed_context(context_for, None)
     page = context.new_page()
     sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
     page.wait_for_function("window.HealthcodeOffline !== undefined && window.CBOR !== undefined")

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.browser.conftest import (FAKE_CAMERA_ARGS, launch, qr_video, screenshot,
                                     sign_in_with_token)
-from tests.browser.offline_util import (TestSigner, payload_for, serve_bundle, served_bundle,
+from tests.browser.offline_util import (TestSigner, payload_for, routed_context,
                                         shc_example, sign_bundle, trust_on_site)
 from tests.browser.test_scanner_page import result_of, tampered
 
@@ -148,8 +148,7 @@ def test_offline_a_camera_scan_is_checked_offline(playwright, site, tmp_path):
 def test_an_expired_bundle_is_out_of_date_not_a_verdict(context_for, site):
     code = site.code(site.enroll("green"))
     stale = payload_for(site, issued_at=time.time() - 2 * 86400)
-    context = context_for()
-    serve_bundle(context, sign_bundle(site, stale))
+    context = routed_context(context_for, sign_bundle(site, stale))
     page = context.new_page()
     open_scanner(page, site, state="expired")
     assert page.inner_text("#trust-status") == "Trust data out of date: connect to update"
@@ -167,8 +166,7 @@ def test_an_expired_bundle_is_out_of_date_not_a_verdict(context_for, site):
 
 def test_without_a_bundle_a_failed_request_could_not_check(context_for, site):
     code = site.code(site.enroll("green"))
-    context = context_for()
-    serve_bundle(context, None)
+    context = routed_context(context_for, None)
     page = context.new_page()
     open_scanner(page, site, state="none")
     context.set_offline(True)
@@ -214,8 +212,7 @@ def test_the_store_outage_answer_shows_the_tokens_colour(context_for, site):
     code = site.code(sid)
     answer = site.verify(code)
     answer["checked_online"] = False
-    context = context_for()
-    serve_bundle(context, None)
+    context = routed_context(context_for, None)
     page = context.new_page()
     open_scanner(page, site, state="none")
     import json as _json
@@ -256,12 +253,10 @@ def _one_of_our_codes(site):
                          ids=["signed by a stranger", "a health code of ours"])
 def test_a_bundle_not_signed_by_our_key_is_never_used(context_for, site, make):
     forged = make(site)
-    context = context_for()
-    serve_bundle(context, forged)
+    context = routed_context(context_for, forged)
     page = context.new_page()
     sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
-    page.wait_for_function("document.getElementById('trust-status').textContent.length > 0")
-    time.sleep(0.5)
+    page.wait_for_selector("#trust-status[data-refreshes='1']")
     assert page.get_attribute("#trust-status", "data-state") == "none"
 
 

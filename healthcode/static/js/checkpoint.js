@@ -158,7 +158,8 @@
     var status = answer.status;
     var name = answer.subject && answer.subject.masked_name;
     var view = {
-      kind: "scan", valid: answer.valid, status: status, reason: answer.valid ? "valid" : answer.reason,
+      kind: "scan", valid: answer.valid, status: status,
+      reason: answer.valid ? "valid" : answer.reason,
       name: name,
       // a refused code's own "valid until" would contradict its headline (issue 13.11)
       expiry: answer.valid && answer.expires_at
@@ -273,8 +274,8 @@
     }
     return offline.verify(code, bundle.trust).then(function (answer) {
       if (answer.unchecked) {
-        return unchecked("scan", "offline_unsupported",
-                         answer.scheme === "icao-vds" ? text.icao_offline : text.offline_unsupported);
+        return unchecked("scan", "offline_unsupported", answer.scheme === "icao-vds"
+          ? text.icao_offline : text.offline_unsupported);
       }
       return verdict(answer, 0);
     });
@@ -361,7 +362,13 @@
         .catch(function () {
           return null;
         });
-    }).then(showTrustStatus, showTrustStatus);
+    }).then(refreshed, refreshed);
+  }
+
+  function refreshed() {
+    showTrustStatus();
+    // how many refreshes have finished: lets tests and integrators wait for one
+    trustStatus.dataset.refreshes = String(Number(trustStatus.dataset.refreshes || 0) + 1);
   }
 
   function onCode(code, started) {
@@ -424,7 +431,7 @@
       });
   }
 
-  // -- forms ---------------------------------------------------------------------------------------
+  // -- forms -------------------------------------------------------------------------------
 
   byId("manual-form").addEventListener("submit", function (event) {
     event.preventDefault();

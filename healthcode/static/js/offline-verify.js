@@ -718,7 +718,9 @@
     if ("crit" in header || "b64" in header) {
       fail("malformed", "critical JWS extensions are not part of SHC");
     }
-    if (typeof header.kid !== "string" || !header.kid) fail("malformed", "the JWS header has no kid");
+    if (typeof header.kid !== "string" || !header.kid) {
+      fail("malformed", "the JWS header has no kid");
+    }
     var payload = b64url(parts[1]);
     var signature = b64url(parts[2], true);
     if (signature === null) fail("malformed", "the JWS signature is not canonical base64url");
@@ -742,8 +744,12 @@
         return shcClaims(payload);
       }).then(function (claims) {
         var iss = claims.iss;
-        if (!trust.shc.has(iss)) fail("untrusted_issuer", "issuer " + iss + " is not trusted for SHC");
-        if (!trust.shc.get(iss).has(kid)) fail("unknown_key", "issuer " + iss + " has no trusted key " + kid);
+        if (!trust.shc.has(iss)) {
+          fail("untrusted_issuer", "issuer " + iss + " is not trusted for SHC");
+        }
+        if (!trust.shc.get(iss).has(kid)) {
+          fail("unknown_key", "issuer " + iss + " has no trusted key " + kid);
+        }
         var nbf = numericDate(claims, "nbf", true);
         var exp = numericDate(claims, "exp", false);
         if (nbf * 1000 > at + SHC_NBF_SKEW_MS) fail("not_yet_valid", "the card is not valid yet");
@@ -929,7 +935,9 @@
 
   function findSigner(trust, cose) {
     var candidates = trust.dsc.get(toBase64(cose.kid)) || [];
-    if (!candidates.length) fail("unknown_key", "no trusted signer certificate has this kid", "key");
+    if (!candidates.length) {
+      fail("unknown_key", "no trusted signer certificate has this kid", "key");
+    }
     var signed = sigStructure(cose);
     return Promise.all(candidates.map(function (cert) {
       return verifyCose(trust, cert, cose, signed);
@@ -985,7 +993,9 @@
 
   function verifyDCC(text, trust, at) {
     var body = text.trim();
-    if (body.indexOf("HC1:") !== 0) fail("malformed", "the code does not start with HC1:", "prefix");
+    if (body.indexOf("HC1:") !== 0) {
+      fail("malformed", "the code does not start with HC1:", "prefix");
+    }
     var compressed = base45(body.slice(4));
     if (compressed.length < 2 || (compressed[0] & 0x0f) !== 8 ||
         ((compressed[0] << 8) | compressed[1]) % 31) {
@@ -996,15 +1006,27 @@
       return findSigner(trust, cose).then(function (cert) {
         var claims = readDccClaims(cose.payload);
         var now = at / 1000;
-        if (now < claims.iat) fail("not_yet_valid", "the code was issued after the checking time", "validity");
+        if (now < claims.iat) {
+          fail("not_yet_valid", "the code was issued after the checking time", "validity");
+        }
         if (now > claims.exp) fail("expired", "the code has expired", "validity");
-        if (claims.iat < cert.notBefore) fail("not_yet_valid", "the code was issued before its signer certificate became valid", "validity");
-        if (claims.iat > cert.notAfter) fail("expired", "the code was issued after its signer certificate expired", "validity");
-        if (claims.exp > cert.notAfter) fail("expired", "the code claims validity beyond its signer certificate's", "validity");
+        if (claims.iat < cert.notBefore) {
+          fail("not_yet_valid",
+               "the code was issued before its signer certificate became valid",
+               "validity");
+        }
+        if (claims.iat > cert.notAfter) {
+          fail("expired", "the code was issued after its signer certificate expired", "validity");
+        }
+        if (claims.exp > cert.notAfter) {
+          fail("expired", "the code claims validity beyond its signer certificate's", "validity");
+        }
         if (cert.usage && cert.usage.length && !KEY_USAGE[claims.type].some(function (oid) {
           return cert.usage.indexOf(oid) >= 0;
         })) {
-          fail("wrong_key_usage", "the signer certificate may not sign " + claims.type + " certificates", "key_usage");
+          fail("wrong_key_usage",
+               "the signer certificate may not sign " + claims.type + " certificates",
+               "key_usage");
         }
         var name = claims.dcc.get("nam");
         if (!isMap(name)) fail("malformed", "the DCC has no name", "mapping");
@@ -1174,14 +1196,20 @@
       var until = partnerTime(partner, claims, "valid_until", true);
       var notBefore = partnerTime(partner, claims, "not_before", false);
       [notBefore, issued].forEach(function (start) {
-        if (start !== null && start * 1000 > at + skew) fail("not_yet_valid", "the code is not valid yet");
+        if (start !== null && start * 1000 > at + skew) {
+          fail("not_yet_valid", "the code is not valid yet");
+        }
       });
       if (until * 1000 <= at - skew) fail("expired", "the code has expired");
       var subject = claimAt(claims, partner.claims.subject);
       if (subject === null) fail("malformed", "claim " + partner.claims.subject + " is missing");
-      if (typeof subject !== "string" && !isInt(subject)) fail("malformed", "the subject is not an id");
+      if (typeof subject !== "string" && !isInt(subject)) {
+        fail("malformed", "the subject is not an id");
+      }
       var name = claimAt(claims, partner.claims.name);
-      if (typeof name !== "string") fail("malformed", "claim " + partner.claims.name + " is not text");
+      if (typeof name !== "string") {
+        fail("malformed", "claim " + partner.claims.name + " is not text");
+      }
       var status = claimAt(claims, partner.claims.status);
       if (status === null) fail("malformed", "claim " + partner.claims.status + " is missing");
       if (typeof status !== "string" && typeof status !== "number") {
