@@ -10,7 +10,7 @@ Both run in one thread over the spec's valid examples 00 (plain key), 01 (x5c ke
 chunks, joined), judged at 2023-06-23. Rounds alternate floor and adapter so that clock-speed
 drift and other load hit both alike. Run as a script, the process is pinned to one CPU.
 
-    python3 bench/decode_shc.py [--seconds 3]
+    python3 bench/decode_shc.py [--seconds 3] [--trust-lists]
 """
 from __future__ import annotations
 
@@ -93,9 +93,13 @@ def make_floor():
     return floor
 
 
-def make_adapter():
-    """The adapter with the example issuer (and its revocation list) trusted."""
+def make_adapter(trust_lists: bool = False):
+    """The adapter with the example issuer (and its revocation list) trusted, and with
+    ``trust_lists`` the shared real lists too (:mod:`bench.trust_lists`)."""
     trust = TrustStore()
+    if trust_lists:
+        from bench.trust_lists import load_shared_lists
+        load_shared_lists(trust)
     trust.add_jwks(_jwks(), issuer=ISS, scheme="shc")
     for path in sorted((_data_dir() / "issuer/.well-known/crl").glob("*.json")):
         crl = json.loads(path.read_text())
@@ -108,16 +112,17 @@ def make_adapter():
     return decode
 
 
-def run(seconds: float = 3.0) -> dict:
+def run(seconds: float = 3.0, trust_lists: bool = False) -> dict:
     """Run both for about ``seconds`` each; return decodes per second and the ratio."""
     texts = load_samples()
-    result = alternate({"floor": make_floor(), "adapter": make_adapter()}, texts, seconds)
+    result = alternate({"floor": make_floor(), "adapter": make_adapter(trust_lists)}, texts,
+                       seconds)
     rates, best = result["rates"], result["best"]
     # the best round of each is the one a noisy neighbour on a shared machine disturbed least
     return {"samples": len(texts), "seconds": seconds, "rounds": result["rounds"],
             "floor_per_second": rates["floor"], "adapter_per_second": rates["adapter"],
             "ratio": rates["adapter"] / rates["floor"],
-            "best_round_ratio": best["adapter"] / best["floor"]}
+            "best_round_ratio": best["adapter"] / best["floor"], "trust_lists": trust_lists}
 
 
 def _pin_to_one_cpu() -> None:
@@ -130,11 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0,
                         help="time to spend on each of floor and adapter (default 3)")
-    seconds = parser.parse_args(argv).seconds
+    parser.add_argument("--trust-lists", action="store_true",
+                        help="also load the shared real trust lists into the adapter's store")
+    args = parser.parse_args(argv)
     _pin_to_one_cpu()
-    result = run(seconds)
+    result = run(args.seconds, trust_lists=args.trust_lists)
     print(f"SMART Health Card decode+verify, {result['samples']} samples (00, 01, 02 joined), "
-          f"{result['rounds']} alternating rounds")
+          f"{result['rounds']} alternating rounds"
+          + (", shared trust lists loaded" if args.trust_lists else ""))
     print(f"  floor    {result['floor_per_second']:10.0f} /s")
     print(f"  adapter  {result['adapter_per_second']:10.0f} /s")
     print(f"  ratio adapter/floor {result['ratio']:.2f} (target >= 0.70); best rounds "

@@ -299,7 +299,10 @@ def bench_decoders(ctx, args) -> dict:
         except ImportError as exc:
             log(f"decoders {name}: not available ({exc})")
             continue
-        out[name] = module.run(args.decoder_seconds)
+        if args.trust_lists and name != "decode_icao_vds":
+            out[name] = module.run(args.decoder_seconds, trust_lists=True)
+        else:
+            out[name] = module.run(args.decoder_seconds)
         log(f"decoders {name}: {json.dumps(out[name])}")
     return out
 
@@ -319,6 +322,8 @@ def main(argv=None) -> int:
     parser.add_argument("--residents", type=int, default=100_000)
     parser.add_argument("--qr-samples", type=int, default=200)
     parser.add_argument("--decoder-seconds", type=float, default=3)
+    parser.add_argument("--trust-lists", action="store_true",
+                        help="decoders: load the shared real trust lists into the stores")
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
     args = parser.parse_args(argv)
     sections = [s for s in args.only.split(",") if s]

@@ -74,6 +74,16 @@ def load_certificate(data: bytes) -> Certificate:
         der = _pem_to_der(data)
     else:
         der = bytes(data)
+    return _load_der(der)
+
+
+#: trust lists repeat each other (every DSC of the Swedish list is in the German one), and a
+#: Certificate is immutable: read each DER once
+CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _load_der(der: bytes) -> Certificate:
     with warnings.catch_warnings():
         # NULL ECDSA parameters parse with a deprecation warning; we accept those certificates.
         warnings.simplefilter("ignore")

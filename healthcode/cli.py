@@ -299,16 +299,17 @@ def trust_remove(name):
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Where to write the JWS (what GET /api/v1/trust/bundle serves).")
 def trust_bundle(out_path):
-    """Write the signed trust bundle for offline and third-party scanners."""
-    from .offline import build_trust
-    from .trust.bundle import build_bundle
+    """Write the signed trust bundle for offline and third-party scanners.
 
-    cfg = _config()
-    ring = _ring(cfg)
-    if not ring.has_active():
-        _fail("no signing key: run `healthcode keys generate`")
+    Built by the service's own app from the same configuration, so it is what
+    GET /api/v1/trust/bundle serves: trust folder, keys, revocations (from Redis), rules.
+    """
+    from . import create_app, recognition
+
     try:
-        bundle = build_bundle(build_trust(cfg), ring, cfg)
+        app = create_app()
+        with app.app_context():
+            bundle = recognition.get_bundle()
     except HealthCodeError as exc:
         _fail(exc.message)
     Path(out_path).write_text(bundle.token, encoding="ascii")
@@ -487,7 +488,9 @@ def issue(status_file, out_path, fmt, ttl):
 @main.command()
 @click.argument("code")
 @click.option("--trust", "trust_paths", multiple=True, type=click.Path(exists=True),
-              help="JWKS files, PEM/DER certificates, or folders of them (repeatable).")
+              help="Trust lists in any format `trust import` reads (JWK sets, certificates, "
+                   "DSC lists, the VCI snapshot, master lists...), or folders of them "
+                   "(repeatable).")
 @click.option("--issuer", help="The issuer that JWK sets and revocation lists under --trust "
                                "belong to, when a file does not name one itself.")
 @click.option("--at", "at_text", help="Check validity at this ISO 8601 time (default now).")

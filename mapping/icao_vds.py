@@ -197,6 +197,9 @@ class ICAOVDSAdapter(MappingAdapter):
         so a certificate added to or dropped from the trust store counts at once; only the
         expensive CSCA signature check is remembered, per (DSC, CSCA) pair.
         """
+        if trust.is_certificate_revoked(signer.cert):
+            # its CSCA's CRL lists it (Doc 9303-12 7.1.4; imported with `trust import`)
+            raise CodeError("revoked", "the seal's signer certificate is revoked by its CSCA")
         if trust.certificate(signer.cert.der, scheme="icao-vds") is not None:
             return "direct", None
         for csca in _issuer_candidates(signer.cert, trust):

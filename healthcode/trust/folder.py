@@ -24,7 +24,6 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
 
 from ..errors import ConfigurationError, TrustListError, TrustSignatureError
 from . import formats
@@ -44,10 +43,12 @@ class ImportResult:
 
 
 def trust_files(path: Path) -> list[Path]:
-    files: Iterable[Path] = sorted(p for p in path.rglob("*") if p.is_file()) \
-        if path.is_dir() else [path]
-    return [f for f in files if not f.name.startswith(".")
-            and not f.name.lower().endswith(SKIPPED_SUFFIXES)]
+    """A file named explicitly, or the trust files of a folder (not hidden sidecars,
+    temporary files, detached signatures or notes)."""
+    if not path.is_dir():
+        return [path]
+    return [f for f in sorted(p for p in path.rglob("*") if p.is_file())
+            if not f.name.startswith(".") and not f.name.lower().endswith(SKIPPED_SUFFIXES)]
 
 
 def load_into(store, path, default_issuer: str | None = None) -> None:
@@ -57,13 +58,19 @@ def load_into(store, path, default_issuer: str | None = None) -> None:
 
 
 def load_order(path: Path) -> list[tuple[Path, bytes]]:
-    """The trust files under ``path`` with their bytes, CRLs last."""
-    early, late = [], []
+    """The trust files under ``path`` with their bytes, CRLs after the CSCAs they need:
+    other lists, then PKD LDIF files with master lists, then those without, then CRLs."""
+    ranked = []
     for file in trust_files(path):
         raw = _read(file)
-        crl = formats.csca_crl.detect(raw) and not formats.icao_master_list.detect(raw)
-        (late if crl else early).append((file, raw))
-    return early + late
+        if formats.icao_ldif.detect(raw):
+            rank = 1 if b"pkdmasterlistcontent" in raw.lower() else 2
+        elif formats.csca_crl.detect(raw) and not formats.icao_master_list.detect(raw):
+            rank = 3
+        else:
+            rank = 0
+        ranked.append((rank, file, raw))
+    return [(file, raw) for _, file, raw in sorted(ranked, key=lambda r: r[0])]
 
 
 def _read(file: Path) -> bytes:
@@ -135,6 +142,7 @@ def import_list(folder: Path, raw: bytes, *, name: str, store, issuer: str | Non
     anchors = (signer_cert,) if signer_cert is not None and signature is None else ()
     trust_list = formats.read(raw, name=name, issuer=issuer, scheme=scheme, kid=kid,
                               anchors=anchors, trusted=store.certificates())
+    _no_contradiction(trust_list, name, issuer, scheme)
     if signature is None and signer_cert is not None and trust_list.format not in (
             formats.icao_master_list.FORMAT, formats.csca_crl.FORMAT):
         raise TrustListError(f"{name}: --signer without --signature: a {trust_list.format} "
@@ -175,6 +183,22 @@ def import_list(folder: Path, raw: bytes, *, name: str, store, issuer: str | Non
     write_atomically(target, payload)
     write_atomically(meta_path(target), json.dumps(meta, indent=2).encode())
     return ImportResult(action, name, trust_list)
+
+
+def _no_contradiction(trust_list: TrustList, name: str, issuer, scheme) -> None:
+    """A file that names its issuer (or scheme) and an operator who names another: refuse
+    rather than guess which one was meant."""
+    if trust_list.format == formats.jwks.FORMAT:
+        entry = trust_list.issuers[0]
+        named = (entry.iss, entry.scheme)
+    elif trust_list.format == formats.shc_crl.FORMAT:
+        named = (trust_list.revocations[0].issuer, None)
+    else:
+        return
+    if issuer and named[0] != issuer:
+        raise TrustListError(f"{name}: the file names the issuer {named[0]}, not {issuer}")
+    if scheme and named[1] and named[1] != scheme:
+        raise TrustListError(f"{name}: the file names the scheme {named[1]}, not {scheme}")
 
 
 def _normalised(trust_list: TrustList, raw: bytes, issuer, scheme, kid) -> bytes:

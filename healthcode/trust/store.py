@@ -77,6 +77,7 @@ class TrustStore:
         #: bumped on every change, so that what is built from the store (the signed bundle)
         #: knows when to build again
         self.generation = 0
+        self._export: tuple[int, dict] | None = None
 
     # -- adding -----------------------------------------------------------------------------
 
@@ -316,7 +317,17 @@ class TrustStore:
         }
 
     def to_dict(self) -> dict:
-        """Public export for offline scanners: JWK sets per issuer and certificates."""
+        """Public export for offline scanners: JWK sets per issuer and certificates.
+
+        Built once per change of the store (``GET /api/v1/trust`` is public, and with real
+        lists loaded this is a megabyte of JSON); callers get a shallow copy.
+        """
+        cached = self._export
+        if cached is None or cached[0] != self.generation:
+            cached = self._export = (self.generation, self._build_export())
+        return dict(cached[1])
+
+    def _build_export(self) -> dict:
         issuers: dict[str, dict] = {}
         for k in self._keys.values():
             entry = issuers.setdefault(k.issuer, {"issuer": k.issuer, "scheme": k.scheme,

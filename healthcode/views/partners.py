@@ -83,8 +83,12 @@ def trust_bundle():
     tag = bundle.etag[3:-1]  # W/"..." -> ...
     if request.if_none_match.contains_weak(tag):
         response = Response(status=304)
+    elif "gzip" in request.accept_encodings:
+        response = Response(bundle.gzipped, mimetype=MEDIA_TYPE)
+        response.headers["Content-Encoding"] = "gzip"
     else:
         response = Response(bundle.token, mimetype=MEDIA_TYPE)
+    response.vary.add("Accept-Encoding")
     response.set_etag(tag, weak=True)
     # scanners poll; a shared cache may keep it briefly, never past the bundle's own life
     response.headers["Cache-Control"] = "public, max-age=60, must-revalidate"

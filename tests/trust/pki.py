@@ -176,3 +176,13 @@ def jwk(key, kid: str | None = None) -> dict:
     if kid:
         member["kid"] = kid
     return member
+
+
+def ldif(*entries: tuple[str, str, bytes]) -> bytes:
+    """An ICAO PKD style LDIF: (dn, attribute, binary value) entries, lines folded at 76."""
+    out = ["version: 1", ""]
+    for dn, attribute, value in entries:
+        line = f"{attribute}:: {base64.b64encode(value).decode()}"
+        folded = [line[:76]] + [" " + line[i:i + 75] for i in range(76, len(line), 75)]
+        out += [f"dn: {dn}", "objectClass: top", "sn: 1", *folded, ""]
+    return "\n".join(out).encode()

@@ -236,3 +236,30 @@ def test_a_hand_copied_list_ages_from_its_file_time(cli, shared):
     summary = json.loads(cli("trust", "list", "--json").output)
     assert summary["sources"][0]["age_days"] == pytest.approx(10, abs=0.1)
     assert summary["stale"] == ["se.json"]  # default limit: 7 days
+
+
+def test_pkd_ldif_files_load_master_lists_before_crls(folder):
+    """ICAO names the CRL file icaopkd-001 and the master lists icaopkd-002: the CRLs need the
+    CSCAs, so the folder loads the master lists first."""
+    ut = pki.Csca("UT")
+    crls = pki.ldif(("cn=UT,o=crl", "certificateRevocationList;binary", ut.crl([77])))
+    lists = pki.ldif(("cn=UT,o=ml", "pkdMasterListContent",
+                      pki.master_list([ut.cert], ut.signer, ut.signer_key)))
+    import_list(folder, lists, name="icaopkd-002-complete-000300.ldif", store=installed(folder))
+    import_list(folder, crls, name="icaopkd-001-complete-000200.ldif", store=installed(folder))
+    store = installed(folder)
+    dsc = ut.issue(pki.name("DSC"), pki.new_key(), serial=77)
+    from healthcode.certs import load_certificate
+    assert store.is_certificate_revoked(load_certificate(pki.der(dsc)))
+    assert {s.format for s in store.sources.values()} == {"icao-pkd-ldif"}
+
+
+def test_an_issuer_named_twice_differently_is_refused_not_guessed(folder):
+    raw = json.dumps({"issuer": "https://a.example", "keys": [pki.jwk(pki.new_key(), "k")]})
+    with pytest.raises(TrustListError, match="names the issuer https://a.example"):
+        import_list(folder, raw.encode(), name="a.json", store=installed(folder),
+                    issuer="https://b.example")
+    result = import_list(folder, raw.encode(), name="a.json", store=installed(folder),
+                         issuer="https://a.example")
+    assert result.name == "a.jwks.json"
+    assert installed(folder).is_trusted_issuer("https://a.example")

@@ -68,6 +68,12 @@ def test_the_vci_snapshot(shared):
     canonical = {i.iss: i.canonical_iss for i in listed.issuers if i.canonical_iss}
     assert len(canonical) == 6
     assert len(listed.revocations) == sum(len(i.get("crls", [])) for i in raw["issuerInfo"])
+    from datetime import datetime
+    behind = sum(1 for i in raw["issuerInfo"] if i["keys"] and (
+        datetime.fromisoformat(raw["time"].replace("Z", "+00:00"))
+        - datetime.fromisoformat(i["lastRetrieved"].replace("Z", "+00:00"))).days >= 7)
+    assert any(n.startswith(f"{behind} issuers were last retrieved more than 7 days")
+               for n in listed.notes)
     california = next(i for i in listed.issuers if i.name == "State of California")
     assert california.last_retrieved.isoformat() == "2026-08-22T04:43:50+00:00"
     assert {k.kid for k in california.keys} == {k["kid"] for k in raw["issuerInfo"][0]["keys"]}
@@ -214,7 +220,8 @@ def test_a_master_list_is_read_after_its_signature_checks_out():
     raw = pki.master_list([ut.cert, vv.cert], ut.signer, ut.signer_key)
     listed = formats.read(raw, name="ml")
     assert listed.format == "icao-master-list"
-    assert [(e.country, e.role, e.scheme) for e in listed.certificates] == [
+    # a SET OF: DER orders it by encoding, not as the list was written
+    assert sorted((e.country, e.role, e.scheme) for e in listed.certificates) == [
         ("UT", "CSCA", "icao-vds"), ("VV", "CSCA", "icao-vds")]
     assert "CSCA in the list itself" in listed.signed_by
     # anchored by a configured CSCA (what an operator should do)
@@ -243,6 +250,16 @@ def test_a_master_list_whose_signature_fails_imports_nothing():
     with pytest.raises(TrustSignatureError, match="configured"):
         formats.read(pki.master_list([ut.cert], ut.signer, ut.signer_key),
                      anchors=(load_certificate(pki.der(vv.cert)),))
+
+
+def test_only_a_ca_anchors_a_master_list():
+    key = pki.new_key()
+    leaf = pki.certificate(pki.name("CSCA UT"), key, ca=False)
+    signer_key = pki.new_key()
+    signer = pki.certificate(pki.name("Master List Signer UT"), signer_key, issuer=leaf.subject,
+                             issuer_key=key, eku=[pki.ID_MASTER_LIST_SIGNING])
+    with pytest.raises(TrustSignatureError, match="chains to no CSCA"):
+        formats.read(pki.master_list([leaf], signer, signer_key))
 
 
 def test_a_master_list_signer_needs_the_master_list_signing_usage():
@@ -275,3 +292,33 @@ def test_a_csca_crl_needs_a_trusted_issuer_and_its_signature():
     stale = formats.read(ut.crl([1], last_update=pki.NOW - timedelta(days=60),
                                 next_update=pki.NOW - timedelta(days=30)), trusted=trusted)
     assert any("nextUpdate" in n for n in stale.notes)
+
+
+def test_the_icao_pkd_ldif_download():
+    ut, vv = pki.Csca("UT"), pki.Csca("VV")
+    raw = pki.ldif(
+        ("cn=UT,o=ml,c=UT,dc=data", "pkdMasterListContent",
+         pki.master_list([ut.cert], ut.signer, ut.signer_key)),
+        ("cn=VV,o=ml,c=VV,dc=data", "pkdMasterListContent",
+         pki.master_list([vv.cert, ut.cert], vv.signer, vv.signer_key)),
+        ("cn=UT,o=crl,c=UT,dc=data", "certificateRevocationList;binary", ut.crl([11, 12])),
+        ("cn=x,o=dsc,c=UT,dc=data", "userCertificate;binary", pki.der(pki.dsc()[0])))
+    listed = formats.read(raw, name="icaopkd-002.ldif")
+    assert listed.format == "icao-pkd-ldif"
+    assert sorted(e.country for e in listed.certificates) == ["UT", "VV"]  # UT once
+    assert listed.crls[0].serials == {11, 12}
+    assert listed.signed_by == "2 master lists and 1 CRLs, each signature checked"
+    assert any("1 document signer certificates (eMRTD) skipped" in n for n in listed.notes)
+
+
+def test_one_bad_master_list_in_an_ldif_refuses_the_file():
+    ut, vv = pki.Csca("UT"), pki.Csca("VV")
+    raw = pki.ldif(
+        ("cn=UT,o=ml", "pkdMasterListContent",
+         pki.master_list([ut.cert], ut.signer, ut.signer_key)),
+        ("cn=VV,o=ml", "pkdMasterListContent",
+         pki.master_list([vv.cert], vv.signer, vv.signer_key, wrong_digest=True)))
+    with pytest.raises(TrustSignatureError, match="cn=VV,o=ml"):
+        formats.read(raw)
+    with pytest.raises(TrustListError, match="without master lists or CRLs"):
+        formats.read(pki.ldif(("cn=x", "description", b"nothing")))

@@ -21,7 +21,9 @@ def test_a_fresh_code_is_valid_and_says_only_what_staff_need(client, creds, enro
     assert answer["subject"] == {"masked_name": "陳*文"}
     assert answer["checked_online"] is True
     assert set(answer) <= {"valid", "reason", "status", "status_version", "scheme", "subject",
-                           "issued_at", "expires_at", "checked_online", "message"}
+                           "issued_at", "expires_at", "checked_online", "message",
+                           "warnings"}
+    assert answer["warnings"] == []  # no trust source is stale
 
 
 def test_a_status_change_is_reflected_at_the_next_verify(client, creds, enrolled):

@@ -11,6 +11,7 @@ format              what                                                    modu
 ``issuers``         a plain list of issuers with their JWK sets             :mod:`.vci`
 ``icao-master-list`` an ICAO CSCA master list (CMS SignedData)              :mod:`.icao_master_list`
 ``csca-crl``        an X.509 CRL of an ICAO CSCA                            :mod:`.csca_crl`
+``icao-pkd-ldif``   the ICAO PKD's LDIF download (master lists, CRLs)       :mod:`.icao_ldif`
 =================== ======================================================= ================
 
 Detection looks at the content, never trusts the file name alone: JSON by its members, binary
@@ -22,7 +23,8 @@ import json
 
 from ...errors import TrustListError, TrustSignatureError
 from ..lists import TrustList
-from . import certificate, csca_crl, dsc_list, icao_master_list, jwks, shc_crl, vci
+from . import (certificate, csca_crl, dsc_list, icao_ldif, icao_master_list, jwks, shc_crl,
+               vci)
 
 #: JSON formats in the order they are tried (the first whose ``detect`` says yes reads it)
 JSON_FORMATS = (
@@ -53,6 +55,8 @@ def read(raw: bytes, *, name: str = "trust list", issuer: str | None = None,
         stripped = raw.lstrip()
         if stripped[:1] in (b"{", b"["):
             return _read_json(raw, options)
+        if icao_ldif.detect(raw):
+            return icao_ldif.read(raw, **options)
         if icao_master_list.detect(raw):
             return icao_master_list.read(raw, **options)
         if csca_crl.detect(raw):
@@ -61,7 +65,7 @@ def read(raw: bytes, *, name: str = "trust list", issuer: str | None = None,
             return certificate.read(raw, **options)
         raise ValueError("not a trust list this service reads (JWK set, certificate, SHC "
                          "revocation list, DSC list, VCI snapshot, issuers list, ICAO master "
-                         "list, CSCA CRL)")
+                         "list, ICAO PKD LDIF, CSCA CRL)")
     except TrustSignatureError as exc:
         raise TrustSignatureError(f"{name}: {exc.message}") from exc
     except TrustListError:

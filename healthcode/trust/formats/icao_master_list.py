@@ -18,6 +18,9 @@ it is intact, and says so in the source's ``signed_by``.
 
 Corrupt (refused whole): not CMS, not a master list, a certificate no reader can decode, any
 signature check failing. Kept and reported: expired CSCAs.
+
+The ASN.1 modules are imported where a master list is read, not at start-up: pyasn1-modules'
+RFC 5652 alone costs a third of a second to import, and most deployments hold no master list.
 """
 from __future__ import annotations
 
@@ -25,10 +28,7 @@ import base64
 import re
 from datetime import datetime, timezone
 
-from pyasn1.codec.ber import decoder as ber_decoder
-from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.type import namedtype, univ
-from pyasn1_modules import rfc4055, rfc5280, rfc5652
 
 from ...certs import Certificate, load_certificate
 from ...errors import TrustSignatureError
@@ -51,6 +51,9 @@ SIGNATURES = {"1.2.840.10045.4.1": "sha1", "1.2.840.10045.4.3.1": "sha224",
               "1.2.840.113549.1.1.14": "sha224", "1.2.840.113549.1.1.11": "sha256",
               "1.2.840.113549.1.1.12": "sha384", "1.2.840.113549.1.1.13": "sha512"}
 DIGEST_BY_SIGNATURE_KEY = {"1.2.840.113549.1.1.1", "1.2.840.10045.2.1"}
+#: DER of id-signedData (1.2.840.113549.1.7.2): detection needs no ASN.1 module, whose import
+#: (pyasn1-modules' RFC 5652) costs a third of a second at every start-up
+_SIGNED_DATA_OID = bytes.fromhex("06092a864886f70d010702")
 _PEM = re.compile(rb"-----BEGIN (?:CMS|PKCS7)-----(.+?)-----END (?:CMS|PKCS7)-----", re.S)
 
 
@@ -66,8 +69,7 @@ def detect(raw: bytes) -> bool:
     """A CMS SignedData (DER: SEQUENCE, then the id-signedData OID near the start, or PEM)."""
     if _PEM.search(raw[:4096] + raw[-200:]) or raw.lstrip().startswith(b"-----BEGIN CMS"):
         return True
-    oid = der_encoder.encode(rfc5652.id_signedData)
-    return raw[:1] == b"\x30" and oid in raw[:24]
+    return raw[:1] == b"\x30" and _SIGNED_DATA_OID in raw[:24]
 
 
 def read(raw: bytes, *, anchors: tuple[Certificate, ...] = (), trusted=(), **_) -> TrustList:
@@ -77,6 +79,8 @@ def read(raw: bytes, *, anchors: tuple[Certificate, ...] = (), trusted=(), **_) 
         chain to one of them
     :param trusted: CSCAs already trusted (the data dir's), which may anchor it otherwise
     """
+    from pyasn1.codec.ber import decoder as ber_decoder
+
     der = _unarmour(raw)
     signed_data = _signed_data(der)
     encap = signed_data["encapContentInfo"]
@@ -128,6 +132,9 @@ def _unarmour(raw: bytes) -> bytes:
 
 
 def _signed_data(der: bytes):
+    from pyasn1.codec.ber import decoder as ber_decoder
+    from pyasn1_modules import rfc5652
+
     try:
         info, _ = ber_decoder.decode(der, asn1Spec=rfc5652.ContentInfo())
         if info["contentType"] != rfc5652.id_signedData:
@@ -143,6 +150,9 @@ def _signed_data(der: bytes):
 
 def _check_signature(signed_data, content: bytes) -> Certificate:
     """Every SignerInfo must verify; returns the (single) signer certificate."""
+    from pyasn1.codec.der import encoder as der_encoder
+    from pyasn1_modules import rfc5652
+
     infos = list(signed_data["signerInfos"])
     if not infos:
         raise TrustSignatureError("the master list carries no signature")
@@ -181,6 +191,10 @@ def _check_signature(signed_data, content: bytes) -> Certificate:
 
 
 def _signer_certificate(sid, embedded: list[bytes]) -> Certificate:
+    from pyasn1.codec.ber import decoder as ber_decoder
+    from pyasn1.codec.der import encoder as der_encoder
+    from pyasn1_modules import rfc5280
+
     for der in embedded:
         cert, _ = ber_decoder.decode(der, asn1Spec=rfc5280.Certificate())
         tbs = cert["tbsCertificate"]
@@ -195,6 +209,9 @@ def _signer_certificate(sid, embedded: list[bytes]) -> Certificate:
 
 
 def _subject_key_id(tbs) -> bytes | None:
+    from pyasn1.codec.ber import decoder as ber_decoder
+    from pyasn1_modules import rfc5280
+
     if not tbs["extensions"].isValue:
         return None
     for ext in tbs["extensions"]:
@@ -207,6 +224,9 @@ def _subject_key_id(tbs) -> bytes | None:
 
 def _verify(signer: Certificate, algorithm, hash_name: str, signature: bytes,
             data: bytes) -> bool:
+    from pyasn1.codec.ber import decoder as ber_decoder
+    from pyasn1_modules import rfc4055
+
     oid = str(algorithm["algorithm"])
     if oid == str(rfc4055.id_RSASSA_PSS):
         params = rfc4055.RSASSA_PSS_params()
@@ -245,8 +265,18 @@ def _anchor(signer: Certificate, anchors, trusted, cscas) -> tuple[Certificate, 
 
 
 def _issued_by(cert: Certificate, issuer: Certificate) -> bool:
+    """``issuer`` is a CA (where it says) that signed ``cert``."""
+    from cryptography import x509
+
     if cert.parsed is None or issuer.parsed is None or cert.issuer != issuer.subject:
         return False
+    try:
+        if not issuer.parsed.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False
+    except x509.ExtensionNotFound:
+        pass
+    except ValueError:
+        pass  # an extension block cryptography refuses: the signature below still decides
     try:
         cert.parsed.verify_directly_issued_by(issuer.parsed)
     except Exception:  # InvalidSignature, ValueError, TypeError for unusual algorithms

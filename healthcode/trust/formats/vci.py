@@ -17,6 +17,8 @@ trusted), keys of a type we do not verify.
 """
 from __future__ import annotations
 
+from datetime import timedelta
+
 from ..lists import ShcRevocations, TrustList, parse_iso
 from ..store import parse_revocation_list
 from .jwks import issuer_entry
@@ -24,6 +26,8 @@ from .jwks import issuer_entry
 SNAPSHOT = "vci-snapshot"
 ISSUERS = "issuers"
 SCHEME = "shc"
+#: an issuer the directory could not fetch for this long is probably offline
+OFFLINE_AFTER = timedelta(days=7)
 
 
 def detect_snapshot(data) -> bool:
@@ -49,6 +53,14 @@ def read_snapshot(data: dict, **_) -> TrustList:
         # no snapshot time: the freshest issuer retrieval stands for the list
         times = [e.last_retrieved for e in trust_list.issuers if e.last_retrieved]
         trust_list.retrieved_at = max(times) if times else None
+    if trust_list.retrieved_at is not None:
+        behind = [e for e in trust_list.issuers if e.last_retrieved and
+                  trust_list.retrieved_at - e.last_retrieved > OFFLINE_AFTER]
+        if behind:
+            trust_list.notes.append(
+                f"{len(behind)} issuers were last retrieved more than {OFFLINE_AFTER.days} days "
+                f"before the snapshot (offline issuers the directory keeps for archival; kept, "
+                f"see `trust list` for each one's last retrieval)")
     return trust_list
 
 
