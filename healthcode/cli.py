@@ -497,16 +497,17 @@ def trust_remove(name):
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Where to write the JWS (what GET /api/v1/trust/bundle serves).")
 def trust_bundle(out_path):
-    """Write the signed trust bundle for offline and third-party scanners."""
-    from .offline import build_trust
-    from .trust.bundle import build_bundle
+    """Write the signed trust bundle for offline and third-party scanners.
 
-    cfg = _config()
-    ring = _ring(cfg)
-    if not ring.has_active():
-        _fail("no signing key: run `healthcode keys generate`")
+    Built by the service's own app from the same configuration, so it is what
+    GET /api/v1/trust/bundle serves: trust folder, keys, revocations (from Redis), rules.
+    """
+    from . import create_app, recognition
+
     try:
-        bundle = build_bundle(build_trust(cfg), ring, cfg)
+        app = create_app()
+        with app.app_context():
+            bundle = recognition.get_bundle()
     except HealthCodeError as exc:
         _fail(exc.message)
     Path(out_path).write_text(bundle.token, encoding="ascii")

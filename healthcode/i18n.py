@@ -95,6 +95,14 @@ REASON_TEXT = {
     "unknown": _l("The code could not be checked."),
 }
 
+#: schemes named for a guard (partner schemes are named by their mapping files' ids)
+SCHEME_NAMES = {
+    "native": _l("this service's health codes"),
+    "eu-dcc": _l("EU Digital COVID Certificates"),
+    "shc": _l("SMART Health Cards"),
+    "icao-vds": _l("ICAO health seals"),
+}
+
 #: what a person should read for an error reason of the API or the pages
 ERROR_TEXT = {
     "unauthorized": _l("You are signed out. Please sign in again."),
@@ -137,7 +145,35 @@ def client_text() -> dict:
         "offline": gettext("No connection. Your code will update when the connection "
                            "returns."),
         "checked_online": gettext("Checked online"),
-        "checked_offline": gettext("Checked offline: the current status could not be asked"),
+        # offline checks and the third answer, "could not check" (issue 12)
+        "checked_offline_at": gettext("Checked offline · trust data of %(time)s"),
+        "status_as_of": gettext("colour as issued at %(time)s"),
+        "status_not_asked": gettext("Checked online, but the current status could not be "
+                                    "asked: colour as issued at %(time)s"),
+        "offline_valid": gettext("The code is genuine. Its colour is the one it was issued "
+                                 "with."),
+        "could_not_check": gettext("Could not check"),
+        "no_trust_detail": gettext("No connection to the service, and no trust data on this "
+                                   "device for checking offline. Try again, or check another "
+                                   "way."),
+        "trust_expired": gettext("Trust data out of date"),
+        "trust_expired_detail": gettext("Connect to update. The code was not checked: this "
+                                        "is not a verdict on the person."),
+        "trust_expired_banner": gettext("Trust data out of date: connect to update"),
+        "trust_ready": gettext("Offline checks ready: trust data of %(time)s, valid until "
+                               "%(until)s"),
+        "trust_none": gettext("No trust data on this device yet: offline checks start after "
+                              "one connection."),
+        "offline_unsupported": gettext("No connection, and this kind of code can only be "
+                                       "checked by the service. Try again when connected."),
+        "icao_offline": gettext("No connection, and ICAO health seals can only be checked by "
+                                "the service. Try again when connected."),
+        "lookup_needs_service": gettext("Look-ups by document need the service, and there is "
+                                        "no connection. Try again when connected."),
+        "genuine": gettext("Genuine code"),
+        "genuine_detail": gettext("No colour rule for %(scheme)s here"),
+        "issuer": gettext("issuer %(issuer)s"),
+        "schemes": {k: str(v) for k, v in SCHEME_NAMES.items()},
         "current_status": gettext("Current status: %(status)s"),
         "rule_failed": gettext("Rule not met: %(rule)s"),
         "checking": gettext("Checking…"),

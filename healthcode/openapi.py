@@ -170,7 +170,9 @@ SCHEMAS = {
             "masked_name": {"type": ["string", "null"]}}},
         "expires_at": {"type": ["string", "null"]},
         "checked_online": {"type": "boolean"},
-        "warnings": _ref("Warnings")}},
+        "warnings": _ref("Warnings"),
+        "issuer": {"type": ["string", "null"],
+                   "description": "who signed a foreign code (absent for our own)"}}},
     "Conversion": {"type": "object", "required": ["code", "scheme", "record", "trace"],
                    "properties": {
         "code": {"type": "string"}, "scheme": {"type": "string"},
@@ -275,6 +277,20 @@ def spec(config=None) -> dict:
                                              "code lives at most 30 days"},
                       "format": {"type": "string", "enum": ["png", "svg"]}},
                   **NEEDS_A_REASON})},
+        "/api/v1/codes/revoke": {"post": _op(
+            "Revoke a one-shot code", ["authority"],
+            {"200": _json({"type": "object", "properties": {
+                "revoked": {"type": "boolean"}, "hash_type": {"type": "string",
+                                                              "enum": ["SIGNATURE"]},
+                "hash": {"type": "string", "description": "base64 of the first 16 bytes of "
+                         "the SHA-256 of the signature bytes, as the trust bundle lists it"},
+                "expires_at": {"type": "string", "format": "date-time"}}},
+                "revoked (again, if it already was)"),
+             **_errors(400, 401, 403, 413, 422, 503)},
+            body=code_body,
+            description="The code then verifies as revoked; the trust bundle lists it until "
+                        "it expires. Dynamic resident codes are not revoked (change the "
+                        "status); 422 carries the code reason of a code that does not verify.")},
         "/api/v1/verify": {"post": _op(
             "Verify a scanned code of any supported scheme", ["checkpoint", "authority"],
             {"200": _json(_ref("Verification"),

@@ -220,8 +220,10 @@ class Document:
         return cls(**{k: value.get(k) for k in ("type", "number", "region")})
 
     def normalised(self) -> str:
-        """The form the subject id is computed over: case, spaces and dashes do not matter."""
-        number = re.sub(r"[\s\-]", "", self.number).upper()
+        """The form the subject id is computed over: case, spaces, dashes and the brackets
+        around a check digit do not matter ("1234567(8)" is "12345678", as Hong Kong and
+        Macau identity cards print the check digit in brackets and people type it without)."""
+        number = re.sub(r"[\s\-()]", "", self.number).upper()
         return f"{self.type}|{self.region}|{number}"
 
 

@@ -21,6 +21,8 @@ keys share a Redis Cluster slot and change together in one script:
 ``hc:rl:{authfail:cred:<id>}:<w>`` failed authentications per credential id, per window
 ``hc:sess:<sha256 of session id>`` page sessions (:mod:`healthcode.sessions`)
 ``hc:link:<sha256 of token>``      one-time sign-in links for the resident page
+``hc:rev:{<signature hash hex>}``  a revoked one-shot code (expires with the code): the online
+                                   check reads this one key, spread over the cluster's slots
 ``hc:{revoked}:sig``, ``:ver``     revoked codes' signature hashes (sorted set by expiry)
                                    and a change counter, for the trust bundle
 =================================  ======================================================
@@ -36,6 +38,7 @@ what an outage means (verify degrades; writes answer 503).
 """
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import hmac
@@ -675,6 +678,27 @@ class RedisStore:
     @wraps_redis
     def revoke_credential(self, cred_id: str) -> bool:
         return bool(self.r.delete(f"hc:cred:{cred_id}"))
+
+    # -- revoked one-shot codes ---------------------------------------------------------------
+
+    @staticmethod
+    def _revoked_key(digest: str) -> str:
+        return f"hc:rev:{{{base64.b64decode(digest).hex()}}}"
+
+    @wraps_redis
+    def revoke_code(self, digest: str, expires_at: int) -> None:
+        """Mark a code revoked until ``expires_at`` (POSIX seconds), by its SIGNATURE hash.
+
+        Two key families in two slots, written one after the other (never one multi-key
+        command): the per-code key answers the online check, so verifies spread over the
+        cluster instead of all reading one hot key; the bundle's sorted set lists it offline.
+        """
+        self.r.set(self._revoked_key(digest), "1", exat=int(expires_at))
+        self.revoke_signature_hash(digest, expires_at)
+
+    @wraps_redis
+    def is_revoked(self, digest: str) -> bool:
+        return bool(self.r.exists(self._revoked_key(digest)))
 
     # -- rate limits --------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from flask import current_app
 
-from . import recognition, tokens
+from . import recognition, revocation, tokens
 from .errors import CodeError, InvalidField, NotFound, PayloadTooLarge, StoreUnavailable
 from .record import Provenance, Record, Subject, format_time
 from .residents import ONE_SHOT_VERSION, get_ring
@@ -60,13 +60,22 @@ def _verify_native(text: str, at: datetime | None, online: bool) -> dict:
             valid_until=claims.expires_at))
     if not online:
         return answer
+    one_shot = claims.status_version == ONE_SHOT_VERSION
     try:
-        current = get_store().current_status(claims.subject_id)
+        # A one-shot code is tied to no enrolled status: the online question is whether it
+        # was revoked. A dynamic code's is whether the status moved on. One GET either way.
+        if one_shot:
+            withdrawn = revocation.is_revoked(text)
+        else:
+            current = get_store().current_status(claims.subject_id)
     except StoreUnavailable:
         current_app.logger.warning("verify answered offline: the store is unavailable")
         return answer
     answer["checked_online"] = True
-    if claims.status_version == ONE_SHOT_VERSION:
+    if one_shot:
+        if withdrawn:
+            answer.update(valid=False, reason="revoked", status=None,
+                          message="the issuing authority revoked this code")
         return answer
     if current is not None:
         answer["_record"] = _stored_record(claims, answer["_record"])
@@ -159,7 +168,10 @@ def _foreign_answer(decoded, at: datetime | None, grant: bool = True) -> dict:
               if provenance and provenance.valid_until else None,
               "checked_online": False,
               # where a genuine code strays from the letter of its scheme (DESIGN.md: verify)
-              "warnings": list(decoded.warnings)}
+              "warnings": list(decoded.warnings),
+              # who signed it: a scanner names the issuer of a genuine code that no colour
+              # rule covers (issue 13.9); an issuer id, never personal data
+              "issuer": decoded.issuer}
     if record.status is None and grant:  # under a mode, the mode's rules grant the colour
         policy = recognition.get_policies().get(decoded.scheme)
         if policy is None:

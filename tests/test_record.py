@@ -103,3 +103,13 @@ def test_accepts_partial_birth_dates(text):
 def test_a_subject_may_be_nameless():
     """An SHC lab-result card carries no Patient: such a record is still a record."""
     assert Subject().masked_name is None
+
+
+def test_a_check_digit_in_brackets_is_the_same_document():
+    """Hong Kong and Macau identity cards print the check digit in brackets; people type it
+    with or without them: both forms must give the same subject id."""
+    from healthcode.record import Document
+
+    printed = Document(type="id_card", number="1234567(8)", region="MO")
+    typed = Document(type="id_card", number="12345678", region="MO")
+    assert printed.normalised() == typed.normalised() == "id_card|MO|12345678"

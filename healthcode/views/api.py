@@ -5,7 +5,7 @@ import base64
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from .. import bulk, metrics, qr, residents, verification
+from .. import bulk, metrics, qr, residents, revocation, verification
 from ..auth import actor, current_credential, require, require_subject_access
 from ..errors import InvalidField, NotFound
 from ..http import created, field, json_body
@@ -105,6 +105,13 @@ def issue():
         body["qr"] = {"format": fmt, "media_type": qr.FORMATS[fmt],
                       "data": base64.b64encode(qr.render(issued.token, fmt)).decode()}
     return created(body)
+
+
+@bp.post("/codes/revoke")
+@require("authority")
+def revoke():
+    """Withdraw a one-shot code: it verifies as revoked and the trust bundle lists it."""
+    return jsonify(revocation.revoke(json_body().get("code"), actor()))
 
 
 @bp.post("/verify")

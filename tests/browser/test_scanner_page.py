@@ -182,3 +182,84 @@ def test_the_scanner_speaks_each_language(context_for, site, locale, tag, headin
     reason_words = page.inner_text("#result-reason")
     assert reason_words and reason_words != seen["reason"]  # words, not a code
     screenshot(page, f"scanner-result-invalid-{tag}", full_page=False)
+
+
+def test_a_keyboard_wedge_scanner_runs_unattended(page, site):
+    """Issue 13.8: the scanner types the code and presses Enter; each code is checked, the
+    field clears and keeps focus, and a code typed over a result replaces it."""
+    green = site.code(site.enroll("green"))
+    red = site.code(site.enroll("red"))
+    sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
+    page.focus("#manual-code")
+    page.keyboard.type(green)
+    page.keyboard.press("Enter")
+    seen = result_of(page)
+    assert (seen["valid"], seen["status"]) == ("true", "green")
+    assert page.input_value("#manual-code") == ""
+    # the next person's code arrives while the green result is still on screen
+    page.keyboard.type(red, delay=0)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#result[data-status=red]:not(.result-pending)")
+    assert page.locator("#recent li").count() == 2
+    page.keyboard.press("Escape")
+    assert page.is_hidden("#result")
+    assert page.evaluate("document.activeElement.id") == "manual-code"
+    page.keyboard.type(green)
+    page.keyboard.press("Enter")
+    assert result_of(page)["status"] == "green"
+    page.click("#result-close")
+    assert page.evaluate("document.activeElement.id") == "manual-code"
+
+
+def test_a_superseded_code_shows_no_valid_until(page, site):
+    """Issue 13.11: the old code's expiry would contradict its "not valid" headline."""
+    sid = site.enroll("green")
+    code = site.code(sid)
+    site.set_status(sid, "red", "close_contact")
+    sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
+    page.fill("#manual-code", code)
+    page.click("#manual-form button[type=submit]")
+    assert result_of(page)["reason"] == "superseded"
+    assert page.is_hidden("#result-expiry-row")
+
+
+def test_times_are_24_hour_in_chinese(context_for, site):
+    page = context_for(locale="zh-TW").new_page()
+    sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
+    page.fill("#manual-code", site.code(site.enroll("green")))
+    page.click("#manual-form button[type=submit]")
+    result_of(page)
+    expiry = page.inner_text("#result-expiry")
+    assert expiry and "上午" not in expiry and "下午" not in expiry
+    box = page.eval_on_selector("#result-expiry-row dt", "el => el.getClientRects().length")
+    assert box == 1  # "有效至" on one line
+
+
+def test_the_lookup_finds_an_id_card_typed_without_brackets(page, site):
+    """Issue 13.11: "1234567(8)" as printed, "12345678" as typed: the same card."""
+    site.enroll("red")  # enrolled as 1234567(8)
+    sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
+    page.select_option("#doc-type", "id_card")
+    page.fill("#doc-number", "12345678")
+    page.fill("#doc-region", "MO")
+    page.click("#lookup-form button[type=submit]")
+    assert result_of(page, "lookup")["status"] == "red"
+
+
+def test_a_genuine_code_without_a_colour_rule_has_its_own_verdict(page, site):
+    """Issue 13.9: an SHC card online, with no policy for its scheme: genuine, named, and not
+    "checked offline" (the service was asked and answered)."""
+    from tests.browser.offline_util import SHC_ISSUER, shc_example, trust_on_site
+
+    trust_on_site(site)
+    sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
+    page.fill("#manual-code", shc_example("00"))
+    page.click("#manual-form button[type=submit]")
+    seen = result_of(page)
+    assert seen["valid"] == "true" and seen["status"] == ""
+    assert page.inner_text("#result-headline") == "Genuine code"
+    reason = page.inner_text("#result-reason")
+    assert "No colour rule for SMART Health Cards here" in reason and SHC_ISSUER in reason
+    assert page.inner_text("#result-online") == "Checked online"
+    assert page.get_attribute("#result", "data-offline") == "false"
+    screenshot(page, "scanner-genuine-no-colour-rule-en", full_page=False)

@@ -252,6 +252,16 @@ def test_a_master_list_whose_signature_fails_imports_nothing():
                      anchors=(load_certificate(pki.der(vv.cert)),))
 
 
+def test_only_a_ca_anchors_a_master_list():
+    key = pki.new_key()
+    leaf = pki.certificate(pki.name("CSCA UT"), key, ca=False)
+    signer_key = pki.new_key()
+    signer = pki.certificate(pki.name("Master List Signer UT"), signer_key, issuer=leaf.subject,
+                             issuer_key=key, eku=[pki.ID_MASTER_LIST_SIGNING])
+    with pytest.raises(TrustSignatureError, match="chains to no CSCA"):
+        formats.read(pki.master_list([leaf], signer, signer_key))
+
+
 def test_a_master_list_signer_needs_the_master_list_signing_usage():
     ut = pki.Csca("UT")
     plain_key = pki.new_key()

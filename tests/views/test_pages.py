@@ -99,15 +99,54 @@ def test_the_scanner_page_loads_the_vendored_decoder(checkpoint_client):
     html = checkpoint_client.get("/checkpoint").get_data(as_text=True)
     assert '<script src="/static/vendor/jsQR.js" defer></script>' in html
     data = page_data(html)
-    assert data == {"verify_url": "/api/v1/verify", "lookup_url": "/api/v1/lookup", "keep": 5}
+    assert {k: data[k] for k in ("verify_url", "lookup_url", "keep")} == \
+        {"verify_url": "/api/v1/verify", "lookup_url": "/api/v1/lookup", "keep": 5}
     assert checkpoint_client.get("/static/vendor/jsQR.js").status_code == 200
 
 
-def test_the_vendored_decoder_is_the_pinned_release():
+def test_the_scanner_page_carries_what_offline_checks_need(app, checkpoint_client):
+    response = checkpoint_client.get("/checkpoint")
+    html = response.get_data(as_text=True)
+    for script in ("vendor/cbor-x.min.js", "js/offline-verify.js"):
+        assert f'<script src="/static/{script}" defer></script>' in html
+        assert checkpoint_client.get(f"/static/{script}").status_code == 200
+    data = page_data(html)
+    assert data["bundle_url"] == "/api/v1/trust/bundle"
+    assert data["issuer"] == "HC-TEST" and data["clock_skew"] == app.config["CLOCK_SKEW"]
+    # the bundle is trusted only under a key delivered with the page: our public keys, no more
+    kids = {k["kid"] for k in data["trust_keys"]["keys"]}
+    assert kids == {app.extensions["healthcode.keys"].active.kid}
+    assert all("d" not in key for key in data["trust_keys"]["keys"])
+    assert response.headers["X-Healthcode-Page"] == "checkpoint"
+
+
+def test_the_service_worker_is_served_from_the_root_for_the_scanner(checkpoint_client):
+    response = checkpoint_client.get("/checkpoint-sw.js")
+    assert response.status_code == 200 and response.mimetype == "text/javascript"
+    assert response.headers["Cache-Control"] == "no-cache"
+    body = response.get_data(as_text=True)
+    for asset in ("/static/js/checkpoint.js", "/static/js/offline-verify.js",
+                  "/static/vendor/cbor-x.min.js", "/static/vendor/jsQR.js"):
+        assert f'"{asset}"' in body
+    assert '"/api/v1/trust/bundle"' in body and "hc-checkpoint-assets-" in body
+
+
+def test_a_signin_page_is_not_marked_for_keeping(client):
+    response = client.get("/checkpoint")
+    assert "X-Healthcode-Page" not in response.headers
+
+
+@pytest.mark.parametrize("name, licence, licence_words", [
+    ("jsQR.js", "Apache-2.0", "Apache License"),
+    ("cbor-x.min.js", "MIT", "MIT License"),
+])
+def test_the_vendored_scripts_are_the_pinned_releases(name, licence, licence_words):
     readme = (PACKAGE / "static" / "vendor" / "README.md").read_text()
-    digest = hashlib.sha256((PACKAGE / "static" / "vendor" / "jsQR.js").read_bytes()).hexdigest()
-    assert digest in readme and "Apache-2.0" in readme
-    assert "Apache License" in (PACKAGE / "static" / "vendor" / "jsQR.LICENSE").read_text()
+    digest = hashlib.sha256((PACKAGE / "static" / "vendor" / name).read_bytes()).hexdigest()
+    row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}`"))
+    assert digest in row and licence in row
+    stem = name.split(".")[0]
+    assert licence_words in (PACKAGE / "static" / "vendor" / f"{stem}.LICENSE").read_text()
 
 
 def test_the_scanner_form_fields_have_no_names(checkpoint_client):

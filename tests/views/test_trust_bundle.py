@@ -207,13 +207,13 @@ def test_stale_trust_in_readyz_and_every_verify_answer(loaded_app):
         assert "vci-snapshot.json" in answer["warnings"][0]["message"]
 
 
-def test_the_cli_writes_the_same_bundle(tmp_path, redis_server):
+def test_the_cli_writes_the_same_bundle(tmp_path, redis_server, redis_client):
     from click.testing import CliRunner
 
     from healthcode.cli import main
 
     env = {"HEALTHCODE_DATA_DIR": str(tmp_path / "data"), "HEALTHCODE_ISSUER": "HC-CLI",
-           "HEALTHCODE_SUBJECT_SECRET": "cli-secret-0123456789"}
+           "HEALTHCODE_SUBJECT_SECRET": "cli-secret-0123456789", "REDIS_URL": redis_server.url}
     runner = CliRunner()
     assert runner.invoke(main, ["keys", "generate"], env=env).exit_code == 0
     dsc, _ = pki.dsc("UT")
@@ -230,3 +230,4 @@ def test_the_cli_writes_the_same_bundle(tmp_path, redis_server):
     assert [c["kid"] for c in payload["certificates"]] == [pki.dcc_kid(dsc)]
     assert payload["certificates"][0]["country"] == "UT"
     assert payload["keys"] == ring.jwks()
+    assert payload["revocations"]["hashes"] == []

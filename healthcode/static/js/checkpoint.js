@@ -1,9 +1,14 @@
-/* The checkpoint scanner: camera frames -> jsQR (served by this app) -> POST /api/v1/verify.
+/* The checkpoint scanner: camera frames -> jsQR (served by this app) -> POST /api/v1/verify,
+ * and, when the service cannot be reached, the same checks in the browser (offline-verify.js)
+ * against the signed trust bundle kept on this device.
  *
- * The answer is shown full-screen as soon as it arrives: colour, reason in words, masked name,
- * expiry and whether it was checked online. The last few results are kept in this page's
- * memory only, never stored. Requests carry the session's CSRF token, since the session
- * cookie alone would let any page that can make the browser post act as this checkpoint.
+ * The answer is shown full-screen as soon as it arrives. There are three kinds of answer and
+ * only three (issue 12): valid (the colour), not valid (the code failed, with its reason), and
+ * could not check (network, service or trust data unavailable), which has its own look and is
+ * never kept in the recent list as a refusal: a failure to ask is not a verdict on a person.
+ * The last few results are kept in this page's memory only, never stored. Requests carry the
+ * session's CSRF token, since the session cookie alone would let any page that can make the
+ * browser post act as this checkpoint.
  */
 (function () {
   "use strict";
@@ -24,7 +29,14 @@
   var result = document.getElementById("result");
   var recentList = document.getElementById("recent");
 
+  var offline = window.HealthcodeOffline;
+  var trustStatus = document.getElementById("trust-status");
+  var BUNDLE_CACHE = "hc-checkpoint-v1";
+  var BUNDLE_EVERY_MS = 5 * 60 * 1000; // cheap: an unchanged bundle is a 304
+
   var recent = [];
+  var typed = ""; // what a keyboard-wedge scanner types while a result is on screen
+  var bundle = null; // {opened: openBundle result, trust: prepare result}
   var lastText = null;
   var lastAt = 0;
   var busy = false;
@@ -33,7 +45,9 @@
   var timeFormat = new Intl.DateTimeFormat(lang, {
     hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false
   });
-  var dateTimeFormat = new Intl.DateTimeFormat(lang, {dateStyle: "medium", timeStyle: "medium"});
+  // 24-hour times in every language, as Macau and Hong Kong write them (issue 13.11)
+  var dateTimeFormat = new Intl.DateTimeFormat(lang, {dateStyle: "medium", timeStyle: "medium",
+                                                      hourCycle: "h23"});
 
   function byId(id) {
     return document.getElementById(id);
@@ -58,11 +72,18 @@
 
   // -- talking to the service ------------------------------------------------------------------
 
+  // A network that is up but does not answer ("lie-fi") must not hold a guard for long: past
+  // this, the page checks offline (the service's own answers take milliseconds).
+  var ANSWER_WITHIN_MS = 4000;
+
   function post(url, body) {
+    var signal = window.AbortSignal && AbortSignal.timeout
+      ? AbortSignal.timeout(ANSWER_WITHIN_MS) : undefined;
     return fetch(url, {
       method: "POST",
       credentials: "same-origin",
       cache: "no-store",
+      signal: signal,
       headers: {"Content-Type": "application/json", "Accept": "application/json",
                 "X-CSRF-Token": csrf},
       body: JSON.stringify(body)
@@ -85,6 +106,7 @@
     result.dataset.status = view.status || "";
     result.dataset.reason = view.reason || "";
     result.dataset.latency = view.latency === undefined ? "" : String(view.latency);
+    result.dataset.offline = view.offline ? "true" : "false";
     setText("result-kind", view.kind === "lookup" ? text.lookup : text.scan);
     setText("result-headline", view.headline);
     setText("result-reason", view.detail);
@@ -102,23 +124,67 @@
     }
   }
 
+  var shortTime = new Intl.DateTimeFormat(lang, {dateStyle: "short", timeStyle: "short",
+                                                 hourCycle: "h23"});
+
+  function when(seconds) {
+    return shortTime.format(new Date(seconds * 1000));
+  }
+
+  function whenIso(text) {
+    return text ? shortTime.format(new Date(text)) : "";
+  }
+
+  /* How the answer was reached, in words: online, online without the status store, or offline
+   * against the trust bundle of a given time. */
+  function howChecked(answer) {
+    if (answer.checked_offline) {
+      var words = format(text.checked_offline_at, {time: when(bundle.opened.issuedAt)});
+      if (answer.valid && answer.status_as_of) {
+        words += " · " + format(text.status_as_of, {time: whenIso(answer.status_as_of)});
+      }
+      return words;
+    }
+    if (answer.checked_online) {
+      return text.checked_online;
+    }
+    if (answer.valid && answer.scheme === "native") {
+      // the service answered from the token alone: its store was down (checked_online false)
+      return format(text.status_not_asked, {time: whenIso(answer.issued_at)});
+    }
+    return answer.valid ? text.checked_online : "";
+  }
+
   function verdict(answer, latency) {
     var status = answer.status;
     var name = answer.subject && answer.subject.masked_name;
     var view = {
-      kind: "scan", valid: answer.valid, status: status, reason: answer.valid ? "valid" : answer.reason,
+      kind: "scan", valid: answer.valid, status: status,
+      reason: answer.valid ? "valid" : answer.reason,
       name: name,
-      expiry: answer.expires_at ? dateTimeFormat.format(new Date(answer.expires_at)) : "",
-      // Online or not matters for a code that passed the offline checks; a forged or expired
-      // code never reaches the online check, and saying "checked offline" would mislead.
-      online: answer.checked_online ? text.checked_online
-        : (answer.valid ? text.checked_offline : ""),
+      // a refused code's own "valid until" would contradict its headline (issue 13.11)
+      expiry: answer.valid && answer.expires_at
+        ? dateTimeFormat.format(new Date(answer.expires_at)) : "",
+      // How it was checked matters for a code that passed; a forged or expired code is
+      // refused whatever the service's status would have said.
+      online: answer.valid ? howChecked(answer) : (answer.checked_offline
+        ? format(text.checked_offline_at, {time: when(bundle.opened.issuedAt)}) : ""),
+      offline: Boolean(answer.checked_offline),
       latency: latency
     };
-    if (answer.valid) {
+    if (answer.valid && status) {
       view.tone = status;
       view.headline = text.status[status] || status;
-      view.detail = text.reason.valid;
+      // offline, "up to date" cannot be said: the colour is the one the code was issued with
+      view.detail = answer.checked_offline ? text.offline_valid : text.reason.valid;
+    } else if (answer.valid) {
+      // genuine, but nothing here gives codes of this scheme a colour (issue 13.9)
+      view.tone = "genuine";
+      view.status = "";
+      view.headline = text.genuine;
+      view.detail = format(text.genuine_detail,
+                           {scheme: text.schemes[answer.scheme] || answer.scheme || ""}) +
+        (answer.issuer ? " · " + format(text.issuer, {issuer: answer.issuer}) : "");
     } else {
       view.tone = "invalid";
       view.headline = text.not_valid;
@@ -136,9 +202,14 @@
     return view;
   }
 
+  /* Could not check: never the invalid frame, never red, never "not valid". */
+  function unchecked(kind, reason, detail, headline) {
+    return {kind: kind, tone: "unchecked", valid: undefined, reason: reason,
+            headline: headline || text.could_not_check, detail: detail};
+  }
+
   function failure(kind, reason, retryAfter) {
-    return {kind: kind, tone: "error", reason: reason, headline: text.not_valid,
-            detail: errorWords(reason, retryAfter)};
+    return unchecked(kind, reason, errorWords(reason, retryAfter));
   }
 
   function remember(view) {
@@ -160,6 +231,9 @@
   function closeResult() {
     result.hidden = true;
     lastText = null; // the next scan may be the same code again, on purpose
+    typed = "";
+    // back to the code field, so the next typed or wedge-scanned code goes there (issue 13.11)
+    byId("manual-code").focus();
   }
 
   // -- scanning ----------------------------------------------------------------------------------
@@ -167,21 +241,141 @@
   function verify(code, started) {
     busy = true;
     show({kind: "scan", tone: "pending", headline: text.checking, detail: ""});
-    post(page.verify_url, {code: code, lang: lang}) // lang: rule descriptions in the page's
+    var done = function (view) {
+      view.latency = Math.round(performance.now() - started);
+      show(view);
+    };
+    var asked = navigator.onLine === false
+      ? Promise.resolve(null) // the browser knows it is offline: do not wait for a timeout
+      // lang: a mode's rule descriptions come back in the page's language
+      : post(page.verify_url, {code: code, lang: lang}).catch(function () {
+        return null;
+      });
+    asked
       .then(function (reply) {
-        var latency = Math.round(performance.now() - started);
-        if (reply.ok) {
-          show(verdict(reply.data, latency));
-        } else {
-          show(failure("scan", reply.data.error || "error", reply.retryAfter));
+        if (reply && reply.ok) {
+          return done(verdict(reply.data, 0));
         }
+        if (reply && reply.status < 500 && reply.status !== 0) {
+          // the service answered but would not check (signed out, rate limited, too large)
+          return done(failure("scan", reply.data.error || "error", reply.retryAfter));
+        }
+        // no answer, or the service is failing: check here, with the trust bundle
+        return checkOffline(code).then(done);
       })
       .catch(function () {
-        show(failure("scan", "network"));
+        done(failure("scan", "error"));
       })
       .then(function () {
         busy = false;
       });
+  }
+
+  function checkOffline(code) {
+    if (!bundle || !offline) {
+      return Promise.resolve(unchecked("scan", "network", text.no_trust_detail));
+    }
+    if (bundleState() !== "current") {
+      return Promise.resolve(unchecked("scan", "trust_expired", text.trust_expired_detail,
+                                       text.trust_expired));
+    }
+    return offline.verify(code, bundle.trust).then(function (answer) {
+      if (answer.unchecked) {
+        return unchecked("scan", "offline_unsupported", answer.scheme === "icao-vds"
+          ? text.icao_offline : text.offline_unsupported);
+      }
+      return verdict(answer, 0);
+    });
+  }
+
+  // -- the trust bundle: fetched when online, kept on this device for offline checks --------
+
+  function bundleState() {
+    if (!bundle) return "none";
+    var now = Date.now() / 1000;
+    if (now >= bundle.opened.expiresAt) return "expired";
+    return now < bundle.opened.notBefore - page.clock_skew ? "not_yet_valid" : "current";
+  }
+
+  function showTrustStatus() {
+    var state = bundleState();
+    trustStatus.dataset.state = state;
+    trustStatus.textContent = state === "current"
+      ? format(text.trust_ready, {time: when(bundle.opened.issuedAt),
+                                  until: when(bundle.opened.expiresAt)})
+      : (state === "none" ? text.trust_none : text.trust_expired_banner);
+  }
+
+  /* Open (verify) a bundle's JWS and make it the one offline checks use; a bundle that fails
+   * its signature is dropped, and the one in use stays. */
+  function useBundle(jws) {
+    var opening = offline.openBundle(jws, page.trust_keys, undefined, page.issuer);
+    return opening.then(function (opened) {
+      if (bundle && bundle.opened.issuedAt > opened.issuedAt) {
+        return false; // never step back to an older bundle
+      }
+      return offline.prepare(opened.payload, {issuer: page.issuer, skew: page.clock_skew,
+                                              partners: page.partners})
+        .then(function (trust) {
+          bundle = {opened: opened, trust: trust, jws: jws};
+          showTrustStatus();
+          return true;
+        });
+    });
+  }
+
+  function cachedBundle() {
+    if (!window.caches) return Promise.resolve(null);
+    return caches.open(BUNDLE_CACHE).then(function (cache) {
+      return cache.match(page.bundle_url);
+    }).then(function (response) {
+      return response ? response.text() : null;
+    }).catch(function () {
+      return null;
+    });
+  }
+
+  function keepBundle(jws) {
+    if (!window.caches) return Promise.resolve();
+    return caches.open(BUNDLE_CACHE).then(function (cache) {
+      return cache.put(page.bundle_url, new Response(jws, {
+        headers: {"Content-Type": "application/jose"}}));
+    }).catch(function () {});
+  }
+
+  function refreshBundle() {
+    if (!offline || !window.crypto || !window.crypto.subtle) {
+      trustStatus.textContent = text.trust_none;
+      return Promise.resolve();
+    }
+    var fromCache = bundle ? Promise.resolve() : cachedBundle().then(function (jws) {
+      return jws ? useBundle(jws).catch(function () {}) : null;
+    });
+    return fromCache.then(function () {
+      if (navigator.onLine === false) return null;
+      // "no-cache": the browser revalidates with the ETag it holds, so an unchanged bundle
+      // costs a 304 and no download
+      return fetch(page.bundle_url, {credentials: "same-origin", cache: "no-cache",
+                                     headers: {"Accept": "application/jose"}})
+        .then(function (response) {
+          return response.ok ? response.text() : null;
+        })
+        .then(function (jws) {
+          if (!jws || (bundle && bundle.jws === jws)) return null;
+          return useBundle(jws).then(function (used) {
+            return used ? keepBundle(jws) : null;
+          });
+        })
+        .catch(function () {
+          return null;
+        });
+    }).then(refreshed, refreshed);
+  }
+
+  function refreshed() {
+    showTrustStatus();
+    // how many refreshes have finished: lets tests and integrators wait for one
+    trustStatus.dataset.refreshes = String(Number(trustStatus.dataset.refreshes || 0) + 1);
   }
 
   function onCode(code, started) {
@@ -244,7 +438,7 @@
       });
   }
 
-  // -- forms ---------------------------------------------------------------------------------------
+  // -- forms -------------------------------------------------------------------------------
 
   byId("manual-form").addEventListener("submit", function (event) {
     event.preventDefault();
@@ -264,6 +458,10 @@
                            region: byId("doc-region").value.trim()}};
     // off the screen at once: a document number is not for the next person in the queue to read
     number.value = "";
+    if (navigator.onLine === false) {
+      show(unchecked("lookup", "network", text.lookup_needs_service));
+      return;
+    }
     show({kind: "lookup", tone: "pending", headline: text.checking, detail: ""});
     post(page.lookup_url, body)
       .then(function (reply) {
@@ -279,16 +477,51 @@
         }
       })
       .catch(function () {
-        show(failure("lookup", "network"));
+        show(unchecked("lookup", "network", text.lookup_needs_service));
       });
+  });
+
+  // Keyboard-wedge scanners type the code and press Enter (issue 13.8): Enter checks, the field
+  // clears and keeps focus; Shift+Enter still adds a line (SHC chunks may be pasted by hand).
+  byId("manual-code").addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      byId("manual-form").requestSubmit();
+    }
   });
 
   byId("result-close").addEventListener("click", closeResult);
   document.addEventListener("keydown", function (event) {
-    if (event.key === "Escape" && !result.hidden) {
+    if (result.hidden) {
+      return;
+    }
+    if (event.key === "Escape") {
       closeResult();
+    } else if (event.key === "Enter" && typed) {
+      // a code typed while a result is shown replaces it, as a camera scan does
+      event.preventDefault();
+      var code = typed.trim();
+      typed = "";
+      lastText = null;
+      if (code) {
+        onCode(code, performance.now());
+      }
+    } else if (event.key.length === 1 && !event.ctrlKey && !event.metaKey && !event.altKey &&
+               (typed || event.key !== " ")) { // a space alone still presses "Next"
+      typed += event.key;
+      event.preventDefault();
     }
   });
   startButton.addEventListener("click", startCamera);
   startCamera();
+
+  // The service worker keeps this page and its scripts for a reload without a network.
+  if (navigator.serviceWorker && page.worker_url) {
+    navigator.serviceWorker.register(page.worker_url, {scope: page.worker_scope})
+      .catch(function () {}); // without it the page still checks offline until reloaded
+  }
+  refreshBundle();
+  window.setInterval(refreshBundle, BUNDLE_EVERY_MS);
+  window.addEventListener("online", refreshBundle);
+  window.addEventListener("offline", showTrustStatus);
 })();

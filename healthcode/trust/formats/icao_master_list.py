@@ -265,8 +265,18 @@ def _anchor(signer: Certificate, anchors, trusted, cscas) -> tuple[Certificate, 
 
 
 def _issued_by(cert: Certificate, issuer: Certificate) -> bool:
+    """``issuer`` is a CA (where it says) that signed ``cert``."""
+    from cryptography import x509
+
     if cert.parsed is None or issuer.parsed is None or cert.issuer != issuer.subject:
         return False
+    try:
+        if not issuer.parsed.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False
+    except x509.ExtensionNotFound:
+        pass
+    except ValueError:
+        pass  # an extension block cryptography refuses: the signature below still decides
     try:
         cert.parsed.verify_directly_issued_by(issuer.parsed)
     except Exception:  # InvalidSignature, ValueError, TypeError for unusual algorithms
