@@ -14,7 +14,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     Importing the package builds nothing; everything happens here.
     """
-    from . import auth, bootstrap, config, i18n, recognition, sessions, store
+    from . import (assets, auth, bootstrap, config, i18n, page_texts, recognition, sessions,
+                   status_push, store)
     from .views import register_blueprints
 
     app = Flask(__name__)
@@ -32,6 +33,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     sessions.init_app(app)
     i18n.init_app(app)
     recognition.init_app(app)
+    page_texts.init_app(app)
+    status_push.init_app(app)
+    assets.init_app(app)
     register_blueprints(app)
     _register_error_handlers(app)
     _register_hooks(app)

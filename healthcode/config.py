@@ -47,6 +47,11 @@ DEFAULTS: dict[str, Any] = {
     "LINK_TTL": 900,
     # Page language when neither ?lang=, the cookie nor Accept-Language names one we have.
     "DEFAULT_LANGUAGE": "en",
+    # Status streams (/me/events) one worker holds open at most; past it a page renews on its
+    # timer only. 0 turns the push off.
+    "STATUS_STREAMS": 1000,
+    # Longest life of one status stream, seconds; the page's EventSource then reconnects.
+    "STATUS_STREAM_SECONDS": 300,
 }
 
 
@@ -78,6 +83,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HEALTHCODE_SESSION_TTL": ("SESSION_TTL", int),
     "HEALTHCODE_LINK_TTL": ("LINK_TTL", int),
     "HEALTHCODE_DEFAULT_LANGUAGE": ("DEFAULT_LANGUAGE", str),
+    "HEALTHCODE_STATUS_STREAMS": ("STATUS_STREAMS", int),
+    "HEALTHCODE_STATUS_STREAM_SECONDS": ("STATUS_STREAM_SECONDS", int),
 }
 
 
@@ -108,6 +115,10 @@ def validate(config: Mapping[str, Any]) -> None:
     if config["REDIS_URL"] and not str(config["REDIS_URL"]).startswith(
             ("redis://", "rediss://", "unix://")):
         raise ConfigurationError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    if not 0 <= int(config["STATUS_STREAMS"]) <= 100_000:
+        raise ConfigurationError("HEALTHCODE_STATUS_STREAMS must be between 0 and 100000")
+    if not 10 <= int(config["STATUS_STREAM_SECONDS"]) <= 3600:
+        raise ConfigurationError("HEALTHCODE_STATUS_STREAM_SECONDS must be between 10 and 3600")
     if int(config["MAX_BODY"]) < 1024:
         raise ConfigurationError("HEALTHCODE_MAX_BODY must be at least 1024 bytes")
 

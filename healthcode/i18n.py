@@ -138,6 +138,7 @@ def client_text() -> dict:
         "checked_online": gettext("Checked online"),
         "checked_offline": gettext("Checked offline: the current status could not be asked"),
         "current_status": gettext("Current status: %(status)s"),
+        "status_now": gettext("Your code is now: %(status)s."),
         "checking": gettext("Checking…"),
         "found_none": gettext("Not found"),
         "found_none_detail": gettext("No resident with this document is enrolled."),

@@ -121,6 +121,10 @@ def change_status(sid: str, data: dict, actor: str) -> dict:
     if note is not None and (not isinstance(note, str) or len(note) > 500):
         raise InvalidField("note", "a string of at most 500 characters")
     change = get_store().change_status(sid, status, reasons, actor, note=note)
+    try:
+        get_store().publish_status(sid, change.status, change.version)
+    except StoreUnavailable:
+        pass  # the change is stored; open pages see it at their next renewal instead
     return {"id": sid, "status": change.status, "status_version": change.version,
             "previous_status": change.previous, "reasons": list(change.reasons)}
 
@@ -164,6 +168,10 @@ def current_code(sid: str) -> IssuedCode:
     return issued
 
 
+#: the resident page's image: a PNG of one pixel per module, scaled up by the browser
+PAGE_IMAGE = "page"
+
+
 def image(token: str, fmt: str, seconds: int) -> bytes:
     """The QR image of a token, from the cache when another request already drew it."""
     store = get_store()
@@ -173,7 +181,7 @@ def image(token: str, fmt: str, seconds: int) -> bytes:
         cached = None
     if cached is not None:
         return cached
-    rendered = qr.render(token, fmt)
+    rendered = qr.render_compact(token) if fmt == PAGE_IMAGE else qr.render(token, fmt)
     try:
         store.cache_image(token, fmt, rendered, seconds)
     except StoreUnavailable:

@@ -20,7 +20,7 @@ from flask import (Blueprint, current_app, jsonify, make_response, redirect, ren
                    request, url_for)
 from flask_babel import gettext
 
-from .. import i18n, residents, sessions
+from .. import i18n, page_texts, residents, sessions, status_push
 from ..auth import actor, current_credential, require
 from ..errors import Forbidden, HealthCodeError, NotFound, StoreUnavailable
 from ..http import created
@@ -82,9 +82,13 @@ def _signin(target: str, error: str | None = None, status: int = 200):
     if (error is None and request.method == "GET"
             and request.headers.get("Sec-Fetch-Site") == "cross-site"):
         return _page("reload.html", title=_title(target))
+    signed_out = request.args.get("signed_out") == "1"
+    # A session cookie the store no longer knows: the sign-in ran out (or was ended). Say so,
+    # and how to get back in; a resident never had an hc_ access code to type.
+    expired = error is None and not signed_out and sessions.sign_in_lapsed()
     return _page("signin.html", status=status, target=target, title=_title(target),
-                 error=i18n.error_text(error) if error else None,
-                 signed_out=request.args.get("signed_out") == "1")
+                 error=i18n.error_text(error) if error else None, signed_out=signed_out,
+                 expired=expired, help=page_texts.signin_help() if target == "me" else None)
 
 
 def _target() -> str:
@@ -99,19 +103,32 @@ def _title(target: str) -> str:
 
 def _code_view(issued: residents.IssuedCode) -> dict:
     """What the resident page shows of a code: the QR image travels inline with its data, so
-    the picture and the words always belong to the same token."""
+    the picture and the words always belong to the same token.
+
+    The image is a PNG of one pixel per module (a few hundred bytes; the page scales it up
+    crisply), so a renewal costs well under a kilobyte instead of a 68 KB SVG.
+    """
     claims = issued.claims
-    svg = residents.image(issued.token, "svg", current_app.config["CODE_TTL"])
+    png = residents.image(issued.token, residents.PAGE_IMAGE, current_app.config["CODE_TTL"])
     return {
         "status": claims.status,
         "masked_name": claims.masked_name,
         "issued_at": format_time(claims.issued_at),
         "expires_at": format_time(claims.expires_at),
+        "status_version": claims.status_version,
         "issued_ms": int(claims.issued_at.timestamp() * 1000),
         "expires_ms": int(claims.expires_at.timestamp() * 1000),
         "now_ms": int(time.time() * 1000),
-        "image": "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii"),
+        "advice": _advice(claims),
+        "image": "data:image/png;base64," + base64.b64encode(png).decode("ascii"),
     }
+
+
+def _advice(claims) -> dict | None:
+    """Why the code is yellow or red and what to do, from the reasons on record."""
+    if claims.status == "green":
+        return None
+    return page_texts.advice_for(claims.status, residents.show(claims.subject_id)["reasons"])
 
 
 @bp.errorhandler(HealthCodeError)
@@ -136,9 +153,12 @@ def me():
         return _signin("me", error="wrong_page")
     issued = residents.current_code(session.credential.subject)
     code = _code_view(issued)
-    return _page("me.html", title=_title("me"), code=code,
+    # the QR travels once: in the <img>, not again in the script's data
+    page_code = {k: v for k, v in code.items() if k != "image"}
+    return _page("me.html", title=_title("me"), code=code, advice=code["advice"],
                  status_label=str(i18n.STATUS_LABELS[code["status"]]),
-                 page_data={"code": code, "code_url": url_for("pages_api.me_code")})
+                 page_data={"code": page_code, "code_url": url_for("pages_api.me_code"),
+                            "events_url": url_for("pages_api.me_events")})
 
 
 @bp.get("/checkpoint")
@@ -217,6 +237,65 @@ def me_code():
     response = jsonify(_code_view(residents.current_code(credential.subject)))
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@api_bp.get("/me/events")
+def me_events():
+    """Server-sent events: ``status`` as soon as the signed-in resident's status changes.
+
+    ``?v=`` is the status version the page shows; a change made between the page's load and
+    this request is sent at once. The stream ends after ``STATUS_STREAM_SECONDS`` and the
+    browser's EventSource reconnects on its own; comments keep idle proxies from closing it.
+    """
+    credential = current_credential()
+    if credential.role != "resident":
+        raise Forbidden("only a resident has a code page")
+    config = current_app.config
+    if not config["STATUS_STREAMS"]:
+        raise StoreUnavailable("status push is switched off; the page renews on its own")
+    sid = credential.subject
+    try:
+        known = int(request.args.get("v", "0"))
+    except ValueError:
+        known = 0
+    hub = status_push.get_hub()
+    waiter = hub.register(sid)
+    if waiter is None:
+        raise StoreUnavailable("this worker holds as many status streams as it may")
+    current = get_store().current_status(sid)
+    lifetime = int(config["STATUS_STREAM_SECONDS"])
+
+    def events():
+        try:
+            yield "retry: 3000\n\n"
+            if current is not None and current[1] != known:
+                yield _status_event(*current)
+            deadline = time.monotonic() + lifetime
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                if waiter.event.wait(min(HEARTBEAT_SECONDS, left)):
+                    waiter.event.clear()
+                    if waiter.change is not None:
+                        yield _status_event(*waiter.change)
+                else:
+                    yield ": still here\n\n"
+        finally:
+            hub.unregister(sid, waiter)
+
+    response = current_app.response_class(events(), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Accel-Buffering"] = "no"  # nginx: pass events through at once
+    return response
+
+
+#: comment lines on an idle stream, so proxies and phones keep it open
+HEARTBEAT_SECONDS = 20
+
+
+def _status_event(status: str, version: int) -> str:
+    return f'event: status\ndata: {{"status": "{status}", "status_version": {version}}}\n\n'
 
 
 @api_bp.post("/api/v1/residents/<sid>/links")
