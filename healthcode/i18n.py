@@ -139,6 +139,8 @@ def client_text() -> dict:
         "checked_offline": gettext("Checked offline: the current status could not be asked"),
         "current_status": gettext("Current status: %(status)s"),
         "status_now": gettext("Your code is now: %(status)s."),
+        "last_known": gettext("Last shown on this device: %(status)s, valid until %(time)s. "
+                              "It may have changed since."),
         "checking": gettext("Checking…"),
         "found_none": gettext("Not found"),
         "found_none_detail": gettext("No resident with this document is enrolled."),

@@ -21,6 +21,7 @@ from flask import (Blueprint, current_app, jsonify, make_response, redirect, ren
 from flask_babel import gettext
 
 from .. import i18n, page_texts, residents, sessions, status_push
+from ..assets import asset_url
 from ..auth import actor, current_credential, require
 from ..errors import Forbidden, HealthCodeError, NotFound, StoreUnavailable
 from ..http import created
@@ -158,7 +159,34 @@ def me():
     return _page("me.html", title=_title("me"), code=code, advice=code["advice"],
                  status_label=str(i18n.STATUS_LABELS[code["status"]]),
                  page_data={"code": page_code, "code_url": url_for("pages_api.me_code"),
-                            "events_url": url_for("pages_api.me_events")})
+                            "events_url": url_for("pages_api.me_events"),
+                            "worker_url": url_for("pages.me_worker"),
+                            "worker_scope": url_for("pages.me")})
+
+
+@bp.get("/me/offline")
+def me_offline():
+    """What the resident page's service worker shows when /me cannot be reached: out of date,
+    with no code. Nothing personal is in it; its script shows what the page kept on the device."""
+    return _page("me_offline.html", title=_title("me"), csrf="", signed_in=None)
+
+
+#: what the offline stand-in for /me needs, kept by the resident page's service worker
+ME_WORKER_ASSETS = ("css/site.css", "js/prefs.js", "js/me-offline.js")
+
+
+@bp.get("/me-sw.js")
+def me_worker():
+    """The resident page's service worker, served from the root so that it may control
+    ``/me`` itself (a worker's scope cannot reach above its own path)."""
+    assets = [asset_url(name) for name in ME_WORKER_ASSETS]
+    body = render_template("me-sw.js", page_url=url_for("pages.me"),
+                           offline_url=url_for("pages.me_offline"), assets=assets,
+                           version=hashlib.sha256("".join(assets).encode()).hexdigest()[:12])
+    response = make_response(body)
+    response.mimetype = "text/javascript"
+    response.headers["Cache-Control"] = "no-cache"  # a new release's worker is seen at once
+    return response
 
 
 @bp.get("/checkpoint")

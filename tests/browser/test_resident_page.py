@@ -389,3 +389,26 @@ def test_axe_finds_no_violation_in_any_state(context_for, short_site):
     page.wait_for_selector("#code[data-state=stale]", timeout=20_000)
     assert violations(page) == [], "out of date"
     assert page.inner_text("#announce").startswith("Out of date")
+
+
+def test_reloading_offline_shows_the_last_code_as_out_of_date(context_for, short_site):
+    context = context_for()
+    page = context.new_page()
+    sid = short_site.enroll("green")
+    sign_in_with_link(page, short_site.link(sid))
+    # the page's worker takes control as soon as it has kept the offline page
+    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=15_000)
+    context.set_offline(True)
+    page.reload()
+    page.wait_for_selector("#code[data-state=stale]")
+    assert page.inner_text("#banner-label") == "Out of date"
+    assert page.locator("#qr").count() == 0, "offline, no code is shown at all"
+    assert "Do not show it" in page.inner_text("#stale-note")
+    page.wait_for_selector("#last-known:not([hidden])")
+    assert "Green code" in page.inner_text("#last-known")
+    assert page.inner_text("#masked-name") == "陳*文"
+    screenshot(page, "resident-offline-reload-en")
+    context.set_offline(False)
+    page.click("#retry")
+    page.wait_for_selector("#code[data-state=fresh]")
+    assert short_site.verify(qr_text(page))["valid"] is True

@@ -150,6 +150,7 @@
         code = fresh;
         showNotice("");
         render();
+        keepLast();
         tick();
         if (statusChanged || wasStale) {
           announce(text.status_now.replace("%(status)s", text.status[code.status] || code.status)
@@ -194,11 +195,46 @@
     open();
   }
 
+  // What the offline stand-in (/me/offline, from the service worker) may show: the status,
+  // masked name and expiry, never the code itself.
+  function keepLast() {
+    if (!window.caches) {
+      return;
+    }
+    var last = {status: code.status, masked_name: code.masked_name, expires_ms: code.expires_ms};
+    window.caches.open("hc-me-last").then(function (cache) {
+      return cache.put("/me/last", new Response(JSON.stringify(last),
+                                                {headers: {"Content-Type": "application/json"}}));
+    }).catch(function () { /* storage refused: the offline page shows less */ });
+  }
+
+  function registerWorker() {
+    if (!navigator.serviceWorker || !page.worker_url) {
+      return;
+    }
+    navigator.serviceWorker.register(page.worker_url, {scope: page.worker_scope})
+      .then(function (registration) {
+        if (registration.active) {
+          registration.active.postMessage("language-changed");
+        }
+      }).catch(function () { /* no offline page: the browser's own error shows instead */ });
+    var signout = document.querySelector("form.signout");
+    if (signout) {
+      signout.addEventListener("submit", function () {
+        if (window.caches) {
+          window.caches.delete("hc-me-last");
+        }
+      });
+    }
+  }
+
   render();
   tick();
+  keepLast();
   window.setInterval(tick, 1000);
   scheduleNext();
   listen();
+  registerWorker();
   window.addEventListener("online", function () {
     schedule(0);
   });
