@@ -313,6 +313,8 @@ def me_events():
             hub.unregister(sid, waiter)
 
     response = current_app.response_class(events(), mimetype="text/event-stream")
+    # also when the client goes before the first event, and the generator never started
+    response.call_on_close(lambda: hub.unregister(sid, waiter))
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"  # nginx: pass events through at once
     return response
