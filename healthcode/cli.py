@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from . import config as config_module
+from . import bootstrap, config as config_module
 from .errors import ConfigurationError, HealthCodeError
 
 
@@ -85,10 +85,24 @@ def keys_retire(kid):
     click.echo(f"retired {kid}")
 
 
+@main.command("init")
+def init():
+    """Prepare the data dir every host will share: subject and session secrets (unless set in
+    the environment) and a first signing key. Existing ones are kept. Run it once, in one
+    place; with REDIS_URL set, a host never makes these up on its own."""
+    cfg = _config()
+    prepared = bootstrap.initialise(cfg)
+    data_dir = Path(cfg["DATA_DIR"]).resolve()
+    for name in sorted(k for k in prepared["created"] if k.endswith(".secret")):
+        click.echo(f"created {data_dir / name}")
+    if prepared["created"].get("key"):
+        click.echo(f"created signing key {prepared['created']['key']} in {data_dir / 'keys'}")
+    click.echo(f"{data_dir} is ready; signing key {prepared['ring'].active.kid}")
+
+
 # -- credentials -----------------------------------------------------------------------------
 
 def _store(cfg):
-    from . import bootstrap
     from .store import RedisStore
 
     bootstrap.prepare(cfg)
@@ -338,7 +352,7 @@ def schemes():
 @click.option("--workers", type=int, default=None, help="Worker processes (default from CPUs).")
 def serve(bind, workers):
     """Run the service under gunicorn (starting a private Redis if REDIS_URL is unset)."""
-    from . import bootstrap, embedded_redis
+    from . import embedded_redis
 
     cfg = _config()
     started_redis = not cfg["REDIS_URL"]
@@ -393,7 +407,10 @@ def issue(status_file, out_path, fmt, ttl):
         status, _ = parse_status(data)
     except (ValueError, HealthCodeError) as exc:
         _fail(getattr(exc, "message", str(exc)))
-    secret = load_secret(cfg["SUBJECT_SECRET"], cfg["DATA_DIR"])
+    try:  # the service's subject ids: never a secret of its own when REDIS_URL is set
+        secret = load_secret(cfg["SUBJECT_SECRET"], cfg["DATA_DIR"], create=not cfg["REDIS_URL"])
+    except ConfigurationError as exc:
+        _fail(exc.message)
     sid = subject_id(secret, subject.document)
     ring = _ring(cfg)
     if not ring.has_active():

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from . import redis_topology
 from .errors import ConfigurationError
 
 DEFAULTS: dict[str, Any] = {
@@ -39,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_AFTER": 5,
     # Key that signs the pages' CSRF tokens; generated into the data dir on first use when unset.
     "SECRET_KEY": None,
+    # Whether missing secrets (subject, session) may be generated into the data dir. None: only
+    # when REDIS_URL is unset; with a shared Redis every host must read the same secrets, so a
+    # missing one stops start-up (see `healthcode init`).
+    "GENERATE_SECRETS": None,
     # Page session cookies only over HTTPS. None: on, except when TESTING.
     "SECURE_COOKIES": None,
     # Lifetime of a page sign-in (resident or checkpoint), seconds.
@@ -112,9 +117,8 @@ def validate(config: Mapping[str, Any]) -> None:
     issuer = config["ISSUER"]
     if not isinstance(issuer, str) or not issuer or len(issuer) > 64:
         raise ConfigurationError("HEALTHCODE_ISSUER must be 1 to 64 characters")
-    if config["REDIS_URL"] and not str(config["REDIS_URL"]).startswith(
-            ("redis://", "rediss://", "unix://")):
-        raise ConfigurationError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    if config["REDIS_URL"]:
+        redis_topology.parse(str(config["REDIS_URL"]))  # raises naming REDIS_URL
     if not 0 <= int(config["STATUS_STREAMS"]) <= 100_000:
         raise ConfigurationError("HEALTHCODE_STATUS_STREAMS must be between 0 and 100000")
     if not 10 <= int(config["STATUS_STREAM_SECONDS"]) <= 3600:

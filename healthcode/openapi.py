@@ -206,7 +206,8 @@ def spec() -> dict:
             "200": _json({"type": "object"}, "JWK set")})},
         "/healthz": {"get": _op("The process is up", None, {
             "200": _json({"type": "object"}, "ok")})},
-        "/readyz": {"get": _op("Redis reachable and a signing key loaded", None, {
+        "/readyz": {"get": _op("Redis reachable and a signing key loaded; the Redis topology "
+                                "reached and the key ring's kids", None, {
             "200": _json({"type": "object"}, "ready"),
             "503": _json({"type": "object"}, "not ready")})},
         "/metrics": {"get": _op("Prometheus metrics of the answering worker", None, {

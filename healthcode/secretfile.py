@@ -15,12 +15,23 @@ from .errors import ConfigurationError
 MIN_LENGTH = 16
 
 
-def configured_or_file(configured: str | None, path: Path, setting: str) -> str:
-    """The configured value (checked), else the file's secret, created if missing."""
+def configured_or_file(configured: str | None, path: Path, setting: str,
+                       create: bool = True) -> str:
+    """The configured value (checked), else the file's secret, created if missing.
+
+    :param create: whether this process may make the secret up. A host on a shared Redis
+        (``REDIS_URL`` set) may not: every host must hold the same secret, so one of its own
+        would split the deployment (subject ids, CSRF tokens that differ from host to host).
+    """
     if configured:
         if len(configured) < MIN_LENGTH:
             raise ConfigurationError(f"{setting} must be at least {MIN_LENGTH} characters")
         return configured
+    if not create and not Path(path).exists():
+        raise ConfigurationError(
+            f"{setting} is unset and {path} does not exist. REDIS_URL is set, so this host may "
+            f"be one of several sharing that Redis, and a secret it made up would differ from "
+            f"theirs: set {setting}, or run `healthcode init` once on the shared data directory")
     return read_or_create(Path(path))
 
 

@@ -146,9 +146,11 @@ class SessionStore:
 
 # -- secrets and CSRF -----------------------------------------------------------------------------
 
-def load_secret(configured: str | None, data_dir) -> str:
-    """The configured key, else one generated into the data dir on first use (mode 0600)."""
-    return configured_or_file(configured, Path(data_dir) / SECRET_FILE, "HEALTHCODE_SECRET_KEY")
+def load_secret(configured: str | None, data_dir, create: bool = True) -> str:
+    """The configured key, else the data dir's, generated on first use (mode 0600) when
+    ``create`` allows (see :func:`healthcode.secretfile.configured_or_file`)."""
+    return configured_or_file(configured, Path(data_dir) / SECRET_FILE, "HEALTHCODE_SECRET_KEY",
+                              create=create)
 
 
 def _csrf_for(bound_to: str) -> str:
@@ -255,7 +257,8 @@ def _set_cookie(response, name: str, value: str, max_age: int) -> None:
 
 
 def init_app(app) -> None:
-    app.config["SECRET_KEY"] = load_secret(app.config.get("SECRET_KEY"), app.config["DATA_DIR"])
+    app.config["SECRET_KEY"] = load_secret(app.config.get("SECRET_KEY"), app.config["DATA_DIR"],
+                                           create=bool(app.config["GENERATE_SECRETS"]))
     if app.config.get("SECURE_COOKIES") is None:
         app.config["SECURE_COOKIES"] = not app.testing
     for name in ("SESSION_TTL", "LINK_TTL"):

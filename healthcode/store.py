@@ -34,7 +34,9 @@ from datetime import datetime, timezone
 import redis
 from flask import current_app
 from redis import exceptions as rx
+from redis.sentinel import MasterNotFoundError, SlaveNotFoundError
 
+from . import redis_topology
 from .errors import Conflict, NotFound, StoreUnavailable
 from .record import format_time
 
@@ -46,9 +48,13 @@ def _k(sid: str, part: str) -> str:
     return f"hc:{{{sid}}}:{part}"
 
 
-#: failures that mean "the store is not there right now", as opposed to a bug in a command
+#: failures that mean "the store is not there right now", as opposed to a bug in a command:
+#: on a cluster or under Sentinel these are what a failover looks like from the client
+#: (a primary gone, its slots not yet served, no primary known to the sentinels)
 _OUTAGES = (rx.ConnectionError, rx.TimeoutError, rx.BusyLoadingError, rx.ReadOnlyError,
-            rx.ClusterDownError, rx.TryAgainError, rx.OutOfMemoryError, OSError)
+            rx.ClusterDownError, rx.ClusterError, rx.MasterDownError, rx.SlotNotCoveredError,
+            rx.TryAgainError, rx.OutOfMemoryError, MasterNotFoundError, SlaveNotFoundError,
+            OSError)
 
 
 def wraps_redis(fn):
@@ -88,14 +94,17 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, timeout: float = 0.5) -> "RedisStore":
-        client = redis.Redis.from_url(url, socket_timeout=timeout,
-                                      socket_connect_timeout=timeout, decode_responses=True,
-                                      retry_on_timeout=False)
-        return cls(client)
+        """A store on any topology ``REDIS_URL`` names (:mod:`healthcode.redis_topology`)."""
+        return cls(redis_topology.connect(url, timeout=timeout))
 
     @wraps_redis
     def ping(self) -> bool:
         return bool(self.r.ping())
+
+    @wraps_redis
+    def topology(self) -> dict:
+        """Which topology answered and whether all of it serves (see ``/readyz``)."""
+        return redis_topology.describe(self.r)
 
     # -- residents ----------------------------------------------------------------------------
 
@@ -105,7 +114,7 @@ class RedisStore:
         """Enroll a subject at status version 1; :class:`Conflict` if already enrolled."""
         st_key = _k(sid, "st")
         now = format_time(datetime.now(timezone.utc))
-        with self.r.pipeline() as pipe:
+        with self.r.pipeline(transaction=True) as pipe:  # one slot: cluster-safe
             try:
                 pipe.watch(st_key)
                 if pipe.exists(st_key):
@@ -143,10 +152,12 @@ class RedisStore:
         """Set a new status, bump the version and record the change, atomically per subject."""
         st_key, rec_key = _k(sid, "st"), _k(sid, "rec")
         for _ in range(20):
-            with self.r.pipeline() as pipe:
+            with self.r.pipeline(transaction=True) as pipe:  # one slot: cluster-safe
                 try:
                     pipe.watch(st_key, rec_key)
-                    st, rec = pipe.mget(st_key, rec_key)
+                    # two GETs, not MGET: a cluster pipeline refuses multi-key reads even
+                    # within one slot
+                    st, rec = pipe.get(st_key), pipe.get(rec_key)
                     if st is None or rec is None:
                         raise NotFound("no such resident")
                     previous, version = _split_status(st)
@@ -254,7 +265,7 @@ class RedisStore:
     @wraps_redis
     def credentials(self) -> list[dict]:
         out = []
-        for key in self.r.scan_iter("hc:cred:*", count=500):
+        for key in redis_topology.scan_iter(self.r, "hc:cred:*"):  # every primary
             fields = self.r.hgetall(key)
             fields.pop("hash", None)
             out.append({"id": key.split(":", 2)[2], **fields})

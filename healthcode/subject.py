@@ -39,7 +39,9 @@ def mask_document_number(number: str) -> str:
     return clean[:2] + "*" * (len(clean) - 4) + clean[-2:]
 
 
-def load_secret(configured: str | None, data_dir: str | os.PathLike) -> bytes:
-    """The configured secret, else one generated into the data dir on first use (mode 0600)."""
+def load_secret(configured: str | None, data_dir: str | os.PathLike,
+                create: bool = True) -> bytes:
+    """The configured secret, else the data dir's, generated on first use (mode 0600) when
+    ``create`` allows (see :func:`healthcode.secretfile.configured_or_file`)."""
     return configured_or_file(configured, Path(data_dir) / SECRET_FILE,
-                              "HEALTHCODE_SUBJECT_SECRET").encode("utf-8")
+                              "HEALTHCODE_SUBJECT_SECRET", create=create).encode("utf-8")

@@ -1,18 +1,21 @@
-"""Fixtures: one real redis-server per test session, flushed before every test; an app built by
-the factory with a throwaway data dir; credentials for every role."""
+"""Fixtures: one real Redis per test session (a single server, a 3-primary cluster or a Sentinel
+set-up, chosen by HEALTHCODE_TEST_REDIS=single|cluster|sentinel), flushed before every test; an
+app built by the factory with a throwaway data dir; credentials for every role."""
 from __future__ import annotations
 
+import os
+
 import pytest
-import redis
 
 from healthcode import create_app
 from healthcode.store import ROLES
-from tests.support import RedisProcess
+from tests.support import redis_topology
 
 
 @pytest.fixture(scope="session")
 def redis_server():
-    server = RedisProcess()
+    """The session's Redis; ``.url`` is in the service's REDIS_URL convention for its kind."""
+    server = redis_topology()
     server.start()
     yield server
     server.close()
@@ -20,8 +23,10 @@ def redis_server():
 
 @pytest.fixture
 def redis_client(redis_server):
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    client.flushdb()
+    """A client of the right kind (RedisCluster, Sentinel primary or plain), flushed first
+    (every primary on a cluster)."""
+    client = redis_server.client()
+    redis_server.flush(client)
     yield client
     client.close()
 
@@ -34,6 +39,7 @@ def app(tmp_path, redis_server, redis_client):
         "DATA_DIR": str(tmp_path / "data"),
         "ISSUER": "HC-TEST",
         "SUBJECT_SECRET": "test-subject-secret-0123456789",
+        "SECRET_KEY": "test-session-secret-0123456789",
         "CODE_TTL": 300,
         "CREDENTIAL_CACHE_SECONDS": 0,
     })
@@ -97,3 +103,7 @@ def enrolled(client, creds):
     response = client.post("/api/v1/residents", json=RESIDENT, headers=creds.authority)
     assert response.status_code == 201, response.get_json()
     return response.get_json()
+
+
+def pytest_report_header(config):
+    return f"redis topology: {os.environ.get('HEALTHCODE_TEST_REDIS') or 'single'}"

@@ -1,4 +1,5 @@
-"""Shared test helpers: where the conformance data lives, a real Redis, QR decoding."""
+"""Shared test helpers: where the conformance data lives, real Redis servers (single, cluster,
+sentinel), QR decoding."""
 from __future__ import annotations
 
 import io
@@ -82,9 +83,315 @@ class RedisProcess:
             self.proc.wait(10)
         self.proc = None
 
+    kind = "single"
+
+    def client(self):
+        import redis
+        return redis.Redis.from_url(self.url, decode_responses=True)
+
+    @staticmethod
+    def flush(client) -> None:
+        client.flushdb()
+
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _wait(check, seconds: float, what: str, procs=()) -> None:
+    """Poll ``check`` until it returns true; fail naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    last = None
+    while True:
+        try:
+            if check():
+                return
+        except Exception as exc:  # noqa: BLE001 - a server still starting answers anything
+            last = exc
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError(f"{what}: a redis process exited")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not happen within {seconds} s (last: {last!r})")
+        time.sleep(0.05)
+
+
+def free_cluster_ports(count: int) -> list[int]:
+    """Free loopback ports below 55536 whose cluster bus port (+10000) is free as well."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port >= 55536 or port in ports:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        ports.append(port)
+    return ports
+
+
+class _Node:
+    """One redis-server (data node or sentinel) with its own directory, killable by signal."""
+
+    def __init__(self, port: int, directory: str, args: list[str], sentinel: bool = False):
+        self.port = port
+        self.dir = directory
+        self.args = args
+        self.sentinel = sentinel
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        os.makedirs(self.dir, exist_ok=True)
+        argv = [embedded_redis.binary()]
+        if self.sentinel:
+            conf = os.path.join(self.dir, "sentinel.conf")
+            with open(conf, "w") as fh:
+                fh.write("\n".join(self.args) + "\n")
+            argv += [conf, "--sentinel"]
+        else:
+            argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+                     "--save", "", "--appendonly", "no", *self.args]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def client(self, **kwargs):
+        import redis
+        return redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=2,
+                           decode_responses=True, **kwargs)
+
+    def kill(self) -> None:
+        """SIGKILL: the node dies mid-flight, as a crashed host would."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def cluster_info(self) -> dict:
+        client = self.client()
+        try:
+            text = client.execute_command("CLUSTER INFO")
+        finally:
+            client.close()
+        if isinstance(text, dict):  # redis-py parses it already
+            return {k: str(v) for k, v in text.items()}
+        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+    def info(self, section: str) -> dict:
+        client = self.client()
+        try:
+            return client.info(section)
+        finally:
+            client.close()
+
+
+class RedisCluster:
+    """A local Redis Cluster: ``primaries`` primaries with one replica each, on free ports.
+
+    Started from redis-server and ``redis-cli --cluster create``; ready once every node says
+    ``cluster_state:ok`` and every primary has its replica connected. ``node_timeout`` is short
+    so a killed primary is replaced within a few seconds. ``url`` is the service's
+    ``redis+cluster://`` form listing every node as a start-up node.
+    """
+
+    kind = "cluster"
+
+    def __init__(self, primaries: int = 3, node_timeout: int = 1500):
+        self.dir = tempfile.mkdtemp(prefix="healthcode-cluster-")
+        self.primaries = primaries
+        self.node_timeout = node_timeout
+        ports = free_cluster_ports(primaries * 2)
+        self.nodes = [_Node(port, os.path.join(self.dir, str(port)), [
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(node_timeout),
+            # a dead primary stops only its own slots, not the whole cluster (deploy/)
+            "--cluster-require-full-coverage", "no",
+            "--cluster-replica-validity-factor", "0"]) for port in ports]
+        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        procs = [n.proc for n in self.nodes]
+        for node in self.nodes:
+            _wait(lambda: node.client().ping(), 10, f"cluster node {node.port} start", procs)
+        cli = shutil.which("redis-cli") or os.path.join(
+            os.path.dirname(embedded_redis.binary()), "redis-cli")
+        subprocess.run([cli, "--cluster", "create",
+                        *[f"127.0.0.1:{n.port}" for n in self.nodes],
+                        "--cluster-replicas", "1", "--cluster-yes"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=60)
+        self.wait_healthy(30)
+
+    def wait_healthy(self, seconds: float = 30) -> None:
+        """Every live node sees a full, ok cluster and every primary has a replica online."""
+        live = [n for n in self.nodes if n.proc and n.proc.poll() is None]
+
+        def healthy():
+            for node in live:
+                info = node.cluster_info()
+                if info["cluster_state"] != "ok" or int(info["cluster_slots_ok"]) != 16384:
+                    return False
+            masters = [n for n in live if n.info("replication")["role"] == "master"]
+            return len(masters) == self.primaries and all(
+                n.info("replication").get("connected_slaves", 0) >= 1 for n in masters)
+
+        _wait(healthy, seconds, "cluster ready")
+
+    def primary_nodes(self) -> list[_Node]:
+        return [n for n in self.nodes if n.proc and n.proc.poll() is None
+                and n.info("replication")["role"] == "master"]
+
+    def client(self):
+        """A RedisCluster client whose KEYS asks every primary (redis-py sends it to one)."""
+        from redis.cluster import ClusterNode
+        from redis.cluster import RedisCluster as Client
+
+        class TestClusterClient(Client):
+            def keys(self, pattern="*", **kwargs):
+                kwargs.setdefault("target_nodes", self.PRIMARIES)
+                return super().keys(pattern, **kwargs)
+
+        return TestClusterClient(
+            startup_nodes=[ClusterNode("127.0.0.1", n.port) for n in self.nodes],
+            decode_responses=True, socket_timeout=2, socket_connect_timeout=0.5)
+
+    @staticmethod
+    def flush(client) -> None:
+        client.flushall(target_nodes=client.PRIMARIES)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisSentinel:
+    """A Sentinel set-up: one primary, ``replicas`` replicas, ``sentinels`` sentinels (quorum 2).
+
+    ``down_after`` is short so a killed primary is replaced within a few seconds. ``url`` is
+    the service's ``redis+sentinel://host:port,.../<service>`` form.
+    """
+
+    kind = "sentinel"
+    service = "healthcode"
+
+    def __init__(self, replicas: int = 1, sentinels: int = 3, down_after: int = 1000):
+        self.dir = tempfile.mkdtemp(prefix="healthcode-sentinel-")
+        ports = [free_port() for _ in range(1 + replicas + sentinels)]
+        primary = ports[0]
+        self.data = [_Node(primary, os.path.join(self.dir, str(primary)), [])]
+        self.data += [_Node(port, os.path.join(self.dir, str(port)),
+                            ["--replicaof", "127.0.0.1", str(primary)])
+                      for port in ports[1:1 + replicas]]
+        self.sentinels = [_Node(port, os.path.join(self.dir, f"s{port}"), [
+            f"port {port}", "bind 127.0.0.1", f"dir {os.path.join(self.dir, f's{port}')}",
+            f"sentinel monitor {self.service} 127.0.0.1 {primary} 2",
+            f"sentinel down-after-milliseconds {self.service} {down_after}",
+            f"sentinel failover-timeout {self.service} {max(3000, down_after * 3)}",
+            f"sentinel parallel-syncs {self.service} 1"], sentinel=True)
+            for port in ports[1 + replicas:]]
+        self.url = ("redis+sentinel://" + ",".join(f"127.0.0.1:{n.port}" for n in self.sentinels)
+                    + f"/{self.service}")
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        for node in self.data + self.sentinels:
+            node.start()
+        procs = [n.proc for n in self.data + self.sentinels]
+        for node in self.data + self.sentinels:
+            _wait(lambda: node.client().ping(), 10, f"redis {node.port} start", procs)
+        self.wait_healthy(30)
+
+    def master_address(self) -> tuple[str, int] | None:
+        for sentinel in self.sentinels:
+            if sentinel.proc and sentinel.proc.poll() is None:
+                try:
+                    host, port = sentinel.client().sentinel_get_master_addr_by_name(
+                        self.service)
+                    return host, int(port)
+                except Exception:  # noqa: BLE001 - try the next sentinel
+                    continue
+        return None
+
+    def primary_node(self) -> _Node:
+        _, port = self.master_address()
+        return next(n for n in self.data if n.port == port)
+
+    def wait_healthy(self, seconds: float = 30) -> None:
+        """Every sentinel agrees on a live primary that has its replicas and the other
+        sentinels in view."""
+        live_sentinels = [s for s in self.sentinels if s.proc and s.proc.poll() is None]
+        live_data = [n for n in self.data if n.proc and n.proc.poll() is None]
+
+        def healthy():
+            primary = self.primary_node()
+            if primary not in live_data:
+                return False
+            if primary.info("replication").get("connected_slaves", 0) < len(live_data) - 1:
+                return False
+            for sentinel in live_sentinels:
+                state = sentinel.client().sentinel_master(self.service)
+                if (int(state["port"]) != primary.port or "s_down" in state["flags"]
+                        or int(state["num-slaves"]) < len(live_data) - 1
+                        or int(state["num-other-sentinels"]) < len(live_sentinels) - 1):
+                    return False
+            return True
+
+        _wait(healthy, seconds, "sentinel set-up ready")
+
+    def client(self):
+        from redis.sentinel import Sentinel
+
+        sentinel = Sentinel([("127.0.0.1", s.port) for s in self.sentinels],
+                            socket_timeout=2, socket_connect_timeout=0.5)
+        return sentinel.master_for(self.service, decode_responses=True, socket_timeout=2,
+                                   socket_connect_timeout=0.5)
+
+    @staticmethod
+    def flush(client) -> None:
+        client.flushall()
+
+    def close(self) -> None:
+        for node in self.sentinels + self.data:
+            node.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+TOPOLOGIES = ("single", "cluster", "sentinel")
+
+
+def redis_topology(kind: str | None = None):
+    """The test Redis for a topology name (default: env HEALTHCODE_TEST_REDIS, else single)."""
+    kind = kind or os.environ.get("HEALTHCODE_TEST_REDIS", "single") or "single"
+    if kind == "single":
+        return RedisProcess()
+    if kind == "cluster":
+        return RedisCluster()
+    if kind == "sentinel":
+        return RedisSentinel()
+    raise ValueError(f"HEALTHCODE_TEST_REDIS must be one of {', '.join(TOPOLOGIES)}, not {kind!r}")
 
 
 def decode_qr(png: bytes, upscale: int = 1) -> str:

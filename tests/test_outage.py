@@ -19,6 +19,7 @@ def test_a_store_outage_degrades_verify_and_refuses_writes_until_it_returns(tmp_
                                                                            own_redis):
     app = create_app({"REDIS_URL": own_redis.url, "DATA_DIR": str(tmp_path),
                       "SUBJECT_SECRET": "outage-test-secret-0123", "ISSUER": "HC-TEST",
+                      "SECRET_KEY": "test-session-secret-0123",
                       "CREDENTIAL_CACHE_SECONDS": 0, "REDIS_TIMEOUT": 0.3})
     client = app.test_client()
     creds = Credentials(app)

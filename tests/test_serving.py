@@ -22,8 +22,8 @@ def wait_ready(url, proc, seconds=20):
             response = requests.get(url, timeout=1)
             if response.status_code == 200:
                 return response
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or its first request (Redis connections) is slow
         time.sleep(0.2)
     raise AssertionError("server did not become ready")
 
@@ -38,7 +38,9 @@ def stop(proc):
 
 def test_gunicorn_serves_wsgi_app(tmp_path, redis_server, redis_client):
     port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_server.url, "HEALTHCODE_DATA_DIR": str(tmp_path)}
+    env = {**os.environ, "REDIS_URL": redis_server.url, "HEALTHCODE_DATA_DIR": str(tmp_path),
+           "HEALTHCODE_SUBJECT_SECRET": "serving-subject-secret-0123",
+           "HEALTHCODE_SECRET_KEY": "serving-session-secret-0123"}
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b",
                              f"127.0.0.1:{port}", "wsgi:app"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

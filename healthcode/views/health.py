@@ -1,7 +1,7 @@
 """Liveness, readiness and metrics for operators."""
 from flask import Blueprint, Response, jsonify
 
-from .. import metrics, openapi
+from .. import metrics, openapi, redis_topology
 from ..errors import StoreUnavailable
 from ..residents import get_ring
 from ..store import get_store
@@ -17,15 +17,31 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready to take traffic: Redis answers and a signing key is loaded."""
+    """Ready to take traffic: Redis answers and a signing key is loaded.
+
+    It also says which Redis topology answered and whether all of it serves (``redis``:
+    ``topology``, ``complete``, and for a cluster its state and slot counts), and which kids
+    this host signs and verifies with (``keys``), so a load balancer or an operator comparing
+    hosts spots one that lags behind a key rotation. A cluster missing a primary for some slots
+    stays ready: every host sees the same cluster, and taking them all out would stop the
+    verifies that still work from the token alone.
+    """
     checks = {}
+    store = get_store()
     try:
-        checks["redis"] = get_store().ping()
+        topology = store.topology()
+        checks["redis"] = True
     except StoreUnavailable:
+        topology = {"topology": redis_topology.kind_of(store.r), "complete": False}
         checks["redis"] = False
-    checks["signing_key"] = get_ring().has_active()
+    ring = get_ring()
+    checks["signing_key"] = ring.has_active()
+    active = ring.active.kid if checks["signing_key"] else None
     ready = all(checks.values())
-    response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks})
+    response = jsonify({
+        "status": "ready" if ready else "not_ready", "checks": checks, "redis": topology,
+        "keys": {"active": active,
+                 "verifying": [k.kid for k in ring.keys() if not k.retired]}})
     response.status_code = 200 if ready else 503
     return response
 

@@ -184,6 +184,7 @@ def start_site(tmp_path_factory, redis_server, **config) -> LiveSite:
         "DATA_DIR": str(tmp_path_factory.mktemp("browser-data")),
         "ISSUER": "HC-TEST",
         "SUBJECT_SECRET": "browser-subject-secret-0123456789",
+        "SECRET_KEY": "browser-session-secret-0123456789",
         "CREDENTIAL_CACHE_SECONDS": 0,
         **config,
     })

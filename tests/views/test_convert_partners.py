@@ -48,6 +48,7 @@ def world(tmp_path, redis_server, redis_client, partner_keys):
              "keys": [{**jwk, "kid": f"{partner}-1"}]}))
     app = create_app({"TESTING": True, "REDIS_URL": redis_server.url, "DATA_DIR": str(data),
                       "ISSUER": ISSUER, "SUBJECT_SECRET": "partner-secret-0123456789",
+                      "SECRET_KEY": "test-session-secret-0123",
                       "CREDENTIAL_CACHE_SECONDS": 0})
     store = app.extensions["healthcode.store"]
     headers = {role: {"Authorization": f"Bearer {store.create_credential(role)[1]}"}

@@ -39,6 +39,7 @@ def test_taiwan_by_file_only(tmp_path, redis_server, redis_client):
 
     app = create_app({"TESTING": True, "REDIS_URL": redis_server.url, "DATA_DIR": str(data),
                       "ISSUER": "HC-TEST", "SUBJECT_SECRET": "fourth-partner-secret-0123",
+                      "SECRET_KEY": "test-session-secret-0123",
                       "CREDENTIAL_CACHE_SECONDS": 0})
     client = app.test_client()
     store = app.extensions["healthcode.store"]

@@ -99,6 +99,7 @@ def test_no_lookup_leaves_the_document_number_in_the_store(client, creds, redis_
 def limited(tmp_path, redis_server, redis_client):
     app = create_app({"TESTING": True, "REDIS_URL": redis_server.url,
                       "DATA_DIR": str(tmp_path / "data"), "SUBJECT_SECRET": "s" * 20,
+                      "SECRET_KEY": "test-session-secret-0123",
                       "CREDENTIAL_CACHE_SECONDS": 0, "LOOKUP_RATE": 3})
     # the limit counts per wall-clock minute: do not start a test on the edge of one
     if time.time() % 60 > 57:

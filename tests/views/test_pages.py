@@ -336,7 +336,8 @@ def test_every_template_and_catalog_ships_with_the_package():
 def test_the_default_language_is_configurable(tmp_path, redis_server, redis_client):
     from healthcode import create_app
     app = create_app({"TESTING": True, "REDIS_URL": redis_server.url, "DATA_DIR": str(tmp_path),
-                      "SUBJECT_SECRET": "s" * 20, "DEFAULT_LANGUAGE": "zh_Hant"})
+                      "SUBJECT_SECRET": "s" * 20, "DEFAULT_LANGUAGE": "zh_Hant",
+                      "SECRET_KEY": "test-session-secret-0123"})
     html = app.test_client().get("/me").get_data(as_text=True)  # no Accept-Language at all
     assert '<html lang="zh-Hant">' in html
 
@@ -346,7 +347,8 @@ def test_an_unknown_default_language_stops_start_up(tmp_path, redis_server):
     from healthcode.errors import ConfigurationError
     with pytest.raises(ConfigurationError):
         create_app({"TESTING": True, "REDIS_URL": redis_server.url, "DATA_DIR": str(tmp_path),
-                    "SUBJECT_SECRET": "s" * 20, "DEFAULT_LANGUAGE": "fr"})
+                    "SUBJECT_SECRET": "s" * 20, "DEFAULT_LANGUAGE": "fr",
+                    "SECRET_KEY": "test-session-secret-0123"})
 
 
 def test_a_store_outage_is_a_translated_page_not_a_crash(app, client):

@@ -61,7 +61,8 @@ def test_signing_in_sets_an_httponly_samesite_strict_cookie(client, creds, enrol
 
 def test_cookies_are_secure_unless_switched_off(tmp_path, redis_server, redis_client):
     app = create_app({"TESTING": True, "SECURE_COOKIES": True, "REDIS_URL": redis_server.url,
-                      "DATA_DIR": str(tmp_path), "SUBJECT_SECRET": "s" * 20})
+                      "DATA_DIR": str(tmp_path), "SUBJECT_SECRET": "s" * 20,
+                      "SECRET_KEY": "test-session-secret-0123"})
     client = app.test_client()
     _, token = app.extensions["healthcode.store"].create_credential("checkpoint")
     response = sign_in(client, token, "checkpoint")
@@ -70,11 +71,14 @@ def test_cookies_are_secure_unless_switched_off(tmp_path, redis_server, redis_cl
 
 def test_without_configuration_cookies_are_secure_outside_testing(tmp_path, redis_server,
                                                                   redis_client):
+    from healthcode.bootstrap import initialise
+
+    initialise({"DATA_DIR": str(tmp_path), "SUBJECT_SECRET": "s" * 20})  # `healthcode init`
+    secret_file = tmp_path / "session.secret"
+    assert secret_file.exists() and secret_file.stat().st_mode & 0o077 == 0
     app = create_app({"REDIS_URL": redis_server.url, "DATA_DIR": str(tmp_path),
                       "SUBJECT_SECRET": "s" * 20})
     assert app.config["SECURE_COOKIES"] is True
-    secret_file = tmp_path / "session.secret"
-    assert secret_file.exists() and secret_file.stat().st_mode & 0o077 == 0
     again = create_app({"REDIS_URL": redis_server.url, "DATA_DIR": str(tmp_path),
                         "SUBJECT_SECRET": "s" * 20})
     assert again.config["SECRET_KEY"] == app.config["SECRET_KEY"]  # workers agree
@@ -335,4 +339,5 @@ def test_unusable_session_settings_stop_start_up(tmp_path, redis_server, setting
     from healthcode.errors import ConfigurationError
     with pytest.raises(ConfigurationError):
         create_app({"TESTING": True, "REDIS_URL": redis_server.url, "DATA_DIR": str(tmp_path),
-                    "SUBJECT_SECRET": "s" * 20, **setting})
+                    "SUBJECT_SECRET": "s" * 20, "SECRET_KEY": "test-session-secret-0123",
+                    **setting})
