@@ -55,7 +55,8 @@ def test_a_bad_file_stops_start_up_naming_it(tmp_path, redis_server, text, words
     write(tmp_path, text)
     with pytest.raises(ConfigurationError, match=words) as raised:
         create_app({"TESTING": True, "REDIS_URL": redis_server.url, "DATA_DIR": str(tmp_path),
-                    "SUBJECT_SECRET": "test-subject-secret-0123456789"})
+                    "SUBJECT_SECRET": "test-subject-secret-0123456789",
+                    "SECRET_KEY": "test-secret-key-0123456789"})
     assert "page-texts.toml" in str(raised.value)
 
 
@@ -63,6 +64,7 @@ def test_the_resident_page_shows_the_authoritys_words(tmp_path, redis_server, re
     write(tmp_path, "[reasons.positive_test.en]\nnext = 'Call 2800 0000 now.'\n")
     app = create_app({"TESTING": True, "REDIS_URL": redis_server.url, "DATA_DIR": str(tmp_path),
                       "SUBJECT_SECRET": "test-subject-secret-0123456789",
+                      "SECRET_KEY": "test-secret-key-0123456789",
                       "CREDENTIAL_CACHE_SECONDS": 0})
     client = app.test_client()
     store = app.extensions["healthcode.store"]
