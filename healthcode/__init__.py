@@ -12,8 +12,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     Importing the package builds nothing; everything happens here.
     """
-    from . import admission, auth, bootstrap, config, i18n, logs, proxies, recognition, sessions
-    from . import store
+    from . import (admission, assets, auth, bootstrap, config, i18n, logs, page_texts, proxies,
+                   recognition, sessions, status_push, store)
     from .rules import service as rules_service
     from .views import register_blueprints
 
@@ -34,6 +34,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     i18n.init_app(app)
     recognition.init_app(app)
     rules_service.init_app(app)
+    page_texts.init_app(app)
+    status_push.init_app(app)
+    assets.init_app(app)
     register_blueprints(app)
     _register_error_handlers(app)
     _register_hooks(app)

@@ -76,6 +76,11 @@ DEFAULTS: dict[str, Any] = {
     "TRUST_MAX_AGE_DAYS": 7,
     # Lifetime of the signed trust bundle (GET /api/v1/trust/bundle), seconds.
     "TRUST_BUNDLE_TTL": 86400,
+    # Status streams (/me/events) one worker holds open at most; past it a page renews on its
+    # timer only. 0 turns the push off.
+    "STATUS_STREAMS": 1000,
+    # Longest life of one status stream, seconds; the page's EventSource then reconnects.
+    "STATUS_STREAM_SECONDS": 300,
 }
 
 
@@ -117,6 +122,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HEALTHCODE_RECORD_KEY": ("RECORD_KEY", str),
     "HEALTHCODE_TRUST_MAX_AGE_DAYS": ("TRUST_MAX_AGE_DAYS", float),
     "HEALTHCODE_TRUST_BUNDLE_TTL": ("TRUST_BUNDLE_TTL", int),
+    "HEALTHCODE_STATUS_STREAMS": ("STATUS_STREAMS", int),
+    "HEALTHCODE_STATUS_STREAM_SECONDS": ("STATUS_STREAM_SECONDS", int),
 }
 
 
@@ -226,6 +233,10 @@ def validate(config: Mapping[str, Any]) -> None:
         raise ConfigurationError("HEALTHCODE_ISSUER must be 1 to 64 characters")
     if config["REDIS_URL"]:
         redis_topology.parse(str(config["REDIS_URL"]))  # raises naming REDIS_URL
+    if not 0 <= int(config["STATUS_STREAMS"]) <= 100_000:
+        raise ConfigurationError("HEALTHCODE_STATUS_STREAMS must be between 0 and 100000")
+    if not 10 <= int(config["STATUS_STREAM_SECONDS"]) <= 3600:
+        raise ConfigurationError("HEALTHCODE_STATUS_STREAM_SECONDS must be between 10 and 3600")
     if int(config["MAX_BODY"]) < 1024:
         raise ConfigurationError("HEALTHCODE_MAX_BODY must be at least 1024 bytes")
     if not 0 <= float(config["TRUST_MAX_AGE_DAYS"]) <= 3650:

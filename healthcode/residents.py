@@ -152,6 +152,10 @@ def change_status(sid: str, data: dict, actor: str) -> dict:
                                            expected_version=expected)
     except NotReplicated as exc:
         raise exc.answered(_change_view(sid, exc.answer))
+    try:
+        get_store().publish_status(sid, change.status, change.version)
+    except StoreUnavailable:
+        pass  # the change is stored; open pages see it at their next renewal instead
     return _change_view(sid, change)
 
 
@@ -200,6 +204,10 @@ def current_code(sid: str) -> IssuedCode:
     return issued
 
 
+#: the resident page's image: a PNG of one pixel per module, scaled up by the browser
+PAGE_IMAGE = "page"
+
+
 def image(token: str, fmt: str, seconds: int) -> bytes:
     """The QR image of a token, from the cache when another request already drew it."""
     store = get_store()
@@ -209,7 +217,7 @@ def image(token: str, fmt: str, seconds: int) -> bytes:
         cached = None
     if cached is not None:
         return cached
-    rendered = qr.render(token, fmt)
+    rendered = qr.render_compact(token) if fmt == PAGE_IMAGE else qr.render(token, fmt)
     try:
         store.cache_image(token, fmt, rendered, seconds)
     except StoreUnavailable:

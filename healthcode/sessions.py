@@ -37,6 +37,10 @@ from .secretfile import configured_or_file
 from .store import Credential, get_store, wraps_redis
 
 COOKIE = "hc_session"
+#: "this device was signed in to a page before": no secret, only lets the sign-in page tell an
+#: expired sign-in from a first visit once the session cookie itself has gone
+SEEN_COOKIE = "hc_seen"
+SEEN_SECONDS = 365 * 86400
 FORM_COOKIE = "hc_form"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
@@ -223,6 +227,7 @@ def start(response, credential: Credential, kind: str) -> PageSession:
         get_sessions().end(old.id)
     session = get_sessions().create(credential, kind)
     _set_cookie(response, COOKIE, session.id, current_app.config["SESSION_TTL"])
+    _set_cookie(response, SEEN_COOKIE, "1", SEEN_SECONDS)
     response.delete_cookie(FORM_COOKIE, path="/")
     g.hc_session = session
     get_store().audit("page_signin", actor=f"{credential.role}:{credential.id}",
@@ -236,8 +241,15 @@ def finish(response) -> None:
     if session is not None:
         get_sessions().end(session.id)
     g.hc_session = None
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="Strict",
-                           secure=current_app.config["SECURE_COOKIES"])
+    for name in (COOKIE, SEEN_COOKIE):  # signed out on purpose: nothing has "expired"
+        response.delete_cookie(name, path="/", httponly=True, samesite="Strict",
+                               secure=current_app.config["SECURE_COOKIES"])
+
+
+def sign_in_lapsed() -> bool:
+    """This device had a page sign-in that is no longer valid (expired or ended elsewhere)."""
+    had = request.cookies.get(COOKIE) or request.cookies.get(SEEN_COOKIE)
+    return bool(had) and current_session() is None
 
 
 def _set_cookie(response, name: str, value: str, max_age: int) -> None:

@@ -746,6 +746,15 @@ class RedisStore:
         return int(self.r.get(REVOKED_VERSION) or 0)
 
 
+    # -- status push --------------------------------------------------------------------------
+
+    @wraps_redis
+    def publish_status(self, sid: str, status: str, version: int) -> None:
+        """Tell open resident pages of this subject that its status changed
+        (:mod:`healthcode.status_push`); the subject's own channel, tagged like its keys."""
+        self.r.publish(f"hc:{{{sid}}}:status", f"{status}|{version}")
+
+
 def _split_status(value: str) -> tuple[str, int]:
     status, _, version = value.partition("|")
     return status, int(version)

@@ -417,13 +417,16 @@ def redis_topology(kind: str | None = None):
     raise ValueError(f"HEALTHCODE_TEST_REDIS must be one of {', '.join(TOPOLOGIES)}, not {kind!r}")
 
 
-def decode_qr(png: bytes) -> str:
-    """Read the text back out of a rendered QR image, as a scanner would."""
+def decode_qr(png: bytes, upscale: int = 1) -> str:
+    """Read the text back out of a rendered QR image, as a scanner would (``upscale``: enlarge
+    a one-pixel-per-module image first, as the page's browser does)."""
     import zxingcpp
     from PIL import Image
 
     image = Image.open(io.BytesIO(png))
     image.load()
+    if upscale > 1:
+        image = image.resize((image.width * upscale, image.height * upscale), Image.NEAREST)
     results = zxingcpp.read_barcodes(image.convert("L"))
     assert results, "no QR code found in the image"
     return results[0].text

@@ -24,7 +24,8 @@ from flask_babel import gettext
 
 from mapping.partner_schema import PartnerMapping
 
-from .. import i18n, recognition, residents, sessions, throttle
+from .. import i18n, page_texts, recognition, residents, sessions, status_push, throttle
+from ..assets import asset_url
 from ..auth import actor, check_token, current_credential, require
 from ..errors import (Forbidden, HealthCodeError, NotFound, RateLimited, StoreUnavailable,
                       Unauthorized)
@@ -88,9 +89,14 @@ def _signin(target: str, error: str | None = None, status: int = 200, **values):
     if (error is None and request.method == "GET"
             and request.headers.get("Sec-Fetch-Site") == "cross-site"):
         return _page("reload.html", title=_title(target))
+    signed_out = request.args.get("signed_out") == "1"
+    # A session cookie the store no longer knows: the sign-in ran out (or was ended). Say so,
+    # and how to get back in; a resident never had an hc_ access code to type.
+    expired = error is None and not signed_out and sessions.sign_in_lapsed()
     return _page("signin.html", status=status, target=target, title=_title(target),
                  error=i18n.error_text(error, **values) if error else None,
-                 signed_out=request.args.get("signed_out") == "1")
+                 signed_out=signed_out, expired=expired,
+                 help=page_texts.signin_help() if target == "me" else None)
 
 
 def _target() -> str:
@@ -105,19 +111,32 @@ def _title(target: str) -> str:
 
 def _code_view(issued: residents.IssuedCode) -> dict:
     """What the resident page shows of a code: the QR image travels inline with its data, so
-    the picture and the words always belong to the same token."""
+    the picture and the words always belong to the same token.
+
+    The image is a PNG of one pixel per module (a few hundred bytes; the page scales it up
+    crisply), so a renewal costs well under a kilobyte instead of a 68 KB SVG.
+    """
     claims = issued.claims
-    svg = residents.image(issued.token, "svg", current_app.config["CODE_TTL"])
+    png = residents.image(issued.token, residents.PAGE_IMAGE, current_app.config["CODE_TTL"])
     return {
         "status": claims.status,
         "masked_name": claims.masked_name,
         "issued_at": format_time(claims.issued_at),
         "expires_at": format_time(claims.expires_at),
+        "status_version": claims.status_version,
         "issued_ms": int(claims.issued_at.timestamp() * 1000),
         "expires_ms": int(claims.expires_at.timestamp() * 1000),
         "now_ms": int(time.time() * 1000),
-        "image": "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii"),
+        "advice": _advice(claims),
+        "image": "data:image/png;base64," + base64.b64encode(png).decode("ascii"),
     }
+
+
+def _advice(claims) -> dict | None:
+    """Why the code is yellow or red and what to do, from the reasons on record."""
+    if claims.status == "green":
+        return None
+    return page_texts.advice_for(claims.status, residents.show(claims.subject_id)["reasons"])
 
 
 @bp.errorhandler(HealthCodeError)
@@ -156,9 +175,39 @@ def me():
         return _signin("me", error="wrong_page")
     issued = residents.current_code(session.credential.subject)
     code = _code_view(issued)
-    return _page("me.html", title=_title("me"), code=code,
+    # the QR travels once: in the <img>, not again in the script's data
+    page_code = {k: v for k, v in code.items() if k != "image"}
+    return _page("me.html", title=_title("me"), code=code, advice=code["advice"],
                  status_label=str(i18n.STATUS_LABELS[code["status"]]),
-                 page_data={"code": code, "code_url": url_for("pages_api.me_code")})
+                 page_data={"code": page_code, "code_url": url_for("pages_api.me_code"),
+                            "events_url": url_for("pages_api.me_events"),
+                            "worker_url": url_for("pages.me_worker"),
+                            "worker_scope": url_for("pages.me")})
+
+
+@bp.get("/me/offline")
+def me_offline():
+    """What the resident page's service worker shows when /me cannot be reached: out of date,
+    with no code. Nothing personal is in it; its script shows what the page kept on the device."""
+    return _page("me_offline.html", title=_title("me"), csrf="", signed_in=None)
+
+
+#: what the offline stand-in for /me needs, kept by the resident page's service worker
+ME_WORKER_ASSETS = ("css/site.css", "js/prefs.js", "js/me-offline.js")
+
+
+@bp.get("/me-sw.js")
+def me_worker():
+    """The resident page's service worker, served from the root so that it may control
+    ``/me`` itself (a worker's scope cannot reach above its own path)."""
+    assets = [asset_url(name) for name in ME_WORKER_ASSETS]
+    body = render_template("me-sw.js", page_url=url_for("pages.me"),
+                           offline_url=url_for("pages.me_offline"), assets=assets,
+                           version=hashlib.sha256("".join(assets).encode()).hexdigest()[:12])
+    response = make_response(body)
+    response.mimetype = "text/javascript"
+    response.headers["Cache-Control"] = "no-cache"  # a new release's worker is seen at once
+    return response
 
 
 @bp.get("/checkpoint")
@@ -229,7 +278,7 @@ def checkpoint_worker():
     its own path) and registered for ``/checkpoint`` only."""
     body = render_template("checkpoint-sw.js", page_url=url_for("pages.checkpoint"),
                            bundle_url=BUNDLE_PATH, signout_url=url_for("pages.signout"),
-                           assets=[url_for("static", filename=a) for a in WORKER_ASSETS],
+                           assets=[asset_url(a) for a in WORKER_ASSETS],
                            version=_worker_version(current_app.static_folder))
     response = make_response(body)
     response.mimetype = "text/javascript"
@@ -331,6 +380,67 @@ def me_code():
     response = jsonify(_code_view(residents.current_code(credential.subject)))
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@api_bp.get("/me/events")
+def me_events():
+    """Server-sent events: ``status`` as soon as the signed-in resident's status changes.
+
+    ``?v=`` is the status version the page shows; a change made between the page's load and
+    this request is sent at once. The stream ends after ``STATUS_STREAM_SECONDS`` and the
+    browser's EventSource reconnects on its own; comments keep idle proxies from closing it.
+    """
+    credential = current_credential()
+    if credential.role != "resident":
+        raise Forbidden("only a resident has a code page")
+    config = current_app.config
+    if not config["STATUS_STREAMS"]:
+        raise StoreUnavailable("status push is switched off; the page renews on its own")
+    sid = credential.subject
+    try:
+        known = int(request.args.get("v", "0"))
+    except ValueError:
+        known = 0
+    hub = status_push.get_hub()
+    waiter = hub.register(sid)
+    if waiter is None:
+        raise StoreUnavailable("this worker holds as many status streams as it may")
+    current = get_store().current_status(sid)
+    lifetime = int(config["STATUS_STREAM_SECONDS"])
+
+    def events():
+        try:
+            yield "retry: 3000\n\n"
+            if current is not None and current[1] != known:
+                yield _status_event(*current)
+            deadline = time.monotonic() + lifetime
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                if waiter.event.wait(min(HEARTBEAT_SECONDS, left)):
+                    waiter.event.clear()
+                    if waiter.change is not None:
+                        yield _status_event(*waiter.change)
+                else:
+                    yield ": still here\n\n"
+        finally:
+            hub.unregister(sid, waiter)
+
+    response = current_app.response_class(events(), mimetype="text/event-stream")
+    # also when the client goes before the first event, and the generator never started
+    response.call_on_close(lambda: hub.unregister(sid, waiter))
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Accel-Buffering"] = "no"  # nginx: pass events through at once
+    return response
+
+
+#: comment lines on an idle stream, so proxies and phones keep it open
+HEARTBEAT_SECONDS = 20
+
+
+def _status_event(status: str, version: int) -> str:
+    return f'event: status\ndata: {{"status": "{status}", "status_version": {version}}}\n\n'
 
 
 @api_bp.post("/api/v1/residents/<sid>/links")

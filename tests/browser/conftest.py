@@ -217,6 +217,7 @@ def sign_in_with_link(page, link_url: str) -> None:
     page.goto(link_url)
     page.click("#continue")
     page.wait_for_selector("#code")
+    page.wait_for_load_state()  # the page's scripts have bound their buttons
 
 
 def sign_in_with_token(page, site: LiveSite, token: str, where: str) -> None:
@@ -224,6 +225,7 @@ def sign_in_with_token(page, site: LiveSite, token: str, where: str) -> None:
     page.fill("#token", token)
     page.click("form.stack button[type=submit]")
     page.wait_for_url(f"**/{where}")
+    page.wait_for_load_state()
 
 
 # -- a fake camera --------------------------------------------------------------------------------

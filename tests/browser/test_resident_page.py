@@ -165,6 +165,7 @@ def test_each_language_renders(context_for, short_site, locale, tag, banner, val
 def test_the_switcher_changes_the_language_and_keeps_it(page, short_site):
     sid = short_site.enroll("green")
     sign_in_with_link(page, short_site.link(sid))
+    page.click("#langs summary")  # one compact menu, opened first
     page.click("a[hreflang=zh-Hant]")
     page.wait_for_selector("html[lang=zh-Hant]")
     assert page.inner_text("#banner-label") == "綠碼"
@@ -182,3 +183,232 @@ def test_signing_out_ends_the_page(page, short_site):
     assert not [c for c in page.context.cookies() if c["name"] == "hc_session"]
     page.goto(f"{short_site.url}/me")
     assert page.locator("#code").count() == 0
+
+
+# -- the walk-through of an elderly resident at a border (issue 13) -----------------------------
+
+SMALL_PHONE = {"width": 360, "height": 740}
+BANNERS_RED = {"zh-Hant": "紅碼", "zh-Hans": "红码", "en": "Red code", "pt": "Código vermelho"}
+LOCALES = {"zh-Hant": "zh-TW", "zh-Hans": "zh-CN", "en": "en-US", "pt": "pt-PT"}
+
+#: elements whose text must never be cut off or run out of their box
+TEXT_BOXES = "#banner-label, #masked-name, .times dd, .times dt, .key, .hint, .advice span, " \
+             "#large-text, .langs summary, .signout button"
+
+
+def overflowing(page) -> list[str]:
+    """Elements whose text is wider than their box or that stick out of the screen, and the
+    page's own sideways overflow, each described for the failure message."""
+    return page.evaluate("""selector => {
+        const out = [];
+        const root = document.documentElement;
+        const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+            (el.className && typeof el.className === 'string' ? '.' + el.className.split(' ')[0] : '');
+        if (root.scrollWidth > root.clientWidth + 1) out.push('page ' + root.scrollWidth + '>' + root.clientWidth);
+        for (const el of document.querySelectorAll('body *')) {
+            if (!el.offsetParent || el.closest('details:not([open]) > :not(summary)')) continue;
+            const box = el.getBoundingClientRect();
+            if (box.right > root.clientWidth + 1) out.push('outside ' + name(el) + ' right=' + Math.round(box.right));
+        }
+        for (const el of document.querySelectorAll(selector)) {
+            // hidden, or inline (an inline box has no width of its own to overflow)
+            if (!el.offsetParent || getComputedStyle(el).display === 'inline') continue;
+            if (el.scrollWidth > el.clientWidth + 1) out.push('clipped ' + name(el) + ' ' + el.scrollWidth + '>' + el.clientWidth);
+        }
+        return out;
+    }""", TEXT_BOXES)
+
+
+def bottom_of(page, selector: str) -> float:
+    return page.eval_on_selector(selector, "el => el.getBoundingClientRect().bottom")
+
+
+@pytest.mark.parametrize("tag", list(LOCALES))
+def test_in_large_text_the_banner_name_and_whole_qr_fit_the_first_screen(context_for, site, tag):
+    page = context_for(locale=LOCALES[tag]).new_page()
+    page.set_viewport_size(SMALL_PHONE)
+    sid = site.enroll("red")
+    sign_in_with_link(page, site.link(sid))
+    page.click("#large-text")
+    assert font_px(page, "body") >= 24
+    assert page.inner_text("#banner-label") == BANNERS_RED[tag]
+    for selector in ("#banner", "#masked-name", "#qr"):
+        assert bottom_of(page, selector) <= SMALL_PHONE["height"], \
+            f"{selector} ends {bottom_of(page, selector)} px down ({tag})"
+    assert page.evaluate("window.scrollY") == 0
+    found = overflowing(page)
+    assert not found, f"{tag}: {'; '.join(found)}"
+    # the banner word stays on one line at 360 px: "Código vermelho" included
+    lines = page.eval_on_selector(
+        "#banner-label", "el => Math.round(el.getBoundingClientRect().height / "
+                         "parseFloat(getComputedStyle(el).lineHeight))")
+    assert lines == 1, f"the banner word wraps onto {lines} lines ({tag})"
+    assert site.verify(qr_text(page))["status"] == "red"
+    screenshot(page, f"resident-large-text-first-screen-{tag}", full_page=False)
+
+
+@pytest.mark.parametrize("tag", list(LOCALES))
+@pytest.mark.parametrize("width", [360, 180])
+def test_text_at_200_percent_reflows_without_sideways_scrolling(context_for, site, tag, width):
+    """WCAG 1.4.10: doubled text, in both text modes, down to a 180 px wide screen."""
+    page = context_for(locale=LOCALES[tag]).new_page()
+    page.set_viewport_size({"width": width, "height": 740})
+    sid = site.enroll("red")
+    sign_in_with_link(page, site.link(sid))
+    for large in (False, True):
+        if large:
+            page.click("#large-text")
+        # the root font doubled, as a browser's text-size setting does (through the CSSOM,
+        # which the pages' CSP allows)
+        page.evaluate("large => { const root = document.documentElement;"
+                      " root.style.fontSize = ''; const px = parseFloat(getComputedStyle(root)"
+                      ".fontSize); root.style.fontSize = (px * 2) + 'px'; }", large)
+        found = overflowing(page)
+        assert not found, f"{tag} at {width} px, large text {large}: {'; '.join(found)}"
+        assert page.is_visible("#qr")
+        screenshot(page, f"resident-200pct-{width}-{'large-' if large else ''}{tag}")
+
+
+@pytest.mark.parametrize("tag", list(LOCALES))
+def test_yellow_and_red_say_why_and_what_to_do(context_for, site, tag):
+    page = context_for(locale=LOCALES[tag]).new_page()
+    sid = site.enroll("red")  # positive_test
+    sign_in_with_link(page, site.link(sid))
+    why, next_step = page.inner_text("#advice-why"), page.inner_text("#advice-next")
+    expected = {"en": ("positive test result", "Isolate"), "pt": ("positivo", "isolado"),
+                "zh-Hant": ("陽性", "隔離"), "zh-Hans": ("阳性", "隔离")}[tag]
+    assert expected[0] in why.lower() or expected[0] in why, why
+    assert expected[1] in next_step, next_step
+    screenshot(page, f"resident-red-advice-{tag}")
+
+
+def test_a_status_change_reaches_the_open_page_within_five_seconds(page, site):
+    """With the default five-minute code, the page learns of a change by push, not renewal."""
+    assert site.app.config["CODE_TTL"] == 300
+    sid = site.enroll("green")
+    sign_in_with_link(page, site.link(sid))
+    assert page.get_attribute("#code", "data-status") == "green"
+    page.wait_for_timeout(1500)  # the page's event stream is open
+    started = time.monotonic()
+    site.set_status(sid, "yellow", "close_contact")
+    page.wait_for_selector("#code[data-status=yellow]", timeout=5_000)
+    took = time.monotonic() - started
+    print(f"\nstatus push: the open page showed the new status after {took:.2f} s")
+    assert took <= 5
+    assert "close contact" in page.inner_text("#advice-why")
+    assert "Your code is now: Yellow code." in page.inner_text("#announce")
+    assert site.verify(qr_text(page))["status"] == "yellow"
+
+
+def test_an_expired_sign_in_says_so_and_how_to_get_a_new_link(tmp_path_factory, redis_server,
+                                                                context_for):
+    from tests.browser.conftest import start_site
+
+    data = tmp_path_factory.mktemp("texts")
+    (data / "page-texts.toml").write_text(
+        '[signin_help.en]\ntext = "Ask for a new link at any health centre."\n'
+        'contact = "Health hotline 2800 0000"\n', encoding="utf-8")
+    site = start_site(tmp_path_factory, redis_server, DATA_DIR=str(data))
+    try:
+        page = context_for().new_page()
+        sid = site.enroll("green")
+        sign_in_with_link(page, site.link(sid))
+        # the session runs out on the server (as SESSION_TTL does)
+        for key in site.store.r.scan_iter("hc:sess:*"):
+            site.store.r.delete(key)
+        page.reload()
+        assert page.inner_text("#signin-expired").startswith("Your sign-in has expired.")
+        assert "Ask for a new link at any health centre." in page.inner_text("#signin-expired")
+        assert page.inner_text("#signin-contact") == "Health hotline 2800 0000"
+        assert page.is_visible("#token"), "the access-code form stays for those who have one"
+        screenshot(page, "resident-signin-expired-en")
+        # a first visit on another device says nothing about expiry
+        other = context_for().new_page()
+        other.goto(f"{site.url}/me")
+        assert other.locator("#signin-expired").count() == 0
+    finally:
+        site.close()
+
+
+def transfer_meter(page):
+    """Bytes on the wire (compressed, headers included) per URL path, from DevTools."""
+    from urllib.parse import urlparse
+
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
+    urls, sizes = {}, []
+    cdp.on("Network.requestWillBeSent",
+           lambda e: urls.__setitem__(e["requestId"], urlparse(e["request"]["url"]).path))
+    cdp.on("Network.loadingFinished",
+           lambda e: sizes.append((urls.get(e["requestId"], "?"), e["encodedDataLength"])))
+    return sizes
+
+
+def test_the_page_is_light_on_a_weak_signal(page, short_site):
+    sid = short_site.enroll("green")
+    sign_in_with_link(page, short_site.link(sid))
+    sizes = transfer_meter(page)
+    page.goto(f"{short_site.url}/me")
+    page.wait_for_load_state("networkidle")
+    load = sum(size for path, size in sizes if path != "/me/events")
+    first = list(sizes)
+    renewed = []
+    for _ in range(70):  # Playwright delivers DevTools events while it waits, not in sleep()
+        page.wait_for_timeout(200)
+        renewed = [s for p, s in sizes[len(first):] if p == "/me/code"]
+        if renewed:
+            break
+    assert renewed, "no renewal within 14 s"
+    print(f"\n/me: {load / 1024:.1f} KB per load ({len(first)} requests, cache off), "
+          f"{renewed[0] / 1024:.2f} KB per renewal")
+    assert load <= 40 * 1024, first
+    assert renewed[0] <= 10 * 1024
+    # scripts and styles are cached for a year under names that change with their content
+    response = page.request.get(page.eval_on_selector("link[rel=stylesheet]", "el => el.href"))
+    assert "immutable" in response.headers["cache-control"]
+    assert response.headers.get("content-encoding") in ("br", "gzip")
+
+
+def test_axe_finds_no_violation_in_any_state(context_for, short_site):
+    from tests.browser.axe import violations
+
+    page = context_for(bypass_csp=True).new_page()
+    page.goto(f"{short_site.url}/me")
+    assert violations(page) == [], "sign-in page"
+    for kind in ("green", "red"):
+        sid = short_site.enroll(kind)
+        sign_in_with_link(page, short_site.link(sid))
+        assert violations(page) == [], kind
+        page.click("#large-text")
+        assert violations(page) == [], f"{kind}, large text"
+        page.click("#large-text")
+        page.click("#langs summary")
+        assert violations(page) == [], f"{kind}, language menu open"
+    page.route("**/me/code", lambda route: route.abort("internetdisconnected"))
+    page.wait_for_selector("#code[data-state=stale]", timeout=20_000)
+    assert violations(page) == [], "out of date"
+    assert page.inner_text("#announce").startswith("Out of date")
+
+
+def test_reloading_offline_shows_the_last_code_as_out_of_date(context_for, short_site):
+    context = context_for()
+    page = context.new_page()
+    sid = short_site.enroll("green")
+    sign_in_with_link(page, short_site.link(sid))
+    # the page's worker takes control as soon as it has kept the offline page
+    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=15_000)
+    context.set_offline(True)
+    page.reload()
+    page.wait_for_selector("#code[data-state=stale]")
+    assert page.inner_text("#banner-label") == "Out of date"
+    assert page.locator("#qr").count() == 0, "offline, no code is shown at all"
+    assert "Do not show it" in page.inner_text("#stale-note")
+    page.wait_for_selector("#last-known:not([hidden])")
+    assert "Green code" in page.inner_text("#last-known")
+    assert page.inner_text("#masked-name") == "陳*文"
+    screenshot(page, "resident-offline-reload-en")
+    context.set_offline(False)
+    page.click("#retry")
+    page.wait_for_selector("#code[data-state=fresh]")
+    assert short_site.verify(qr_text(page))["valid"] is True

@@ -11,7 +11,7 @@ from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
 from healthcode import i18n, qr
-from tests.support import REPO
+from tests.support import REPO, decode_qr
 from tests.views.test_sessions import sign_in
 
 PACKAGE = REPO / "healthcode"
@@ -49,21 +49,26 @@ def test_the_resident_page_shows_the_current_code(app, resident_client, enrolled
     assert '<span id="masked-name">陳*文</span>' in html
     data = page_data(html)
     code = data["code"]
-    assert data["code_url"] == "/me/code"
+    assert data["code_url"] == "/me/code" and data["events_url"] == "/me/events"
     assert code["status"] == "green" and code["expires_ms"] > code["now_ms"]
-    # the QR image on the page is the current token's, rendered by the service
+    assert code["status_version"] == 1 and code["advice"] is None  # green: nothing to explain
+    # the QR is on the page once, in the <img>, as the current token's compact PNG
     with app.app_context():
         from healthcode import residents
         token = residents.current_code(enrolled["id"]).token
-    svg = qr.render(token, "svg")
-    assert code["image"].endswith(base64.b64encode(svg).decode())
+    assert "image" not in code
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == 1 and html.count("data:image") == 1
+    png = base64.b64decode(images[0])
+    assert decode_qr(png, upscale=8) == token
+    assert len(png) < 2000, "one pixel per module: a few hundred bytes"
 
 
 def test_the_code_endpoint_refreshes_with_image_and_times(resident_client, enrolled):
     body = resident_client.get("/me/code").get_json()
-    assert set(body) == {"status", "masked_name", "issued_at", "expires_at", "issued_ms",
-                         "expires_ms", "now_ms", "image"}
-    assert body["image"].startswith("data:image/svg+xml;base64,")
+    assert set(body) == {"status", "status_version", "masked_name", "issued_at", "expires_at",
+                         "issued_ms", "expires_ms", "now_ms", "advice", "image"}
+    assert body["image"].startswith("data:image/png;base64,")
     assert resident_client.get("/me/code").headers["Cache-Control"] == "no-store"
 
 
@@ -177,7 +182,7 @@ def test_pages_have_no_inline_script_or_style(resident_client, creds):
     pages.append(other.application.test_client().get("/me").get_data(as_text=True))
     for html in pages:
         for attrs, body in re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S):
-            assert 'src="/static/' in attrs or 'type="application/json"' in attrs
+            assert re.search(r'src="/(static|assets/[0-9a-f]+)/', attrs) or 'type="application/json"' in attrs
             if "src=" in attrs:
                 assert not body.strip()
         assert not re.search(r"\son[a-z]+=", html), "inline event handler"
