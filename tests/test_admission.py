@@ -13,6 +13,7 @@ def capped_app(tmp_path, redis_server, redis_client):
     app = create_app({"TESTING": True, "REDIS_URL": redis_server.url,
                       "DATA_DIR": str(tmp_path / "data"), "ISSUER": "HC-TEST",
                       "SUBJECT_SECRET": "test-subject-secret-0123456789",
+                      "SECRET_KEY": "test-session-secret-0123456789",
                       "MAX_IN_FLIGHT": 2, "SHED_RETRY_AFTER": 3})
     release = threading.Event()
 

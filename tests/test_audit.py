@@ -132,6 +132,7 @@ def test_no_trimming_with_retention_zero(redis_client):
 def cli(tmp_path, redis_server, redis_client):
     env = {"HEALTHCODE_DATA_DIR": str(tmp_path / "data"), "REDIS_URL": redis_server.url,
            "HEALTHCODE_SUBJECT_SECRET": "cli-secret-0123456789",
+           "HEALTHCODE_SECRET_KEY": "test-session-secret-0123456789",
            "HEALTHCODE_AUDIT_RETENTION_DAYS": "30"}
     runner = CliRunner()
 

@@ -18,7 +18,8 @@ def person(i: int, **change) -> dict:
 @pytest.fixture
 def cli(app, redis_server):
     env = {"HEALTHCODE_DATA_DIR": app.config["DATA_DIR"], "REDIS_URL": redis_server.url,
-           "HEALTHCODE_SUBJECT_SECRET": app.config["SUBJECT_SECRET"]}
+           "HEALTHCODE_SUBJECT_SECRET": app.config["SUBJECT_SECRET"],
+           "HEALTHCODE_SECRET_KEY": "test-session-secret-0123456789"}
     runner = CliRunner()
 
     def run(*args):

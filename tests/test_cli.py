@@ -13,7 +13,8 @@ from tests import tokens_util as tu
 @pytest.fixture
 def env(tmp_path, redis_server, redis_client):
     return {"HEALTHCODE_DATA_DIR": str(tmp_path / "data"), "REDIS_URL": redis_server.url,
-            "HEALTHCODE_ISSUER": "HC-CLI", "HEALTHCODE_SUBJECT_SECRET": "cli-secret-0123456789"}
+            "HEALTHCODE_ISSUER": "HC-CLI", "HEALTHCODE_SUBJECT_SECRET": "cli-secret-0123456789",
+            "HEALTHCODE_SECRET_KEY": "test-session-secret-0123456789"}
 
 
 @pytest.fixture

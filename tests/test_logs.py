@@ -77,6 +77,7 @@ def test_json_lines_one_per_request_without_personal_data(tmp_path, redis_server
     app = create_app({"TESTING": True, "REDIS_URL": redis_server.url,
                       "DATA_DIR": str(tmp_path / "data"), "ISSUER": "HC-TEST",
                       "SUBJECT_SECRET": "test-subject-secret-0123456789",
+                      "SECRET_KEY": "test-session-secret-0123456789",
                       "LOG_FORMAT": "json"})
     try:
         store = app.extensions["healthcode.store"]

@@ -9,6 +9,7 @@ def make_app(tmp_path, redis_server, proxies):
     return create_app({"TESTING": True, "REDIS_URL": redis_server.url,
                        "DATA_DIR": str(tmp_path / "data"), "ISSUER": "HC-TEST",
                        "SUBJECT_SECRET": "test-subject-secret-0123456789",
+                       "SECRET_KEY": "test-session-secret-0123456789",
                        "TRUSTED_PROXIES": proxies})
 
 

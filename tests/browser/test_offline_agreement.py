@@ -350,6 +350,7 @@ def partner_site(tmp_path_factory, redis_server):
             {"issuer": issuer, "scheme": scheme, "keys": [{**jwk, "kid": f"{scheme}-1"}]}))
     app = create_app({"TESTING": True, "REDIS_URL": redis_server.url, "DATA_DIR": str(data),
                       "ISSUER": "HC-TEST", "SUBJECT_SECRET": "partner-secret-0123456789",
+                      "SECRET_KEY": "test-session-secret-0123456789",
                       "CREDENTIAL_CACHE_SECONDS": 0})
     site = LiveSite(app)
     site.partner_keys = keys

@@ -23,6 +23,7 @@ def mode_site(tmp_path, redis_server):
         '[descriptions]\npt = "Entrada na Áustria"\n')
     app = create_app({"TESTING": True, "REDIS_URL": redis_server.url, "DATA_DIR": str(data),
                       "ISSUER": "HC-TEST", "SUBJECT_SECRET": "browser-subject-secret-0123456789",
+                      "SECRET_KEY": "test-session-secret-0123456789",
                       "CREDENTIAL_CACHE_SECONDS": 0})
     site = LiveSite(app)
     yield site

@@ -18,7 +18,8 @@ SHC_ISSUER = "https://spec.smarthealth.cards/examples/issuer"
 @pytest.fixture
 def verify(tmp_path):
     env = {"HEALTHCODE_DATA_DIR": str(tmp_path / "scanner"),
-           "HEALTHCODE_SUBJECT_SECRET": "cli-verify-secret-0123456789"}
+           "HEALTHCODE_SUBJECT_SECRET": "cli-verify-secret-0123456789",
+           "HEALTHCODE_SECRET_KEY": "test-session-secret-0123456789"}
 
     def run(*args):
         result = CliRunner().invoke(main, ["verify", *args], env=env)

@@ -18,7 +18,8 @@ from tests.support import conformance_dir
 @pytest.fixture
 def env(tmp_path, redis_server, redis_client):
     return {"HEALTHCODE_DATA_DIR": str(tmp_path / "data"), "REDIS_URL": redis_server.url,
-            "HEALTHCODE_ISSUER": "HC-CLI", "HEALTHCODE_SUBJECT_SECRET": "cli-secret-0123456789"}
+            "HEALTHCODE_ISSUER": "HC-CLI", "HEALTHCODE_SUBJECT_SECRET": "cli-secret-0123456789",
+            "HEALTHCODE_SECRET_KEY": "cli-session-secret-0123456789"}
 
 
 @pytest.fixture
@@ -130,5 +131,6 @@ def test_the_service_does_not_start_on_a_broken_file(tmp_path, redis_server, fol
     (data / folder / name).write_text(content)
     with pytest.raises(ConfigurationError) as refused:
         create_app({"TESTING": True, "REDIS_URL": redis_server.url, "DATA_DIR": str(data),
-                    "SUBJECT_SECRET": "start-secret-0123456789"})
+                    "SUBJECT_SECRET": "start-secret-0123456789",
+                    "SECRET_KEY": "start-session-secret-0123456789"})
     assert message in refused.value.message

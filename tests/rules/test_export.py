@@ -128,7 +128,8 @@ def test_policies_export_writes_rule_files(tmp_path, redis_server):
         'scheme = "eu-dcc"\n[policy]\n[[policy.grant]]\nstatus = "green"\n'
         'evidence = "vaccination"\ncomplete = true\nmin_days = 14\n')
     env = {"HEALTHCODE_DATA_DIR": str(data), "REDIS_URL": redis_server.url,
-           "HEALTHCODE_SUBJECT_SECRET": "export-secret-0123456789"}
+           "HEALTHCODE_SUBJECT_SECRET": "export-secret-0123456789",
+           "HEALTHCODE_SECRET_KEY": "test-session-secret-0123456789"}
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["policies", "export", "--certlogic", "eu-dcc", "--out",
                                        str(out), "--country", "MO"], env=env)

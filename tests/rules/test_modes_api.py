@@ -56,6 +56,7 @@ def world(tmp_path, redis_server, redis_client):
         "keys": json.loads((shc / "issuer/.well-known/jwks.json").read_text())["keys"]}))
     app = create_app({"TESTING": True, "REDIS_URL": redis_server.url, "DATA_DIR": str(data),
                       "ISSUER": "HC-TEST", "SUBJECT_SECRET": "modes-secret-0123456789",
+                      "SECRET_KEY": "test-session-secret-0123456789",
                       "CREDENTIAL_CACHE_SECONDS": 0})
     store = app.extensions["healthcode.store"]
     tokens = {role: store.create_credential(role)[1] for role in ("authority", "checkpoint")}

@@ -104,6 +104,7 @@ def test_a_conversion_lists_the_certlogic_rules_it_ran(tmp_path, redis_server, r
     (data / "trust" / "dsc.der").write_bytes(dsc)
     app = create_app({"TESTING": True, "REDIS_URL": redis_server.url, "DATA_DIR": str(data),
                       "ISSUER": "HC-TEST", "SUBJECT_SECRET": "policy-secret-0123456789",
+                      "SECRET_KEY": "test-session-secret-0123456789",
                       "CREDENTIAL_CACHE_SECONDS": 0})
     _, token = app.extensions["healthcode.store"].create_credential("partner")
     code = EUDCCAdapter().encode(traveller(vaccinations=[full_series(30)]), signer=Signer(

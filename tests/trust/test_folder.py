@@ -171,7 +171,8 @@ def test_a_master_list_then_a_crl_of_its_csca(folder):
 @pytest.fixture
 def cli(tmp_path):
     env = {"HEALTHCODE_DATA_DIR": str(tmp_path / "data"), "HEALTHCODE_ISSUER": "HC-CLI",
-           "HEALTHCODE_SUBJECT_SECRET": "cli-secret-0123456789"}
+           "HEALTHCODE_SUBJECT_SECRET": "cli-secret-0123456789",
+           "HEALTHCODE_SECRET_KEY": "test-session-secret-0123456789"}
 
     def run(*args, **extra):
         return CliRunner().invoke(main, list(args), env={**env, **extra},

@@ -16,7 +16,8 @@ from tests.trust import pki
 
 def verify(tmp_path, code, *trust):
     env = {"HEALTHCODE_DATA_DIR": str(tmp_path / "scanner"),
-           "HEALTHCODE_SUBJECT_SECRET": "cli-secret-0123456789"}
+           "HEALTHCODE_SUBJECT_SECRET": "cli-secret-0123456789",
+           "HEALTHCODE_SECRET_KEY": "test-session-secret-0123456789"}
     args = ["verify", code, "--at", pki.NOW.strftime("%Y-%m-%dT%H:%M:%SZ")]
     for path in trust:
         args += ["--trust", str(path)]

@@ -28,6 +28,7 @@ def loaded_app(tmp_path, redis_server, redis_client):
     return create_app({
         "TESTING": True, "REDIS_URL": redis_server.url, "DATA_DIR": str(tmp_path / "data"),
         "ISSUER": "HC-TEST", "SUBJECT_SECRET": "test-subject-secret-0123456789",
+        "SECRET_KEY": "test-session-secret-0123456789",
         "CREDENTIAL_CACHE_SECONDS": 0, "TRUST_MAX_AGE_DAYS": 30,
     })
 
@@ -213,7 +214,8 @@ def test_the_cli_writes_the_same_bundle(tmp_path, redis_server, redis_client):
     from healthcode.cli import main
 
     env = {"HEALTHCODE_DATA_DIR": str(tmp_path / "data"), "HEALTHCODE_ISSUER": "HC-CLI",
-           "HEALTHCODE_SUBJECT_SECRET": "cli-secret-0123456789", "REDIS_URL": redis_server.url}
+           "HEALTHCODE_SUBJECT_SECRET": "cli-secret-0123456789",
+           "HEALTHCODE_SECRET_KEY": "test-session-secret-0123456789", "REDIS_URL": redis_server.url}
     runner = CliRunner()
     assert runner.invoke(main, ["keys", "generate"], env=env).exit_code == 0
     dsc, _ = pki.dsc("UT")
