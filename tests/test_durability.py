@@ -171,8 +171,10 @@ def test_a_retry_with_the_same_key_answers_the_first_write_once_replicated(tmp_p
 def test_wait_settings_are_checked_at_start(tmp_path, redis_server):
     from healthcode.errors import ConfigurationError
     for bad in ({"WAIT_TIMEOUT": 0}, {"WAIT_TIMEOUT": 600}, {"WAIT_REPLICAS": -1}):
-        with pytest.raises(ConfigurationError):
+        with pytest.raises(ConfigurationError, match="HEALTHCODE_WAIT_"):
             create_app({"TESTING": True, "REDIS_URL": redis_server.url,
+                        "SECRET_KEY": "test-session-secret-0123456789",
+                        "SUBJECT_SECRET": "test-subject-secret-0123456789",
                         "DATA_DIR": str(tmp_path), **bad})
 
 

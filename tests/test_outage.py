@@ -66,6 +66,7 @@ def test_a_store_outage_degrades_verify_and_refuses_writes_until_it_returns(tmp_
 @pytest.fixture
 def outage_app(tmp_path, own_redis):
     app = create_app({"REDIS_URL": own_redis.url, "DATA_DIR": str(tmp_path),
+                      "SECRET_KEY": "test-session-secret-0123456789",
                       "SUBJECT_SECRET": "outage-test-secret-0123", "ISSUER": "HC-TEST",
                       "CREDENTIAL_CACHE_SECONDS": 0, "CREDENTIAL_OUTAGE_SECONDS": 1.5,
                       "REDIS_TIMEOUT": 0.3})
