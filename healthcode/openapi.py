@@ -342,6 +342,16 @@ def spec(config=None) -> dict:
                         "/.well-known/jwks.json and refuse it outside nbf..exp.")},
         "/api/v1/reasons": {"get": _op("The status reasons an authority may give", None, {
             "200": _json({"type": "object"}, "reasons")})},
+        "/api/v1/modes": {"get": _op(
+            "The installed checkpoint modes", ["checkpoint", "authority"],
+            {"200": _json({"type": "object", "required": ["modes"], "properties": {
+                "modes": {"type": "array", "items": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "description": {"type": "string"},
+                    "country": {"type": ["string", "null"]},
+                    "rule_types": {"type": "array", "items": {"type": "string"}},
+                    "pass_status": {"type": ["string", "null"]}}}}}},
+                "each mode's name, description (in the request's language), country, rule "
+                "types and the colour it grants"), **_errors(401, 403)})},
         "/api/v1/whoami": {"get": _op("The calling credential", ["any"], {
             "200": _json({"type": "object"}, "id, role, subject"), **_errors(401)})},
         "/.well-known/jwks.json": {"get": _op("Our public signing keys (JWK set)", None, {

@@ -100,21 +100,28 @@ def test_a_status_change_shows_on_the_next_fetch(resident_client, creds, enrolle
 
 # -- the scanner page -----------------------------------------------------------------------------
 
+def asset_src(html: str, name: str) -> str:
+    """The content-hashed URL a page loads a static script from (``/assets/<digest>/<name>``)."""
+    match = re.search(r'<script src="(/assets/[0-9a-f]{12}/' + re.escape(name) + r')" defer>',
+                      html)
+    assert match, f"{name} is not loaded under a content-hashed name"
+    return match.group(1)
+
+
 def test_the_scanner_page_loads_the_vendored_decoder(checkpoint_client):
     html = checkpoint_client.get("/checkpoint").get_data(as_text=True)
-    assert '<script src="/static/vendor/jsQR.js" defer></script>' in html
+    src = asset_src(html, "vendor/jsQR.js")
     data = page_data(html)
     assert {k: data[k] for k in ("verify_url", "lookup_url", "keep")} == \
         {"verify_url": "/api/v1/verify", "lookup_url": "/api/v1/lookup", "keep": 5}
-    assert checkpoint_client.get("/static/vendor/jsQR.js").status_code == 200
+    assert checkpoint_client.get(src).status_code == 200
 
 
 def test_the_scanner_page_carries_what_offline_checks_need(app, checkpoint_client):
     response = checkpoint_client.get("/checkpoint")
     html = response.get_data(as_text=True)
     for script in ("vendor/cbor-x.min.js", "js/offline-verify.js"):
-        assert f'<script src="/static/{script}" defer></script>' in html
-        assert checkpoint_client.get(f"/static/{script}").status_code == 200
+        assert checkpoint_client.get(asset_src(html, script)).status_code == 200
     data = page_data(html)
     assert data["bundle_url"] == "/api/v1/trust/bundle"
     assert data["issuer"] == "HC-TEST" and data["clock_skew"] == app.config["CLOCK_SKEW"]
@@ -130,9 +137,11 @@ def test_the_service_worker_is_served_from_the_root_for_the_scanner(checkpoint_c
     assert response.status_code == 200 and response.mimetype == "text/javascript"
     assert response.headers["Cache-Control"] == "no-cache"
     body = response.get_data(as_text=True)
-    for asset in ("/static/js/checkpoint.js", "/static/js/offline-verify.js",
-                  "/static/vendor/cbor-x.min.js", "/static/vendor/jsQR.js"):
-        assert f'"{asset}"' in body
+    page = checkpoint_client.get("/checkpoint").get_data(as_text=True)
+    for asset in ("js/checkpoint.js", "js/offline-verify.js", "vendor/cbor-x.min.js",
+                  "vendor/jsQR.js"):
+        # the worker keeps exactly the content-hashed URLs the page loads
+        assert f'"{asset_src(page, asset)}"' in body
     assert '"/api/v1/trust/bundle"' in body and "hc-checkpoint-assets-" in body
 
 
