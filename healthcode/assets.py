@@ -5,8 +5,9 @@ hex digits of the file's SHA-256. A new release changes the digest and so the UR
 what lets every browser keep a file for a year (``immutable``) without ever running yesterday's
 script against today's page. The plain ``/static/<path>`` URLs keep working, uncached.
 
-Responses (pages, JSON, scripts, styles) are compressed with Flask-Compress; a page at a border
-on a weak phone signal loads a third of the bytes.
+Pages, scripts and styles are compressed with Flask-Compress: a page at a border on a weak phone
+signal loads a third of the bytes. API answers (JSON) are not: they are small, a verify must
+not spend CPU on them, and API clients that decompress nothing keep working.
 """
 from __future__ import annotations
 
@@ -66,6 +67,8 @@ def init_app(app) -> None:
     # list of compressed types, so a held-open status stream is never buffered.
     app.config.setdefault("COMPRESS_STREAMS", True)
     app.config.setdefault("COMPRESS_MIN_SIZE", 512)
+    app.config.setdefault("COMPRESS_MIMETYPES", ["text/html", "text/css", "text/javascript",
+                                                 "application/javascript"])
     Compress(app)
     app.register_blueprint(bp)
     app.jinja_env.globals["asset_url"] = asset_url

@@ -822,10 +822,11 @@ def serve(bind, workers):
         os.environ["REDIS_URL"] = cfg["REDIS_URL"]
     os.environ["HEALTHCODE_DATA_DIR"] = str(data_dir)
     # every worker writes its metrics here; a scrape of any worker reads them all
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(gunicorn_hooks.metrics_directory(
-        cfg["METRICS_DIR"] or data_dir / "metrics"))
     if bind:
         os.environ["HEALTHCODE_BIND"] = bind
+        cfg["BIND"] = bind
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(gunicorn_hooks.metrics_directory(
+        cfg["METRICS_DIR"] or config_module.runtime_path(cfg, "metrics")))
     if workers:
         os.environ["HEALTHCODE_WORKERS"] = str(workers)
     click.echo("get an API credential with:  healthcode tokens create --role authority")

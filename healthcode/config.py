@@ -156,6 +156,10 @@ SERVING_DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "info",
     # prometheus_client's multiprocess directory; `healthcode serve` sets a fresh one.
     "METRICS_DIR": None,
+    # This instance's own scratch space (gunicorn's control socket, the metrics files). None:
+    # the data dir when this host has it to itself (REDIS_URL unset), else a private folder
+    # under the system's temporary directory: a shared data dir is read-only to the hosts.
+    "RUNTIME_DIR": None,
 }
 DEFAULTS.update(SERVING_DEFAULTS)
 
@@ -174,6 +178,7 @@ ENVIRONMENT.update({
     "HEALTHCODE_LOG_FORMAT": ("LOG_FORMAT", str),
     "HEALTHCODE_LOG_LEVEL": ("LOG_LEVEL", str),
     "PROMETHEUS_MULTIPROC_DIR": ("METRICS_DIR", str),
+    "HEALTHCODE_RUNTIME_DIR": ("RUNTIME_DIR", str),
 })
 
 WORKER_CLASSES = ("gevent", "gthread", "sync")
@@ -270,6 +275,24 @@ def validate_scale(config: Mapping[str, Any]) -> None:
     if not 0 <= int(config.get("AUDIT_RETENTION_DAYS", 400)) <= 36500:
         raise ConfigurationError("HEALTHCODE_AUDIT_RETENTION_DAYS must be 0 (keep for ever) "
                                  "to 36500")
+
+
+def runtime_path(config: Mapping[str, Any], *parts: str) -> Path:
+    """Where this instance keeps what is its own (control socket, metrics files): never in a
+    data dir other hosts share. Two instances on one host differ by data dir or address."""
+    if config.get("RUNTIME_DIR"):
+        base = Path(config["RUNTIME_DIR"])
+    elif not config.get("REDIS_URL"):
+        base = Path(config["DATA_DIR"])
+    else:
+        import hashlib
+        import tempfile
+
+        instance = f"{Path(config['DATA_DIR']).resolve()}|{config.get('BIND')}"
+        base = Path(tempfile.gettempdir()) / f"healthcode-{os.getuid()}" / \
+            hashlib.sha256(instance.encode()).hexdigest()[:12]
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return base.joinpath(*parts)
 
 
 def data_path(config: Mapping[str, Any], *parts: str) -> Path:

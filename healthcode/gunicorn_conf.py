@@ -42,7 +42,7 @@ max_requests_jitter = 10_000
 # gunicorn's own default trusts X-Forwarded-Proto from 127.0.0.1.
 secure_scheme_headers = {}
 # Each instance its own control socket, beside its data (gunicorn's default is one per user).
-control_socket = str(_config.data_path(_settings, "gunicorn.ctl").resolve())
+control_socket = str(_config.runtime_path(_settings, "gunicorn.ctl").resolve())
 # Access log without query strings or headers: a bearer token must never reach a log.
 # With HEALTHCODE_LOG_FORMAT=json the app writes one JSON line per request instead.
 accesslog = None if _settings["LOG_FORMAT"] == "json" else "-"

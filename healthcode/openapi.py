@@ -235,7 +235,7 @@ def spec(config=None) -> dict:
     """The document; ``config`` (the app's) states the configured size caps."""
     config = config or {}
     max_code = int(config.get("MAX_CODE_LENGTH", 16 * 1024))
-    scanned = {"type": "string", "maxLength": max_code,
+    scanned = {"type": "string", "minLength": 1, "maxLength": max_code,
                "description": "the text inside the QR code (chunks of one code joined by "
                               "newlines)"}
     code_body = {"type": "object", "required": ["code"], "properties": {"code": scanned}}

@@ -774,7 +774,7 @@ def seal_record(cipher, sid: str, record: dict, actor: str, now: int) -> bytes:
     if subject:
         subject = {k: v for k, v in subject.items() if k != "subject_id"}
         if subject.get("masked_name") == mask_name(subject.get("name")):
-            del subject["masked_name"]
+            subject.pop("masked_name", None)  # absent, too, where the name masks to nothing
         record = {**record, "subject": subject}
     return cipher.seal(sid, compact.dumps({"record": record, "created_at": now,
                                            "actor": actor}))
