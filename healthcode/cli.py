@@ -871,6 +871,8 @@ def issue(status_file, out_path, fmt, ttl):
             raise ValueError("the status file must hold a JSON object")
         subject = subject_from(data)
         status, _ = parse_status(data)
+    except RecursionError:
+        _fail("the status file nests too deep to be a status")
     except (ValueError, HealthCodeError) as exc:
         _fail(getattr(exc, "message", str(exc)))
     try:  # the service's subject ids: never a secret of its own when REDIS_URL is set

@@ -17,8 +17,9 @@ keys share a Redis Cluster slot and change together in one script:
 ``hc:idem:{<cred id>:<key hash>}`` sealed first answers to Idempotency-Key requests, 24 h
 ``hc:cred:<credential id>``        hash: role, subject, label, mode, SHA-256 of the secret
 ``hc:rl:<credential id>:<minute>`` lookup rate-limit counters
-``hc:rl:{authfail:addr:<a>}:<w>``  failed authentications per client address, per window
-``hc:rl:{authfail:cred:<id>}:<w>`` failed authentications per credential id, per window
+``hc:rl:{authfail:addr:<a>}``      failed authentications per client address (expires with
+                                   its window)
+``hc:rl:{authfail:cred:<id>}``     failed authentications per credential id (likewise)
 ``hc:sess:<sha256 of session id>`` page sessions (:mod:`healthcode.sessions`)
 ``hc:link:<sha256 of token>``      one-time sign-in links for the resident page
 ``hc:rev:{<signature hash hex>}``  a revoked one-shot code (expires with the code): the online
@@ -703,9 +704,31 @@ class RedisStore:
     # -- rate limits --------------------------------------------------------------------------
 
     @wraps_redis
-    def hits(self, bucket: str, window: int = 60) -> int:
-        """The events counted in the current fixed window (see :meth:`hit`), counting none."""
-        return int(self.r.get(f"hc:rl:{bucket}:{int(time.time() // window)}") or 0)
+    def strike(self, bucket: str, window: int) -> tuple[int, int]:
+        """Count one failure in a window that opens with the first one and lasts ``window``
+        seconds; returns the count and the seconds left.
+
+        The window opens at the first failure rather than on the clock, so a burst is never
+        split in two by a minute boundary, and the seconds left are an exact Retry-After. One
+        key, in one MULTI: the key can never be left without its expiry.
+        """
+        key = f"hc:rl:{bucket}"
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.set(key, 0, ex=window, nx=True)
+            pipe.incr(key)
+            pipe.ttl(key)
+            _, count, ttl = pipe.execute()
+        return int(count), max(1, int(ttl))
+
+    @wraps_redis
+    def strikes(self, bucket: str) -> tuple[int, int]:
+        """The failures counted in ``bucket``'s open window and its seconds left (0, 0 if none)."""
+        key = f"hc:rl:{bucket}"
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.get(key)
+            pipe.ttl(key)
+            count, ttl = pipe.execute()
+        return (int(count), max(1, int(ttl))) if count is not None else (0, 0)
 
     @wraps_redis
     def hit(self, bucket: str, window: int = 60) -> int:

@@ -1,9 +1,10 @@
 """A throttle on guessing: failed authentication, counted per client address and per credential.
 
 Bearer tokens, the sign-in page's access codes and one-time links are all secrets a guesser
-could try at speed. Each failure is counted in Redis, in fixed windows of
-``AUTH_FAILURE_WINDOW`` seconds (the store's rate-limit counters, each family under its own hash
-tag so that every command touches one slot). Only failures are written: a genuine client costs
+could try at speed. Each failure is counted in Redis, in windows of ``AUTH_FAILURE_WINDOW``
+seconds (the store's rate-limit counters, each family under its own hash
+tag so that every command touches one slot; a window opens with the first failure, so its end
+is an exact ``Retry-After``). Only failures are written: a genuine client costs
 nothing but one read of its address's counter when its credential is not already cached.
 
 - **Per client address** (``AUTH_FAILURES_PER_ADDRESS``): once an address has failed that many
@@ -24,8 +25,6 @@ check itself answers (:mod:`healthcode.cache`).
 """
 from __future__ import annotations
 
-import time
-
 from flask import current_app, request
 
 from .errors import RateLimited, StoreUnavailable
@@ -44,10 +43,8 @@ def _window() -> int:
     return int(current_app.config["AUTH_FAILURE_WINDOW"])
 
 
-def _refuse(what: str, limit: int) -> RateLimited:
-    window = _window()
-    retry_after = max(1, window - int(time.time()) % window)
-    return RateLimited(f"too many failed {what}: at most {limit} in {window} s; try again in "
+def _refuse(what: str, limit: int, retry_after: int) -> RateLimited:
+    return RateLimited(f"too many failed {what}: at most {limit} in {_window()} s; try again in "
                        f"{retry_after} s", retry_after=retry_after)
 
 
@@ -55,11 +52,11 @@ def check_address() -> None:
     """Before a secret is checked: refuse (429) if this address has failed too often."""
     limit = int(current_app.config["AUTH_FAILURES_PER_ADDRESS"])
     try:
-        count = get_store().hits(_bucket("addr", _address()), window=_window())
+        count, seconds_left = get_store().strikes(_bucket("addr", _address()))
     except StoreUnavailable:
         return
     if count >= limit:
-        raise _refuse("authentications from this address", limit)
+        raise _refuse("authentications from this address", limit, seconds_left)
 
 
 def failed(cred_id: str | None = None, what: str = "authentications") -> None:
@@ -71,8 +68,9 @@ def failed(cred_id: str | None = None, what: str = "authentications") -> None:
     window = _window()
     store = get_store()
     try:
-        by_address = store.hit(_bucket("addr", _address()), window=window)
-        by_credential = store.hit(_bucket("cred", cred_id), window=window) if cred_id else 0
+        by_address, address_left = store.strike(_bucket("addr", _address()), window)
+        by_credential, credential_left = (store.strike(_bucket("cred", cred_id), window)
+                                          if cred_id else (0, 0))
     except StoreUnavailable:
         return
     per_address = int(config["AUTH_FAILURES_PER_ADDRESS"])
@@ -80,9 +78,9 @@ def failed(cred_id: str | None = None, what: str = "authentications") -> None:
     if by_address == per_address + 1 or by_credential == per_credential + 1:
         _audit(cred_id, by_address > per_address)
     if by_address > per_address:
-        raise _refuse(f"{what} from this address", per_address)
+        raise _refuse(f"{what} from this address", per_address, address_left)
     if by_credential > per_credential:
-        raise _refuse(f"{what} for this credential", per_credential)
+        raise _refuse(f"{what} for this credential", per_credential, credential_left)
 
 
 def _audit(cred_id: str | None, by_address: bool) -> None:

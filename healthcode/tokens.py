@@ -21,9 +21,12 @@ native scheme defines none.
 A native code may not outlive the lifetime we issue for (:func:`max_lifetime`): a resident's
 dynamic code ``CODE_TTL`` (or, where conversion agreements exist, what they let a converted code
 live: :func:`healthcode.recognition.native_lifetime`), a one-shot code (status version 0) at
-most :data:`MAX_ONE_SHOT_TTL`, each plus the clock skew. A longer-lived code under our signature is not one we issued by the rules (a bug or
-a leaked key), so it is ``malformed``, however good its signature. Every failure becomes a :class:`~healthcode.errors.CodeError` with a reason
-from the contract vocabulary. Times are checked here, not by pyjwt, so that a verifier can be
+most :data:`MAX_ONE_SHOT_TTL`, each plus the clock skew. A longer-lived code under our
+signature is not one we issued by the rules (a bug or a leaked key), so it is ``malformed``,
+however good its signature.
+
+Every failure becomes a :class:`~healthcode.errors.CodeError` with a reason from the contract
+vocabulary. Times are checked here, not by pyjwt, so that a verifier can be
 asked about any instant (``healthcode verify --at``).
 """
 from __future__ import annotations

@@ -224,3 +224,11 @@ def test_issue_refuses_a_ttl_beyond_the_one_shot_bound(cli, tmp_path):
     result = CliRunner().invoke(main, ["issue", str(status), "--out", str(tmp_path / "c.png"),
                                        "--ttl", str(10 * 365 * 86400)], env=cli.env)
     assert result.exit_code != 0 and "ttl" in result.output.lower()
+
+
+def test_issue_refuses_a_status_file_nested_too_deep(cli, tmp_path):
+    status = tmp_path / "status.json"
+    status.write_text('{"name": ' + tu.deep_json_text(100_000) + "}")
+    cli("keys", "generate")
+    result = CliRunner().invoke(main, ["issue", str(status)], env=cli.env)
+    assert result.exit_code == 1 and "too deep" in result.output

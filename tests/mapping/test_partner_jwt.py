@@ -982,3 +982,22 @@ def test_a_fourth_partner_by_file_only(tmp_path):
                                 header={"alg": "EdDSA", "kid": trusted(tw, taiwan_key)[1]})
     with pytest.raises(CodeError, match="status watch is not recognised under this agreement"):
         tw.decode(watched, trust=trust, at=AT)
+
+
+# -- hostile headers (issue 11) ----------------------------------------------------------------
+
+@pytest.mark.parametrize("crit", ["abc", [], ["x"], [1], [{}], ["exp"], ["b64"], None, 1],
+                         ids=repr)
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "forged"])
+def test_a_crit_header_we_do_not_understand_makes_a_partner_code_invalid(crit, signed):
+    """RFC 7515 §4.1.11, whatever the signature: pyjwt's refusals of ``crit`` lie partly
+    outside the exceptions it documents for decode, and none may escape the adapter."""
+    adapter = PARTNERS["mo"]
+    trust, kid = trusted(adapter)
+    header = {"alg": "ES256", "kid": kid, "crit": crit}
+    code = make_jws(good_claims(adapter), header=header)
+    if not signed:
+        head, body, _ = code.split(".")
+        code = f"{head}.{body}.{b64url(bytes(64))}"
+    reason = reason_of(lambda: adapter.decode(code, trust=trust, at=AT))
+    assert reason in ("malformed", "bad_signature")

@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance,
 ROLES = ("authority", "checkpoint", "partner", "resident", "none")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
-EXAMPLES = 25  # per operation, per generation mode: bounded for CI
+EXAMPLES = 20  # per operation, per generation mode: bounded for CI
 
 
 @pytest.fixture
