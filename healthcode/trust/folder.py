@@ -53,8 +53,10 @@ def trust_files(path: Path) -> list[Path]:
 
 def load_into(store, path, default_issuer: str | None = None) -> None:
     """Load a trust file or folder into ``store``; CRLs after the certificates they refer to."""
-    for file, raw in load_order(Path(path)):
-        load_file(store, file, raw, default_issuer)
+    path = Path(path)
+    for file, raw in load_order(path):
+        load_file(store, file, raw, default_issuer,
+                  name=str(file.relative_to(path)) if path.is_dir() else file.name)
 
 
 def load_order(path: Path) -> list[tuple[Path, bytes]]:
@@ -80,8 +82,10 @@ def _read(file: Path) -> bytes:
         raise ConfigurationError(f"trust file {file}: {exc}") from exc
 
 
-def load_file(store, file: Path, raw: bytes, default_issuer: str | None = None) -> None:
-    """Load one trust file (its sidecar's signature checked again) into ``store``."""
+def load_file(store, file: Path, raw: bytes, default_issuer: str | None = None, *,
+              name: str | None = None) -> None:
+    """Load one trust file (its sidecar's signature checked again) into ``store`` as the
+    source ``name`` (default: the file's name)."""
     meta = read_meta(file, raw)
     options = dict(meta.get("options") or {})
     anchors = ()
@@ -103,7 +107,7 @@ def load_file(store, file: Path, raw: bytes, default_issuer: str | None = None) 
     imported = meta.get("imported_at")
     imported_at = (datetime.fromisoformat(imported) if imported else
                    datetime.fromtimestamp(file.stat().st_mtime, timezone.utc))
-    store.add_list(trust_list, source=file.name, imported_at=imported_at)
+    store.add_list(trust_list, source=name or file.name, imported_at=imported_at)
 
 
 def meta_path(file: Path) -> Path:
