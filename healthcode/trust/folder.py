@@ -4,6 +4,8 @@ Each list is one file, kept as downloaded (so its format is detected again at lo
 detached signature can be checked again), next to a hidden sidecar ``.<name>.meta.json``:
 ``{"sha256", "format", "imported_at", "options"?, "signature"?, "signer"?, "anchor"?}``.
 Files an operator copied in by hand have no sidecar: their import time is the file's mtime.
+The list is renamed into place before its sidecar; a sidecar whose ``sha256`` does not match
+the file (a crash between the two renames, a file replaced by hand) is ignored.
 
 Imports are all or nothing and idempotent:
 
