@@ -233,6 +233,20 @@ def test_a_master_list_is_read_after_its_signature_checks_out():
     assert len(formats.read(pem).certificates) == 2
 
 
+def test_a_master_list_signed_with_rsa_pss():
+    """Many states sign their master lists with RSASSA-PSS."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    ut = pki.Csca("UT")
+    signer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    signer = ut.issue(pki.name("Master List Signer UT"), signer_key,
+                      eku=[pki.ID_MASTER_LIST_SIGNING])
+    listed = formats.read(pki.master_list([ut.cert], signer, signer_key))
+    assert len(listed.certificates) == 1
+    with pytest.raises(TrustSignatureError):
+        formats.read(pki.master_list([ut.cert], signer, signer_key, tamper_content=True))
+
+
 def test_a_master_list_whose_signature_fails_imports_nothing():
     ut, vv = pki.Csca("UT"), pki.Csca("VV")
     cases = {
