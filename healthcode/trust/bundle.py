@@ -43,7 +43,7 @@ from datetime import datetime, timezone
 
 import jwt
 
-from ..errors import ConfigurationError
+from ..errors import SignerUnavailable
 
 BUNDLE_VERSION = 1
 MEDIA_TYPE = "application/jose"
@@ -109,7 +109,9 @@ def build_payload(trust, ring, config, *, now: datetime | None = None, revocatio
 def build_bundle(trust, ring, config, **kwargs) -> Bundle:
     """Sign :func:`build_payload` with the key ring's active key."""
     if not ring.has_active():
-        raise ConfigurationError("no active signing key: run `healthcode keys generate`")
+        # 503, not 500: the service can still verify; it cannot sign a bundle until a key is
+        raise SignerUnavailable("no active signing key for the trust bundle: run "
+                                "`healthcode keys generate`")
     payload = build_payload(trust, ring, config, **kwargs)
     key = ring.active
     token = jwt.encode(payload, key.private_key, algorithm="ES256",
