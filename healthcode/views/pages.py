@@ -202,7 +202,7 @@ def offline_partners(registry) -> list[dict]:
 BUNDLE_PATH = "/api/v1/trust/bundle"
 
 #: what the scanner needs to run offline; the service worker keeps a copy of each
-WORKER_ASSETS = ("css/site.css", "js/prefs.js", "vendor/jsQR.js", "vendor/cbor-x.min.js",
+WORKER_ASSETS = ("css/site.css", "js/prefs.js", "vendor/jsQR.min.js", "vendor/cbor-x.min.js",
                  "js/offline-verify.js", "js/checkpoint.js")
 
 

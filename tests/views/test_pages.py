@@ -97,11 +97,11 @@ def test_a_status_change_shows_on_the_next_fetch(resident_client, creds, enrolle
 
 def test_the_scanner_page_loads_the_vendored_decoder(checkpoint_client):
     html = checkpoint_client.get("/checkpoint").get_data(as_text=True)
-    assert '<script src="/static/vendor/jsQR.js" defer></script>' in html
+    assert '<script src="/static/vendor/jsQR.min.js" defer></script>' in html
     data = page_data(html)
     assert {k: data[k] for k in ("verify_url", "lookup_url", "keep")} == \
         {"verify_url": "/api/v1/verify", "lookup_url": "/api/v1/lookup", "keep": 5}
-    assert checkpoint_client.get("/static/vendor/jsQR.js").status_code == 200
+    assert checkpoint_client.get("/static/vendor/jsQR.min.js").status_code == 200
 
 
 def test_the_scanner_page_carries_what_offline_checks_need(app, checkpoint_client):
@@ -126,7 +126,7 @@ def test_the_service_worker_is_served_from_the_root_for_the_scanner(checkpoint_c
     assert response.headers["Cache-Control"] == "no-cache"
     body = response.get_data(as_text=True)
     for asset in ("/static/js/checkpoint.js", "/static/js/offline-verify.js",
-                  "/static/vendor/cbor-x.min.js", "/static/vendor/jsQR.js"):
+                  "/static/vendor/cbor-x.min.js", "/static/vendor/jsQR.min.js"):
         assert f'"{asset}"' in body
     assert '"/api/v1/trust/bundle"' in body and "hc-checkpoint-assets-" in body
 
@@ -137,7 +137,7 @@ def test_a_signin_page_is_not_marked_for_keeping(client):
 
 
 @pytest.mark.parametrize("name, licence, licence_words", [
-    ("jsQR.js", "Apache-2.0", "Apache License"),
+    ("jsQR.min.js", "Apache-2.0", "Apache License"),
     ("cbor-x.min.js", "MIT", "MIT License"),
 ])
 def test_the_vendored_scripts_are_the_pinned_releases(name, licence, licence_words):
