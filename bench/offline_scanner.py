@@ -193,6 +193,13 @@ def main() -> int:
                 window.__benchTrust = await HealthcodeOffline.prepare(
                     opened.payload, {issuer: page.issuer, skew: page.clock_skew});
             }""", jws)  # the same bundle the page fetched: the shared lists and our DSC
+            report["first_load_bytes"] = page.evaluate("""() => {
+                const all = performance.getEntriesByType('navigation')
+                    .concat(performance.getEntriesByType('resource'));
+                const out = {};
+                for (const e of all) out[new URL(e.name).pathname] = e.decodedBodySize;
+                return out;
+            }""")
             cdp = context.new_cdp_session(page)
             cdp.send("Emulation.setCPUThrottlingRate", {"rate": args.rate})
             report["bundle_in_page"] = page.evaluate(BUNDLE_JS)
@@ -233,6 +240,9 @@ def main() -> int:
     print(f"  fetch in the page: full {b['full_ms']:.1f} ms (median of {b['rounds']}), "
           f"revalidated (304) {b['revalidated_ms']:.1f} ms [{b['revalidated_status']}]; "
           f"signature check + prepare {b['open_ms']:.1f} ms")
+    weights = report["first_load_bytes"]
+    print(f"  scanner page first load: {sum(weights.values())} bytes uncompressed "
+          f"({', '.join(f'{k} {v}' for k, v in sorted(weights.items()))})")
     report["end_to_end_native_median_ms"] = statistics.median(latencies)
     print(f"  page end to end (submit -> result shown), native, offline: median "
           f"{statistics.median(latencies)} ms")

@@ -292,9 +292,7 @@ def test_the_page_reloads_offline_from_the_service_worker(context_for, site):
     page = context.new_page()
     open_scanner(page, site)
     page.evaluate("navigator.serviceWorker.ready.then(() => true)")
-    page.reload()  # now controlled: the worker keeps this page as it passes
-    page.wait_for_selector("#trust-status[data-state=current]")
-    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    # installing, the worker kept this page as well as its scripts: no second visit needed
     page.wait_for_function("""caches.open('hc-checkpoint-v1').then(c => c.match('/checkpoint'))
                               .then(r => Boolean(r))""")
     context.set_offline(True)
@@ -321,3 +319,18 @@ def test_a_service_that_does_not_answer_is_not_waited_for(context_for, site):
     waited = time.monotonic() - started
     assert (seen["valid"], seen["status"], seen["offline"]) == ("true", "green", "true")
     assert 3.5 < waited < 10
+
+
+def test_signing_out_drops_the_kept_page(context_for, site):
+    trust_on_site(site)
+    context = context_for()
+    page = context.new_page()
+    open_scanner(page, site)
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    page.wait_for_function("""caches.open('hc-checkpoint-v1').then(c => c.match('/checkpoint'))
+                              .then(r => Boolean(r))""")
+    page.click("form.signout button[type=submit]")
+    page.wait_for_selector("#token")
+    page.wait_for_function("""caches.open('hc-checkpoint-v1').then(c => c.match('/checkpoint'))
+                              .then(r => !r)""")
