@@ -206,23 +206,28 @@ def test_a_failing_service_falls_back_to_the_bundle(context_for, site):
     assert (seen["valid"], seen["status"], seen["offline"]) == ("true", "green", "true")
 
 
-def test_the_store_outage_answer_shows_the_tokens_colour(context_for, site):
-    """The API's own answer without its store (checked_online false) is shown as such."""
-    sid = site.enroll("red")
-    code = site.code(sid)
-    answer = site.verify(code)
-    answer["checked_online"] = False
-    context = routed_context(context_for, None)
-    page = context.new_page()
-    open_scanner(page, site, state="none")
-    import json as _json
+def test_the_store_outage_answer_shows_the_tokens_colour(context_for, tmp_path_factory):
+    """Redis stops under a running service: the API answers from the token alone
+    (checked_online false), and the page shows that answer as such, in the token's colour."""
+    from tests.browser.conftest import start_site
+    from tests.support import RedisProcess
 
-    page.route("**/api/v1/verify", lambda route: route.fulfill(
-        status=200, content_type="application/json", body=_json.dumps(answer)))
-    seen = paste(page, code)
-    assert (seen["valid"], seen["status"], seen["offline"]) == ("true", "red", "false")
-    assert seen["headline"] == "Red code"
-    assert seen["online"].startswith("Checked online, but the current status could not be asked")
+    own_redis = RedisProcess()
+    own_redis.start()
+    site = start_site(tmp_path_factory, own_redis, CREDENTIAL_CACHE_SECONDS=30)
+    try:
+        code = site.code(site.enroll("red"))
+        page = context_for().new_page()
+        open_scanner(page, site)
+        own_redis.stop()
+        seen = paste(page, code)
+        assert (seen["valid"], seen["status"], seen["offline"]) == ("true", "red", "false")
+        assert seen["headline"] == "Red code"
+        assert seen["online"].startswith(
+            "Checked online, but the current status could not be asked")
+    finally:
+        site.close()
+        own_redis.close()
 
 
 def test_back_online_the_page_checks_online_again(context_for, site):
