@@ -339,3 +339,13 @@ def test_signing_out_drops_the_kept_page(context_for, site):
     page.wait_for_selector("#token")
     page.wait_for_function("""caches.open('hc-checkpoint-v1').then(c => c.match('/checkpoint'))
                               .then(r => !r)""")
+
+
+def test_stale_trust_sources_are_mentioned(context_for, site):
+    stale = payload_for(site, warnings=[{"code": "stale_trust_source",
+                                         "message": "de-dsc-list.json is 9 days old"}])
+    context = routed_context(context_for, sign_bundle(site, stale))
+    page = context.new_page()
+    open_scanner(page, site)
+    assert page.get_attribute("#trust-status", "data-warnings") == "1"
+    assert page.inner_text("#trust-status").endswith("1 trust sources not updated lately")

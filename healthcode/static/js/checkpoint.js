@@ -297,6 +297,13 @@
       ? format(text.trust_ready, {time: when(bundle.opened.issuedAt),
                                   until: when(bundle.opened.expiresAt)})
       : (state === "none" ? text.trust_none : text.trust_expired_banner);
+    // the service's own word that a trust source it imported is stale (trust/bundle.py)
+    var warnings = bundle && Array.isArray(bundle.opened.payload.warnings)
+      ? bundle.opened.payload.warnings.length : 0;
+    trustStatus.dataset.warnings = String(warnings);
+    if (state === "current" && warnings) {
+      trustStatus.textContent += " · " + format(text.trust_warnings, {count: warnings});
+    }
   }
 
   /* Open (verify) a bundle's JWS and make it the one offline checks use; a bundle that fails
