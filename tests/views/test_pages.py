@@ -395,3 +395,14 @@ def test_a_store_outage_is_a_translated_page_not_a_crash(app, client):
     response = client.get("/me?lang=zh-Hans")
     assert response.status_code == 503 and response.headers["Retry-After"]
     assert "服务繁忙" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("script", ["checkpoint.js", "me.js"])
+def test_every_word_a_script_shows_is_in_the_catalogs(app, script):
+    """A script reads its words from the page's JSON (i18n.client_text): a key it reads that
+    the page does not carry would show "undefined" to a guard or a resident."""
+    source = (PACKAGE / "static" / "js" / script).read_text()
+    used = set(re.findall(r"(?<![\w.])text\.([a-z_]+)", source))
+    with app.test_request_context("/?lang=pt"):
+        words = i18n.client_text()
+    assert used and used <= set(words), sorted(used - set(words))
