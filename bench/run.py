@@ -15,6 +15,8 @@ Sections:
             key read on every verify; the full record reported too
   convert   POST /api/v1/convert of a partner (mo) JWT into our code, against the same floor
   decoders  decode+verify per core for each real scheme's adapter vs. a minimal decoder
+            (--trust-lists: with the shared real trust lists loaded; see also
+            bench/trust_startup.py for start-up with them)
 
 Load comes from wrk (Debian package ``wrk``) on 127.0.0.1 only, bounded by --seconds. The
 server runs gunicorn with the settings of ``healthcode serve`` against a private redis-server.

@@ -230,11 +230,13 @@ def trust_list(entries, as_json):
     days = cfg["TRUST_MAX_AGE_DAYS"]
     store = TrustStore(max_age=timedelta(days=days) if days else None)
     unreadable = []
-    for path, raw in load_order(_folder(cfg, "trust")):
+    folder = _folder(cfg, "trust")
+    for path, raw in load_order(folder):
+        name = str(path.relative_to(folder))
         try:
-            load_file(store, path, raw)
+            load_file(store, path, raw, name=name)
         except HealthCodeError as exc:
-            unreadable.append((path.name, exc.message))
+            unreadable.append((name, exc.message))
     summary = store.summary()
     if as_json:
         summary["unreadable"] = [{"name": n, "message": m} for n, m in unreadable]

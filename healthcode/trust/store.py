@@ -127,12 +127,9 @@ class TrustStore:
         cert = entry.certificate
         if cert.sha256 not in self._certificates:
             self._by_dcc_kid.setdefault(cert.dcc_kid, []).append(cert.sha256)
-        if entry.declared_kid and entry.declared_kid != cert.dcc_kid:
-            # A list whose kid is not the DER's own: codes may carry either (the issuer
-            # computed one of them), and the signature decides; the mismatch is reported.
-            found = self._by_dcc_kid.setdefault(entry.declared_kid, [])
-            if cert.sha256 not in found:
-                found.append(cert.sha256)
+        # A list's kid that is not the DER's own is reported when the list is read; lookups
+        # use the certificate's own (the hcert specification derives the kid from the DSC,
+        # and the EU DCC adapter indexes signers the same way).
         self._certificates[cert.sha256] = cert
         self._certificate_schemes[cert.sha256] = entry.scheme
         self._certificate_info[cert.sha256] = entry

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 from pyasn1.codec.der import decoder as der_decoder, encoder as der_encoder
 from pyasn1.type import univ
@@ -123,8 +123,18 @@ def master_list(certs, signer_cert, signer_key, *, tamper_content: bool = False,
         info["signedAttrs"][n] = attribute
     signed = bytearray(der_encoder.encode(info["signedAttrs"]))
     signed[0] = 0x31
-    info["signatureAlgorithm"]["algorithm"] = ECDSA_SHA256
-    info["signature"] = signer_key.sign(bytes(signed), ec.ECDSA(hashes.SHA256()))
+    if isinstance(signer_key, rsa.RSAPrivateKey):  # RSASSA-PSS, SHA-256, salt 32
+        from pyasn1_modules import rfc4055
+        info["signatureAlgorithm"]["algorithm"] = rfc4055.id_RSASSA_PSS
+        params, _ = der_decoder.decode(der_encoder.encode(rfc4055.rSASSA_PSS_SHA256_Params),
+                                       asn1Spec=rfc4055.RSASSA_PSS_params())
+        params["saltLength"] = 32
+        info["signatureAlgorithm"]["parameters"] = der_encoder.encode(params)
+        info["signature"] = signer_key.sign(bytes(signed), padding.PSS(
+            padding.MGF1(hashes.SHA256()), 32), hashes.SHA256())
+    else:
+        info["signatureAlgorithm"]["algorithm"] = ECDSA_SHA256
+        info["signature"] = signer_key.sign(bytes(signed), ec.ECDSA(hashes.SHA256()))
 
     signed_data = rfc5652.SignedData()
     signed_data["version"] = 3

@@ -263,3 +263,16 @@ def test_an_issuer_named_twice_differently_is_refused_not_guessed(folder):
                          issuer="https://a.example")
     assert result.name == "a.jwks.json"
     assert installed(folder).is_trusted_issuer("https://a.example")
+
+
+def test_a_corrupt_file_in_the_folder_stops_start_up_and_is_listed(cli, tmp_path, redis_server):
+    from healthcode import create_app
+
+    cli.trust.mkdir(parents=True)
+    (cli.trust / "broken.json").write_bytes(pki.dsc_list([{"kid": "AAAAAAAAAAA=",
+                                                           "rawData": "AAAA"}]))
+    with pytest.raises(TrustListError, match=r"broken.json: certificates\[0\]"):
+        create_app({"TESTING": True, "REDIS_URL": redis_server.url,
+                    "DATA_DIR": str(tmp_path / "data"), "SUBJECT_SECRET": "s" * 24})
+    listing = cli("trust", "list").output
+    assert "source\tbroken.json\tUNREADABLE\t" in listing

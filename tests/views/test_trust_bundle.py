@@ -139,7 +139,14 @@ def test_built_once_and_served_from_cache(app, client, monkeypatch):
     assert len(calls) == 1 and len(tokens) == 1
 
 
-def test_no_private_material(loaded_app):
+def test_no_private_material(loaded_app, tmp_path):
+    # a partner who sent its private key by mistake: the trust folder keeps the public part
+    key = pki.new_key()
+    leaked = {**pki.jwk(key, "oops"), "d": "c2VjcmV0"}
+    (tmp_path / "data" / "trust" / "partner.jwks.json").write_text(json.dumps(
+        {"issuer": "https://partner.example", "scheme": "mo", "keys": [leaked]}))
+    loaded_app = create_app({**{k: loaded_app.config[k] for k in (
+        "TESTING", "REDIS_URL", "DATA_DIR", "ISSUER", "SUBJECT_SECRET")}})
     token = fetch(loaded_app.test_client()).get_data(as_text=True)
     payload = verified(loaded_app, token)
 
@@ -154,6 +161,8 @@ def test_no_private_material(loaded_app):
 
     private = {"d", "p", "q", "dp", "dq", "qi", "k"}
     assert private.isdisjoint(set(walk(payload)))
+    partner = next(i for i in payload["issuers"] if i["iss"] == "https://partner.example")
+    assert [k["kid"] for k in partner["keys"]] == ["oops"]
     assert b"PRIVATE KEY" not in base64.urlsafe_b64decode(token.split(".")[1] + "==")
 
 

@@ -4,8 +4,8 @@
 "signature"?, "timestamp"?}]}``: the German backend's DSC list as the Corona-Warn-App and
 CovPass SDKs read it (full), and the reduced ``{"kid", "rawData"}`` shape of lists decoded from a
 signed JWS (Sweden). ``kid`` is base64 of the first 8 bytes of the SHA-256 of the DER
-(``rawData``, base64); every kid is checked against the certificate and a mismatch reported
-(the certificate is then found under both, and its signature decides).
+(``rawData``, base64); every kid is checked against the certificate and a mismatch reported.
+Lookups use the certificate's own kid, which the hcert specification defines.
 
 Corrupt, and the list is refused whole: an entry that is not an object, has no ``rawData``,
 ``rawData`` or ``kid`` that is not base64, or a certificate no reader can decode. Kept and

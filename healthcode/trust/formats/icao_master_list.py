@@ -33,7 +33,7 @@ from pyasn1.type import namedtype, univ
 from ...certs import Certificate, load_certificate
 from ...errors import TrustSignatureError
 from ..lists import CertificateEntry, TrustList
-from ..signature import HASHES, digest, verify_with_key
+from ..signature import digest, verify_with_key
 
 FORMAT = "icao-master-list"
 SCHEME = "icao-vds"
