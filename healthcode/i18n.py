@@ -162,6 +162,7 @@ def client_text() -> dict:
         "trust_expired_banner": gettext("Trust data out of date: connect to update"),
         "trust_ready": gettext("Offline checks ready: trust data of %(time)s, valid until "
                                "%(until)s"),
+        "trust_warnings": gettext("%(count)s trust sources not updated lately"),
         "trust_none": gettext("No trust data on this device yet: offline checks start after "
                               "one connection."),
         "offline_unsupported": gettext("No connection, and this kind of code can only be "

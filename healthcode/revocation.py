@@ -6,8 +6,9 @@ lists it so an offline scanner refuses it too. Dynamic resident codes need no li
 within minutes, and a status change already supersedes them.
 
 The list names a code the way the EU DCC revocation design does with its SIGNATURE hash type
-(eHealth Network, "Value Sets and revocation", hash type SIGNATURE): the first 16 bytes of the
-SHA-256 of the signature, written in base64 (standard alphabet, padded: 24 characters), as
+(as reference verifiers compute it, e.g. the Corona-Warn-App's revocation calculation): the
+first 16 bytes of the SHA-256 of the signature, written in base64 (standard alphabet, padded:
+24 characters), as
 :func:`healthcode.trust.bundle.signature_hash` computes it for the bundle. The bytes hashed
 are, precisely:
 
@@ -36,6 +37,7 @@ from .residents import ONE_SHOT_VERSION, get_ring
 from .store import get_store
 from .trust.bundle import signature_hash
 
+
 def jws_signature(token: str) -> bytes:
     """The signature bytes of a compact JWS: its third segment, base64url-decoded."""
     try:
@@ -58,9 +60,9 @@ def is_revoked(token: str) -> bool:
 def revoke(text, actor: str) -> dict:
     """Revoke one of our one-shot codes; revoking it again changes nothing.
 
-    Only a code that verifies as ours is accepted: a hash list is public, and letting anyone's
-    bytes in would let an authority's typo revoke someone else's code by accident no more than
-    it would fill the bundle with noise.
+    Only a code that verifies as one of ours is accepted: the list is public and travels in
+    every bundle, so it holds hashes of codes we issued and nothing else (a typo or a foreign
+    code is refused with its reason, not listed).
     """
     if not isinstance(text, str) or not text.strip():
         raise InvalidField("code", "required")

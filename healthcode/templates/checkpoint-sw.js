@@ -17,9 +17,20 @@ var BUNDLE_URL = {{ bundle_url|tojson }};
 var SIGNOUT_URL = {{ signout_url|tojson }};
 var ASSETS = {{ assets|tojson }};
 
+function keepPage(response) {
+  return response.ok && response.headers.get("X-Healthcode-Page") === "checkpoint";
+}
+
 self.addEventListener("install", function (event) {
   event.waitUntil(caches.open(ASSETS_CACHE).then(function (cache) {
     return cache.addAll(ASSETS);
+  }).then(function () {
+    // the page that registered this worker, so the very next reload works without a network
+    return fetch(PAGE_URL, {credentials: "same-origin", cache: "no-store"}).then(function (page) {
+      return keepPage(page) ? caches.open(CACHE).then(function (cache) {
+        return cache.put(PAGE_URL, page);
+      }) : null;
+    }).catch(function () {});
   }).then(function () {
     return self.skipWaiting();
   }));
@@ -72,9 +83,7 @@ self.addEventListener("fetch", function (event) {
     return;
   }
   if (request.mode === "navigate" && url.pathname === PAGE_URL) {
-    event.respondWith(networkFirst(request, CACHE, PAGE_URL, function (response) {
-      return response.ok && response.headers.get("X-Healthcode-Page") === "checkpoint";
-    }));
+    event.respondWith(networkFirst(request, CACHE, PAGE_URL, keepPage));
   } else if (url.pathname === BUNDLE_URL) {
     event.respondWith(networkFirst(request, CACHE, BUNDLE_URL, function () {
       return false; // the page keeps the bundle once it has checked its signature

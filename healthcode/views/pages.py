@@ -13,24 +13,21 @@ every form post carries a CSRF token.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import time
-from pathlib import Path
 
 from flask import (Blueprint, current_app, jsonify, make_response, redirect, render_template,
                    request, url_for)
 from flask_babel import gettext
 
-from mapping.partner_schema import PartnerMapping
-
-from .. import i18n, page_texts, recognition, residents, sessions, status_push, throttle
+from .. import (i18n, page_texts, residents, scanner_offline, sessions, status_push,
+                throttle)
 from ..assets import asset_url
 from ..auth import actor, check_token, current_credential, require
 from ..errors import (Forbidden, HealthCodeError, NotFound, RateLimited, StoreUnavailable,
                       Unauthorized)
 from ..http import created
-from ..record import TEST_RESULTS, TEST_TYPES, format_time
+from ..record import format_time
 from ..rules.service import get_modes
 from ..store import Credential, get_store
 from ..subject import is_subject_id
@@ -217,16 +214,10 @@ def checkpoint():
         return _signin("checkpoint")
     if session.credential.role != "checkpoint":
         return _signin("checkpoint", error="wrong_page")
-    config = current_app.config
     response = _page("checkpoint.html", title=_title("checkpoint"), mode=_active_mode(session),
                      page_data={
         "verify_url": url_for("api.verify"), "lookup_url": url_for("lookup.lookup"),
-        "keep": 5,
-        # Offline checks (issue 12): the bundle is trusted only if one of these keys signed
-        # it, so the keys travel with the page, not with the bundle.
-        "bundle_url": BUNDLE_PATH, "trust_keys": residents.get_ring().jwks(),
-        "issuer": config["ISSUER"], "clock_skew": config["CLOCK_SKEW"],
-        "partners": offline_partners(recognition.get_registry()),
+        "keep": 5, **scanner_offline.page_data(),
         "worker_url": url_for("pages.checkpoint_worker"), "worker_scope": url_for(
             "pages.checkpoint")})
     # the service worker keeps only the signed-in scanner, never a sign-in or error page
@@ -234,67 +225,20 @@ def checkpoint():
     return response
 
 
-#: the facts of a partner code the scanner reads offline (mapping/partner_schema.py ClaimMap)
-PARTNER_FACTS = ("subject", "name", "status", "issued_at", "valid_until", "not_before",
-                 "document_type", "document_number", "document_region", "test_type",
-                 "test_result", "test_sampled_at")
-
-
-def offline_partners(registry) -> list[dict]:
-    """What the scanner needs to check partner JWTs offline: each mapping file's layout (where
-    subject, name, status and times sit), its prefix, issuers, algorithms and colour table.
-    Their keys come in the signed bundle; this comes with the page, like our own keys."""
-    out = []
-    for adapter in registry.adapters():
-        mapping = getattr(adapter, "mapping", None)
-        if not isinstance(mapping, PartnerMapping):
-            continue
-        claims = mapping.claims
-        out.append({
-            "scheme": mapping.scheme, "name": mapping.name, "prefix": mapping.prefix,
-            "issuers": list(mapping.issuers), "algorithms": list(mapping.algorithms),
-            "skew": getattr(adapter, "skew", 60),
-            "claims": {fact: getattr(claims, fact) for fact in PARTNER_FACTS},
-            "formats": {fact: claims.time_format(fact)
-                        for fact in ("issued_at", "valid_until", "not_before",
-                                     "test_sampled_at")},
-            "status": dict(mapping.status_decode),
-            "documents": dict(mapping.documents_decode),
-            "test_types": list(TEST_TYPES), "test_results": list(TEST_RESULTS)})
-    return out
-
-
-#: the trust bundle's path (DESIGN.md contract), which the scanner keeps for offline checks
-BUNDLE_PATH = "/api/v1/trust/bundle"
-
-#: what the scanner needs to run offline; the service worker keeps a copy of each
-WORKER_ASSETS = ("css/site.css", "js/prefs.js", "vendor/jsQR.js", "vendor/cbor-x.min.js",
-                 "js/offline-verify.js", "js/checkpoint.js")
-
-
 @bp.get("/checkpoint-sw.js")
 def checkpoint_worker():
     """The scanner's service worker. Served from the root (a worker's scope cannot reach above
     its own path) and registered for ``/checkpoint`` only."""
     body = render_template("checkpoint-sw.js", page_url=url_for("pages.checkpoint"),
-                           bundle_url=BUNDLE_PATH, signout_url=url_for("pages.signout"),
-                           assets=[asset_url(a) for a in WORKER_ASSETS],
-                           version=_worker_version(current_app.static_folder))
+                           bundle_url=scanner_offline.BUNDLE_PATH,
+                           signout_url=url_for("pages.signout"),
+                           assets=[asset_url(a) for a in scanner_offline.WORKER_ASSETS],
+                           version=scanner_offline.worker_version(current_app.static_folder))
     response = make_response(body)
     response.mimetype = "text/javascript"
     # a browser checks for a new worker on every navigation; it must see a changed one at once
     response.headers["Cache-Control"] = "no-cache"
     return response
-
-
-@functools.lru_cache(maxsize=4)
-def _worker_version(static_folder: str) -> str:
-    """A digest of the cached assets: a new release gets a new cache, and the old one goes."""
-    digest = hashlib.sha256()
-    static = Path(static_folder)
-    for name in WORKER_ASSETS:
-        digest.update((static / name).read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def _active_mode(session) -> dict | None:

@@ -234,6 +234,21 @@ def test_shc_verifiers_agree(verifier_page, capsys):
                 "other": {"issuers": [dict(entry, issuer="https://elsewhere.example/issuer",
                                            crls=[])]}}
     stores = {"crl": trust, "bare": bare, "other": other}
+
+    def x5c_variant(name, change):
+        """The issuer's x5c key with its chain changed: reversed (the leaf is another key's),
+        with a gap (the leaf is not signed by the next), or cut to a lone leaf."""
+        keys = [dict(k, x5c=change(k["x5c"])) if "x5c" in k else k
+                for k in entry["jwks"]["keys"]]
+        payloads[name] = {"issuers": [dict(entry, jwks={"keys": keys}, crls=[])]}
+        store = TrustStore()
+        store.add_jwks({"keys": keys}, issuer=SHC_ISSUER, scheme="shc")
+        stores[name] = store
+
+    x5c_variant("x5c reversed", lambda chain: list(reversed(chain)))
+    x5c_variant("x5c gap", lambda chain: [chain[0], chain[-1]])
+    x5c_variant("x5c leaf only", lambda chain: chain[:1])
+    x5c_variant("x5c garbage", lambda chain: ["bm90IGEgY2VydGlmaWNhdGU="] + chain[1:])
     issued = datetime(2023, 6, 23, tzinfo=timezone.utc)
     times = {"at issue": issued, "before issue": issued - timedelta(days=1),
              "a year later": issued + timedelta(days=400),
@@ -269,7 +284,7 @@ def test_shc_verifiers_agree(verifier_page, capsys):
     names, cases, server = [], [], []
     for text_name, text in texts.items():
         for time_name, at in times.items():
-            for store_name in ("crl", "bare", "other"):
+            for store_name in stores:
                 names.append(f"{text_name} / {time_name} / {store_name}")
                 cases.append({"text": text, "trust": store_name, "at": ms(at)})
                 server.append(server_answer(adapter, text, stores[store_name], at))

@@ -206,23 +206,28 @@ def test_a_failing_service_falls_back_to_the_bundle(context_for, site):
     assert (seen["valid"], seen["status"], seen["offline"]) == ("true", "green", "true")
 
 
-def test_the_store_outage_answer_shows_the_tokens_colour(context_for, site):
-    """The API's own answer without its store (checked_online false) is shown as such."""
-    sid = site.enroll("red")
-    code = site.code(sid)
-    answer = site.verify(code)
-    answer["checked_online"] = False
-    context = routed_context(context_for, None)
-    page = context.new_page()
-    open_scanner(page, site, state="none")
-    import json as _json
+def test_the_store_outage_answer_shows_the_tokens_colour(context_for, tmp_path_factory):
+    """Redis stops under a running service: the API answers from the token alone
+    (checked_online false), and the page shows that answer as such, in the token's colour."""
+    from tests.browser.conftest import start_site
+    from tests.support import RedisProcess
 
-    page.route("**/api/v1/verify", lambda route: route.fulfill(
-        status=200, content_type="application/json", body=_json.dumps(answer)))
-    seen = paste(page, code)
-    assert (seen["valid"], seen["status"], seen["offline"]) == ("true", "red", "false")
-    assert seen["headline"] == "Red code"
-    assert seen["online"].startswith("Checked online, but the current status could not be asked")
+    own_redis = RedisProcess()
+    own_redis.start()
+    site = start_site(tmp_path_factory, own_redis, CREDENTIAL_CACHE_SECONDS=30)
+    try:
+        code = site.code(site.enroll("red"))
+        page = context_for().new_page()
+        open_scanner(page, site)
+        own_redis.stop()
+        seen = paste(page, code)
+        assert (seen["valid"], seen["status"], seen["offline"]) == ("true", "red", "false")
+        assert seen["headline"] == "Red code"
+        assert seen["online"].startswith(
+            "Checked online, but the current status could not be asked")
+    finally:
+        site.close()
+        own_redis.close()
 
 
 def test_back_online_the_page_checks_online_again(context_for, site):
@@ -292,9 +297,7 @@ def test_the_page_reloads_offline_from_the_service_worker(context_for, site):
     page = context.new_page()
     open_scanner(page, site)
     page.evaluate("navigator.serviceWorker.ready.then(() => true)")
-    page.reload()  # now controlled: the worker keeps this page as it passes
-    page.wait_for_selector("#trust-status[data-state=current]")
-    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    # installing, the worker kept this page as well as its scripts: no second visit needed
     page.wait_for_function("""caches.open('hc-checkpoint-v1').then(c => c.match('/checkpoint'))
                               .then(r => Boolean(r))""")
     context.set_offline(True)
@@ -321,3 +324,28 @@ def test_a_service_that_does_not_answer_is_not_waited_for(context_for, site):
     waited = time.monotonic() - started
     assert (seen["valid"], seen["status"], seen["offline"]) == ("true", "green", "true")
     assert 3.5 < waited < 10
+
+
+def test_signing_out_drops_the_kept_page(context_for, site):
+    trust_on_site(site)
+    context = context_for()
+    page = context.new_page()
+    open_scanner(page, site)
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    page.wait_for_function("""caches.open('hc-checkpoint-v1').then(c => c.match('/checkpoint'))
+                              .then(r => Boolean(r))""")
+    page.click("form.signout button[type=submit]")
+    page.wait_for_selector("#token")
+    page.wait_for_function("""caches.open('hc-checkpoint-v1').then(c => c.match('/checkpoint'))
+                              .then(r => !r)""")
+
+
+def test_stale_trust_sources_are_mentioned(context_for, site):
+    stale = payload_for(site, warnings=[{"code": "stale_trust_source",
+                                         "message": "de-dsc-list.json is 9 days old"}])
+    context = routed_context(context_for, sign_bundle(site, stale))
+    page = context.new_page()
+    open_scanner(page, site)
+    assert page.get_attribute("#trust-status", "data-warnings") == "1"
+    assert page.inner_text("#trust-status").endswith("1 trust sources not updated lately")

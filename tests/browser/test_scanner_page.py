@@ -263,3 +263,47 @@ def test_a_genuine_code_without_a_colour_rule_has_its_own_verdict(page, site):
     assert page.inner_text("#result-online") == "Checked online"
     assert page.get_attribute("#result", "data-offline") == "false"
     screenshot(page, "scanner-genuine-no-colour-rule-en", full_page=False)
+
+
+def test_the_browsers_own_barcode_detector_is_used_where_it_exists(playwright, site):
+    """Issue 13.10: where Chromium has BarcodeDetector (Android, macOS; not headless Linux),
+    the page reads frames with it; jsQR stays the fallback. The detector here is a stand-in
+    that reports one code, so the test checks the wiring, not the decoding."""
+    code = site.code(site.enroll("green"))
+    browser = launch(playwright, FAKE_CAMERA_ARGS)  # the fake camera's own test pattern
+    try:
+        context = browser.new_context(locale="en-US", viewport={"width": 360, "height": 780},
+                                      permissions=["camera"])
+        context.add_init_script("""
+            window.__detected = 0;
+            window.BarcodeDetector = class {
+                static getSupportedFormats() { return Promise.resolve(["qr_code"]); }
+                constructor(options) { this.formats = options.formats; }
+                detect(source) {
+                    window.__detected += 1;
+                    return Promise.resolve([{rawValue: %s, format: "qr_code"}]);
+                }
+            };""" % json.dumps(code))
+        page = context.new_page()
+        sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
+        seen = result_of(page)
+        assert (seen["valid"], seen["status"]) == ("true", "green")
+        assert page.get_attribute("#video", "data-decoder") == "native"
+        assert page.evaluate("window.__detected") >= 1
+    finally:
+        browser.close()
+
+
+def test_without_barcode_detector_jsqr_reads_the_frames(playwright, site, tmp_path):
+    code = site.code(site.enroll("green"))
+    browser = launch(playwright, FAKE_CAMERA_ARGS +
+                     [f"--use-file-for-fake-video-capture={qr_video(code, tmp_path)}"])
+    try:
+        context = browser.new_context(locale="en-US", viewport={"width": 360, "height": 780},
+                                      permissions=["camera"])
+        page = context.new_page()
+        sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
+        assert result_of(page)["status"] == "green"
+        assert page.get_attribute("#video", "data-decoder") == "jsqr"
+    finally:
+        browser.close()

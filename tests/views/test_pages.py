@@ -110,7 +110,7 @@ def asset_src(html: str, name: str) -> str:
 
 def test_the_scanner_page_loads_the_vendored_decoder(checkpoint_client):
     html = checkpoint_client.get("/checkpoint").get_data(as_text=True)
-    src = asset_src(html, "vendor/jsQR.js")
+    src = asset_src(html, "vendor/jsQR.min.js")
     data = page_data(html)
     assert {k: data[k] for k in ("verify_url", "lookup_url", "keep")} == \
         {"verify_url": "/api/v1/verify", "lookup_url": "/api/v1/lookup", "keep": 5}
@@ -139,7 +139,7 @@ def test_the_service_worker_is_served_from_the_root_for_the_scanner(checkpoint_c
     body = response.get_data(as_text=True)
     page = checkpoint_client.get("/checkpoint").get_data(as_text=True)
     for asset in ("js/checkpoint.js", "js/offline-verify.js", "vendor/cbor-x.min.js",
-                  "vendor/jsQR.js"):
+                  "vendor/jsQR.min.js"):
         # the worker keeps exactly the content-hashed URLs the page loads
         assert f'"{asset_src(page, asset)}"' in body
     assert '"/api/v1/trust/bundle"' in body and "hc-checkpoint-assets-" in body
@@ -151,7 +151,7 @@ def test_a_signin_page_is_not_marked_for_keeping(client):
 
 
 @pytest.mark.parametrize("name, licence, licence_words", [
-    ("jsQR.js", "Apache-2.0", "Apache License"),
+    ("jsQR.min.js", "Apache-2.0", "Apache License"),
     ("cbor-x.min.js", "MIT", "MIT License"),
 ])
 def test_the_vendored_scripts_are_the_pinned_releases(name, licence, licence_words):
@@ -411,3 +411,14 @@ def test_a_store_outage_is_a_translated_page_not_a_crash(app, client):
     response = client.get("/me?lang=zh-Hans")
     assert response.status_code == 503 and response.headers["Retry-After"]
     assert "服务繁忙" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("script", ["checkpoint.js", "me.js"])
+def test_every_word_a_script_shows_is_in_the_catalogs(app, script):
+    """A script reads its words from the page's JSON (i18n.client_text): a key it reads that
+    the page does not carry would show "undefined" to a guard or a resident."""
+    source = (PACKAGE / "static" / "js" / script).read_text()
+    used = set(re.findall(r"(?<![\w.])text\.([a-z_]+)", source))
+    with app.test_request_context("/?lang=pt"):
+        words = i18n.client_text()
+    assert used and used <= set(words), sorted(used - set(words))

@@ -304,6 +304,13 @@
       ? format(text.trust_ready, {time: when(bundle.opened.issuedAt),
                                   until: when(bundle.opened.expiresAt)})
       : (state === "none" ? text.trust_none : text.trust_expired_banner);
+    // the service's own word that a trust source it imported is stale (trust/bundle.py)
+    var warnings = bundle && Array.isArray(bundle.opened.payload.warnings)
+      ? bundle.opened.payload.warnings.length : 0;
+    trustStatus.dataset.warnings = String(warnings);
+    if (state === "current" && warnings) {
+      trustStatus.textContent += " · " + format(text.trust_warnings, {count: warnings});
+    }
   }
 
   /* Open (verify) a bundle's JWS and make it the one offline checks use; a bundle that fails
@@ -392,6 +399,20 @@
     if (!scanning) {
       return;
     }
+    if (detector && !busy && !document.hidden && video.readyState >= video.HAVE_CURRENT_DATA) {
+      // the browser's own decoder (issue 13.10): reads rotated, skewed and glared codes better
+      var asked = performance.now();
+      detector.detect(video).then(function (codes) {
+        if (codes.length && codes[0].rawValue) {
+          onCode(String(codes[0].rawValue).trim(), asked);
+        }
+      }).catch(function () {
+        detector = null; // a detector that fails once goes back to jsQR for good
+      }).then(function () {
+        window.setTimeout(scanFrame, SCAN_EVERY_MS);
+      });
+      return;
+    }
     if (!busy && !document.hidden && video.readyState >= video.HAVE_CURRENT_DATA &&
         video.videoWidth > 0 && typeof window.jsQR === "function") {
       var started = performance.now();
@@ -410,6 +431,24 @@
     window.setTimeout(scanFrame, SCAN_EVERY_MS);
   }
 
+  /* The browser's BarcodeDetector where it reads QR codes (Chrome on Android, macOS,
+   * ChromeOS); elsewhere jsQR. */
+  var detector = null;
+  function findDetector() {
+    if (typeof window.BarcodeDetector !== "function" ||
+        typeof window.BarcodeDetector.getSupportedFormats !== "function") {
+      video.dataset.decoder = "jsqr";
+      return Promise.resolve();
+    }
+    return window.BarcodeDetector.getSupportedFormats().then(function (formats) {
+      if (formats.indexOf("qr_code") >= 0) {
+        detector = new window.BarcodeDetector({formats: ["qr_code"]});
+      }
+    }).catch(function () {}).then(function () {
+      video.dataset.decoder = detector ? "native" : "jsqr";
+    });
+  }
+
   function startCamera() {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       cameraStatus.textContent = text.camera_missing;
@@ -424,10 +463,11 @@
       .then(function () {
         video.hidden = false;
         cameraStatus.textContent = text.camera_on;
+        performance.mark("hc-camera-on"); // for measuring how long a code takes to be read
         startButton.hidden = true;
         if (!scanning) {
           scanning = true;
-          scanFrame();
+          findDetector().then(scanFrame);
         }
       })
       .catch(function (error) {

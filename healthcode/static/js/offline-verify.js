@@ -17,8 +17,9 @@
  * WebCrypto: ECDSA P-256 / SHA-256 takes the raw r||s that JWS (RFC 7518 3.4) and COSE
  * (RFC 9053 2.1) carry as is, and RSA-PSS (PS256, salt 32) for EU DCC signers with RSA keys.
  * CBOR is decoded with the vendored cbor-x (no-eval build, as the CSP forbids eval);
- * base45 (RFC 9285) and the few DER fields of an X.509 signer certificate (validity,
- * SubjectPublicKeyInfo, extended key usage) are read here, strictly, in a few lines each.
+ * base45 (RFC 9285) and the few DER fields of an X.509 certificate a check needs (validity,
+ * SubjectPublicKeyInfo, extended key usage, SAN URIs, the signed TBS part and its ECDSA
+ * signature, for SHC x5c chains) are read here, strictly, in a few lines each.
  */
 (function (root) {
   "use strict";
@@ -492,25 +493,128 @@
       var keyOid = oidText(der, algorithm[0]);
       var curve = algorithm[1] && algorithm[1].tag === 0x06 ? oidText(der, algorithm[1]) : null;
       var usage = null;
+      var uris = [];
       tbs.slice(i + 6).forEach(function (field) {
         if (field.tag !== 0xa3) return; // [3] extensions
         derChildren(der, derChildren(der, field)[0]).forEach(function (ext) {
           var parts = derChildren(der, ext);
-          if (oidText(der, parts[0]) !== "2.5.29.37") return;
+          var extOid = oidText(der, parts[0]);
           var value = parts[parts.length - 1];
-          var list = derItem(der, value.start, value.end);
-          usage = derChildren(der, list).map(function (oid) {
-            return oidText(der, oid);
-          });
+          var inner = derItem(der, value.start, value.end);
+          if (extOid === "2.5.29.37") { // extended key usage
+            usage = derChildren(der, inner).map(function (oid) {
+              return oidText(der, oid);
+            });
+          } else if (extOid === "2.5.29.17") { // subject alternative names: [6] URIs
+            derChildren(der, inner).forEach(function (name) {
+              if (name.tag === 0x86) {
+                uris.push(String.fromCharCode.apply(null, der.subarray(name.start, name.end)));
+              }
+            });
+          }
         });
       });
+      var outer = derChildren(der, cert);
+      var tbsItem = outer[0];
+      var sigAlg = oidText(der, derChildren(der, outer[1])[0]);
+      var sigBits = der.subarray(outer[2].start + 1, outer[2].end); // BIT STRING, 0 unused
       var keyType = keyOid === "1.2.840.10045.2.1" && curve === "1.2.840.10045.3.1.7" ? "p256"
         : (keyOid === "1.2.840.113549.1.1.1" ? "rsa" : null);
-      return {der: der, spki: spki, keyType: keyType, usage: usage,
+      return {der: der, spki: spki, keyType: keyType, usage: usage, uris: uris,
+              curve: CURVES[curve] || null, tbs: der.slice(tbsItem.pos, tbsItem.end),
+              signatureAlgorithm: sigAlg, signature: sigBits.slice(),
               notBefore: derTime(der, validity[0]), notAfter: derTime(der, validity[1])};
     } catch (e) {
       return null;
     }
+  }
+
+  var CURVES = {"1.2.840.10045.3.1.7": "P-256", "1.3.132.0.34": "P-384",
+                "1.3.132.0.35": "P-521"};
+  var ECDSA_HASHES = {"1.2.840.10045.4.3.2": "SHA-256", "1.2.840.10045.4.3.3": "SHA-384",
+                      "1.2.840.10045.4.3.4": "SHA-512"};
+  var CURVE_BYTES = {"P-256": 32, "P-384": 48, "P-521": 66};
+
+  /* An X.509 ECDSA-Sig-Value (DER SEQUENCE of two INTEGERs) as WebCrypto's raw r || s. */
+  function rawEcdsaSignature(der, size) {
+    var seq = derItem(der, 0, der.length);
+    var out = new Uint8Array(size * 2);
+    derChildren(der, seq).forEach(function (int, k) {
+      var value = der.subarray(int.start, int.end);
+      while (value.length > size && value[0] === 0) value = value.subarray(1);
+      if (value.length > size) throw new Error("bad ECDSA signature");
+      out.set(value, (k + 1) * size - value.length);
+    });
+    return out;
+  }
+
+  /* Whether `child` is signed by `parent`'s key (ECDSA certificates, as SHC issuers use). */
+  function signedBy(child, parent) {
+    var hash = ECDSA_HASHES[child.signatureAlgorithm];
+    if (!hash || !parent.curve) return Promise.resolve(false);
+    var signature;
+    try {
+      signature = rawEcdsaSignature(child.signature, CURVE_BYTES[parent.curve]);
+    } catch (e) {
+      return Promise.resolve(false);
+    }
+    return subtle.importKey("spki", parent.spki, {name: "ECDSA", namedCurve: parent.curve},
+      false, ["verify"]).then(function (key) {
+      return subtle.verify({name: "ECDSA", hash: hash}, key, signature, child.tbs);
+    }).catch(function () {
+      return false;
+    });
+  }
+
+  function sameBytes(a, b) {
+    if (a.length !== b.length) return false;
+    for (var i = 0; i < a.length; i++) {
+      if (a[i] !== b[i]) return false;
+    }
+    return true;
+  }
+
+  /* A trusted SHC key that carries x5c: the leaf is for this key and this issuer, and each
+   * certificate is signed by the next (mapping/shc.py _check_chain; dates are reported there,
+   * not enforced, so not checked here either). Resolves to null or a [reason, message]. */
+  function checkX5c(jwk, key, iss) {
+    var certs;
+    try {
+      certs = jwk.x5c.map(function (c) {
+        var der = typeof c === "string" ? base64Bytes(c, false) : null;
+        var cert = der && readCertificate(der);
+        if (!cert) throw new Error("unreadable");
+        return cert;
+      });
+    } catch (e) {
+      return Promise.resolve(["untrusted_issuer", "the key's x5c chain is unreadable"]);
+    }
+    if (!certs.length || jwk.crv !== "P-256") {
+      return Promise.resolve(["untrusted_issuer", "the key's x5c chain is empty or not P-256"]);
+    }
+    return subtle.exportKey("spki", key).catch(function () {
+      return null;
+    }).then(function (spki) {
+      // the JWK was imported non-extractable: compare through a fresh import instead
+      return spki || subtle.importKey("jwk", {kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y,
+                                               ext: true},
+        {name: "ECDSA", namedCurve: "P-256"}, true, ["verify"]).then(function (k) {
+        return subtle.exportKey("spki", k);
+      });
+    }).then(function (spki) {
+      if (!sameBytes(new Uint8Array(spki), certs[0].spki)) {
+        return ["unknown_key", "the x5c leaf certificate is for another key"];
+      }
+      if (certs[0].uris.indexOf(iss) < 0) {
+        return ["untrusted_issuer", "the x5c leaf certificate is not issued to " + iss];
+      }
+      return Promise.all(certs.slice(1).map(function (parent, k) {
+        return signedBy(certs[k], parent);
+      })).then(function (links) {
+        return links.every(Boolean) ? null
+          : ["untrusted_issuer", "a certificate of the x5c chain is not signed by the next"];
+      });
+    });
   }
 
   function certificateKey(trust, cert) {
@@ -752,6 +856,26 @@
         }
         var nbf = numericDate(claims, "nbf", true);
         var exp = numericDate(claims, "exp", false);
+        var trusted = trust.shc.get(iss).get(kid);
+        if (!trusted.x5c) return {claims: claims, iss: iss, nbf: nbf, exp: exp};
+        if (!Array.isArray(trusted.x5c)) {
+          fail("untrusted_issuer", "the trusted key's x5c is not a certificate list");
+        }
+        return trust.keyCache.get("x5c:" + iss + " " + kid, function () {
+          return trust.keyCache.get("shc:" + kid, function () {
+            return importJwk(trusted);
+          }).then(function (key) {
+            return checkX5c(trusted, key, iss);
+          });
+        }).then(function (problem) {
+          if (problem) fail(problem[0], problem[1]);
+          return {claims: claims, iss: iss, nbf: nbf, exp: exp};
+        });
+      }).then(function (checked) {
+        var claims = checked.claims;
+        var iss = checked.iss;
+        var nbf = checked.nbf;
+        var exp = checked.exp;
         if (nbf * 1000 > at + SHC_NBF_SKEW_MS) fail("not_yet_valid", "the card is not valid yet");
         if (exp !== null && at >= exp * 1000) fail("expired", "the card has expired");
         var vc = claims.vc;
