@@ -698,12 +698,9 @@ def _parsed_ms(text: str) -> int:
 
 
 def _parse_uncached(text: str) -> DateTime:
-    partial = _round_up_partial(text)
-    if partial is not None:
-        return partial
-    match = _DATE.match(text)
-    if match:
-        return _instant(*map(int, match.groups()))
+    date = _parse_date(text)
+    if date is not None:
+        return date
     match = _DATE_TIME.match(text)
     if not match:
         raise EvaluationError(f"not an allowed date or date-time format: {text}")
@@ -732,14 +729,21 @@ def _round_up_partial(text: str) -> DateTime | None:
     return None
 
 
-def _date_of_birth(text: str) -> DateTime:
+def _parse_date(text: str) -> DateTime | None:
+    """``YYYY``, ``YYYY-MM`` (rounded up) or ``YYYY-MM-DD`` at midnight UTC; None otherwise.
+    Where ``plusTime`` and ``dccDateOfBirth`` read alike (spec 1.3.2)."""
     partial = _round_up_partial(text)
     if partial is not None:
         return partial
     match = _DATE.match(text)
-    if match:
-        return _instant(*map(int, match.groups()))
-    raise EvaluationError(f'can\'t parse "{text}" as an EU DCC date-of-birth')
+    return _instant(*map(int, match.groups())) if match else None
+
+
+def _date_of_birth(text: str) -> DateTime:
+    date = _parse_date(text)
+    if date is None:
+        raise EvaluationError(f'can\'t parse "{text}" as an EU DCC date-of-birth')
+    return date
 
 
 def _plus_time(moment: DateTime, amount: int, unit: str) -> DateTime:

@@ -210,15 +210,19 @@ def _snippet(expr) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+def read_json_file(path: Path, max_bytes: int, error: type[ConfigurationError]):
+    """A configuration JSON file, size-capped before it is read; errors name the file."""
+    try:
+        if path.stat().st_size > max_bytes:
+            raise error(f"{path}: larger than {max_bytes // 1024} KiB")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise error(f"{path}: not a readable JSON file ({exc})") from None
+
+
 def read_rule_file(path: Path) -> Rule:
     """One rule file; errors name it."""
-    try:
-        if path.stat().st_size > MAX_RULE_BYTES:
-            raise RuleError(f"{path}: larger than {MAX_RULE_BYTES // 1024} KiB")
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RuleError(f"{path}: not a readable JSON file ({exc})") from None
-    return parse_rule(data, source=str(path))
+    return parse_rule(read_json_file(path, MAX_RULE_BYTES, RuleError), source=str(path))
 
 
 def is_rule_file(path: Path) -> bool:
