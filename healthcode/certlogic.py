@@ -41,7 +41,7 @@ from typing import Any, Callable
 
 from .errors import HealthCodeError
 
-__all__ = ["evaluate", "validate", "compile", "is_valid", "Program", "DateTime",
+__all__ = ["evaluate", "validate", "compile", "compile_cached", "is_valid", "Program", "DateTime",
            "CertLogicError", "InvalidExpression", "EvaluationError", "LimitExceeded",
            "boolsiness", "MAX_DEPTH", "MAX_NODES", "MAX_REDUCE_STEPS"]
 
@@ -370,17 +370,22 @@ def evaluate(expression: Any, data: Any) -> Any:
     caller that changes an expression in place gets the new one. The key is the ``repr`` (which
     tells ``1``, ``1.0`` and ``True`` apart), and a hit must also be equal to the expression.
     """
+    return compile_cached(expression)(data)
+
+
+def compile_cached(expression: Any) -> Program:
+    """:func:`compile`, shared: equal expressions get the same :class:`Program` object."""
     try:
         key = repr(expression)
     except RecursionError:  # nested past any limit: validation reports it
-        return compile(expression)(data)
+        return compile(expression)
     program = _CACHE.get(key)
     if program is None or program.expression != expression:
         program = compile(expression)
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.clear()  # cheap and thread-safe; rules in use are back after one call
         _CACHE[key] = program
-    return program(data)
+    return program
 
 
 _CACHE: dict[str, Program] = {}

@@ -22,6 +22,7 @@ Invalidation rules come from the country that issued the certificate, and one ev
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -80,9 +81,13 @@ class Rule:
     def version_key(self) -> tuple:
         return semver_key(self.version)
 
+    @functools.cached_property
+    def _texts(self) -> dict[str, str]:
+        return dict(self.descriptions)
+
     def describe(self, lang: str | None = None) -> str:
         """The description in ``lang`` where the rule has it, else English."""
-        texts = dict(self.descriptions)
+        texts = self._texts
         if lang:
             wanted = lang.lower()
             for candidate in (wanted, wanted.split("-")[0]):
@@ -164,7 +169,9 @@ def parse_rule(data: Any, source: str = "") -> Rule:
     if not isinstance(logic, dict) or not logic:
         fail("Logic: a CertLogic operation (a non-empty object)")
     try:
-        program = certlogic.compile(logic)
+        # shared by rules with the same Logic (countries copy the EU's templates), so that a
+        # code is judged once per distinct Logic (judge's memo)
+        program = certlogic.compile_cached(logic)
     except certlogic.InvalidExpression as exc:
         issue = exc.issues[0]
         fail(f"Logic: {issue['message']} (in {_snippet(issue['expr'])})")
@@ -190,7 +197,7 @@ def inline_rule(name: str, logic: Any, description: str, source: str = "") -> Ru
     if not isinstance(description, str) or not description:
         raise RuleError(f"{where}: description: required")
     try:
-        program = certlogic.compile(logic)
+        program = certlogic.compile_cached(logic)
     except certlogic.InvalidExpression as exc:
         issue = exc.issues[0]
         raise RuleError(f"{where}: logic: {issue['message']} (in {_snippet(issue['expr'])})"
@@ -326,20 +333,29 @@ class RuleResult:
         return body
 
 
-def judge(rule: Rule, data: dict, unknown: frozenset[str] = frozenset()) -> RuleResult:
+def judge(rule: Rule, data: dict, unknown: frozenset[str] = frozenset(),
+          memo: dict | None = None) -> RuleResult:
     """Evaluate one rule on ``{"payload", "external"}``.
 
     Acceptance passes on ``true``; Invalidation passes on ``false`` (``true`` invalidates).
     A result that is not a boolean, or a failed evaluation, leaves the rule open: the spec
     advises treating a throwing rule as not passed, and "open" says so without claiming more.
     ``unknown`` names payload fields the source could not fill: a rule that did not pass and
-    reads one of them is open (the source cannot say), not failed.
+    reads one of them is open (the source cannot say), not failed. ``memo`` (one per data
+    context) keeps each program's outcome, so rules sharing a Logic are evaluated once.
     """
-    try:
-        value = rule.program(data)
-    except certlogic.CertLogicError as exc:
+    outcome = memo.get(id(rule.program)) if memo is not None else None
+    if outcome is None:
+        try:
+            outcome = (rule.program(data), None)
+        except certlogic.CertLogicError as exc:
+            outcome = (None, exc)
+        if memo is not None:
+            memo[id(rule.program)] = outcome
+    value, error = outcome
+    if error is not None:
         return RuleResult(rule, "open", _unsaid(rule, unknown)
-                          or f"evaluation failed: {exc.message}")
+                          or f"evaluation failed: {error.message}")
     if value is not True and value is not False:
         return RuleResult(rule, "open", "the rule did not evaluate to true or false")
     passed = value if rule.type == "Acceptance" else not value
