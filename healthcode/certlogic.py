@@ -485,7 +485,19 @@ def _build_equals(operator, values):
 
 
 def _build_in(operator, values):
-    needle, haystack = (_build(v) for v in values)
+    needle = _build(values[0])
+    literal = values[1]
+    if type(literal) is list and literal and all(type(v) is str for v in literal):
+        # a literal list of strings (the rules' product and country lists): a set, built once.
+        # Only a string can strictly equal a string, so set membership is exactly ``in``.
+        strings = frozenset(literal)
+
+        def in_literal(data, steps):
+            item = needle(data, steps)
+            return type(item) is str and item in strings
+
+        return in_literal
+    haystack = _build(literal)
 
     def in_(data, steps):
         item = needle(data, steps)
