@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from .. import certlogic
 from ..errors import ConfigurationError
@@ -315,10 +315,9 @@ class RuleSet:
 # -- judging one rule ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RuleResult:
+class RuleResult(NamedTuple):
     """``passed``, ``failed`` or ``open`` (not decided: evaluation failed, or the source
-    cannot say what the rule reads)."""
+    cannot say what the rule reads). A tuple: one is made per rule per scan."""
 
     rule: Rule
     result: str
