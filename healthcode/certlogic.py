@@ -421,6 +421,36 @@ def _build_var(operator, path):
 
         return var1
 
+    # paths of three and four fragments (payload.v.0, payload.v.0.mp) unrolled: most of them
+        (k0, i0), (k1, i1), (k2, i2) = fragments
+
+        def var3(data, steps):
+            data = data.get(k0) if type(data) is dict else _step(data, k0, i0)
+            if data is None:
+                return None
+            data = data.get(k1) if type(data) is dict else _step(data, k1, i1)
+            if data is None:
+                return None
+            return data.get(k2) if type(data) is dict else _step(data, k2, i2)
+
+        return var3
+    if len(fragments) == 4:  # payload.v.0.mp: the most common path in the EU's rules
+        (k0, i0), (k1, i1), (k2, i2), (k3, i3) = fragments
+
+        def var4(data, steps):
+            data = data.get(k0) if type(data) is dict else _step(data, k0, i0)
+            if data is None:
+                return None
+            data = data.get(k1) if type(data) is dict else _step(data, k1, i1)
+            if data is None:
+                return None
+            data = data.get(k2) if type(data) is dict else _step(data, k2, i2)
+            if data is None:
+                return None
+            return data.get(k3) if type(data) is dict else _step(data, k3, i3)
+
+        return var4
+
     def var(data, steps):
         for key, index in fragments:
             if type(data) is dict:
@@ -436,7 +466,9 @@ def _build_var(operator, path):
 
 def _step(data, key, index):
     """One path fragment into a value that is not a plain dict."""
-    if type(data) is list or (isinstance(data, Sequence) and not isinstance(data, (str, bytes))):
+    if type(data) is list:
+        return data[index] if index is not None and 0 <= index < len(data) else None
+    if (isinstance(data, Sequence) and not isinstance(data, (str, bytes))):
         if index is not None and 0 <= index < len(data):
             return data[index]
         return None
