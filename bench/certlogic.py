@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from bench.rounds import alternate  # noqa: E402
+from bench.rounds import alternate, pin_to_one_cpu  # noqa: E402
 from healthcode import certlogic  # noqa: E402
 from healthcode.errors import HealthCodeError  # noqa: E402
 from healthcode.rules.ruleset import find_rule_files, read_rule_file  # noqa: E402
@@ -103,11 +103,6 @@ def run(seconds: float = 3.0) -> dict:
             "compiled_ratio": compiled_result["rates"]["compiled"] / rates["panzi"]}
 
 
-def _pin_to_one_cpu() -> None:
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0,
@@ -118,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("panzi-json-logic is not installed: pip install panzi-json-logic", file=sys.stderr)
         return 2
-    _pin_to_one_cpu()
+    pin_to_one_cpu()
     result = run(seconds)
     print(f"CertLogic, {result['assertions']} assertions ({result['suite']} of testSuite, "
           f"{result['rule_tests']} EU rule tests), {result['rounds']} alternating rounds")

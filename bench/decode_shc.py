@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature  # noqa: E402
 
-from bench.rounds import alternate  # noqa: E402
+from bench.rounds import alternate, pin_to_one_cpu  # noqa: E402
 from healthcode.trust import TrustStore  # noqa: E402
 from mapping.shc import SHCAdapter  # noqa: E402
 
@@ -125,12 +125,6 @@ def run(seconds: float = 3.0, trust_lists: bool = False) -> dict:
             "best_round_ratio": best["adapter"] / best["floor"], "trust_lists": trust_lists}
 
 
-def _pin_to_one_cpu() -> None:
-    """One core, as the target is stated per core; not every platform can pin."""
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0,
@@ -138,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trust-lists", action="store_true",
                         help="also load the shared real trust lists into the adapter's store")
     args = parser.parse_args(argv)
-    _pin_to_one_cpu()
+    pin_to_one_cpu()
     result = run(args.seconds, trust_lists=args.trust_lists)
     print(f"SMART Health Card decode+verify, {result['samples']} samples (00, 01, 02 joined), "
           f"{result['rounds']} alternating rounds"

@@ -8,6 +8,11 @@ server is gunicorn with ``healthcode serve``'s settings against a private redis-
 comes from wrk on 127.0.0.1, bounded by --seconds; rounds alternate, best round of each kept.
 
     python3 bench/modes.py [--seconds 3] [--rounds 3] [--workers 2] [--connections 8]
+    python3 bench/modes.py --in-process [--seconds 3]
+
+``--in-process`` times the same two requests through the app in this process (Flask's test
+client, one thread pinned to one CPU, rounds alternating as in bench/rounds.py): no HTTP server
+or load generator shares the CPU, so on a busy machine it is the steadier of the two figures.
 """
 from __future__ import annotations
 
@@ -95,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--in-process", action="store_true",
+                        help="time through the app in this process instead of gunicorn + wrk")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="healthcode-bench-modes-"))
     redis = RedisProcess()
@@ -118,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         assert len(check["rules"]) == RULE_COUNT and check["valid"], check
         log(f"mode 'bench': {len(check['rules'])} rules judge the code, results {results}, "
             f"status {check['status']}")
+        if args.in_process:
+            return _in_process(client, headers, code, args.seconds)
         loads = {"without mode": {"HC_BODY": json.dumps({"code": code}), "HC_TOKEN": token},
                  "mode of 30 rules": {"HC_BODY": json.dumps({"code": code, "mode": "bench"}),
                                       "HC_TOKEN": token}}
@@ -141,6 +150,30 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         redis.close()
         shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def _in_process(client, headers, code: str, seconds: float) -> int:
+    from bench.rounds import alternate, pin_to_one_cpu
+
+    pin_to_one_cpu()
+    bodies = {"without mode": {"code": code}, "mode of 30 rules": {"code": code, "mode": "bench"}}
+
+    def contender(body):
+        def post(_):
+            response = client.post("/api/v1/verify", json=body, headers=headers)
+            assert response.status_code == 200
+        return post
+
+    result = alternate({name: contender(body) for name, body in bodies.items()}, [None],
+                       seconds)
+    for name, rate in result["rates"].items():
+        log(f"verify (in process)  {name:18s} {rate:8.0f} /s  best round "
+            f"{result['best'][name]:8.0f} /s")
+    ratio = result["rates"]["mode of 30 rules"] / result["rates"]["without mode"]
+    best = result["best"]["mode of 30 rules"] / result["best"]["without mode"]
+    log(f"ratio with mode / without = {ratio:.2f} (target >= 0.80); best rounds {best:.2f}; "
+        f"{result['rounds']} alternating rounds")
     return 0
 
 

@@ -2,6 +2,7 @@
 a noisy neighbour on this shared machine hits both alike."""
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable
 
@@ -38,3 +39,9 @@ def alternate(contenders: dict[str, Callable], texts: list[str], seconds: float)
             best[name] = max(best[name], count / elapsed)
     return {"rates": {name: count / elapsed for name, (count, elapsed) in totals.items()},
             "best": best, "rounds": rounds}
+
+
+def pin_to_one_cpu() -> None:
+    """One core, as per-core targets are stated; not every platform can pin."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})

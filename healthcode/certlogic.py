@@ -41,7 +41,7 @@ from typing import Any, Callable
 
 from .errors import HealthCodeError
 
-__all__ = ["evaluate", "validate", "compile", "is_valid", "Program", "DateTime",
+__all__ = ["evaluate", "validate", "compile", "compile_cached", "is_valid", "Program", "DateTime",
            "CertLogicError", "InvalidExpression", "EvaluationError", "LimitExceeded",
            "boolsiness", "MAX_DEPTH", "MAX_NODES", "MAX_REDUCE_STEPS"]
 
@@ -370,17 +370,22 @@ def evaluate(expression: Any, data: Any) -> Any:
     caller that changes an expression in place gets the new one. The key is the ``repr`` (which
     tells ``1``, ``1.0`` and ``True`` apart), and a hit must also be equal to the expression.
     """
+    return compile_cached(expression)(data)
+
+
+def compile_cached(expression: Any) -> Program:
+    """:func:`compile`, shared: equal expressions get the same :class:`Program` object."""
     try:
         key = repr(expression)
     except RecursionError:  # nested past any limit: validation reports it
-        return compile(expression)(data)
+        return compile(expression)
     program = _CACHE.get(key)
     if program is None or program.expression != expression:
         program = compile(expression)
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.clear()  # cheap and thread-safe; rules in use are back after one call
         _CACHE[key] = program
-    return program(data)
+    return program
 
 
 _CACHE: dict[str, Program] = {}
@@ -416,6 +421,36 @@ def _build_var(operator, path):
 
         return var1
 
+    # paths of three and four fragments (payload.v.0, payload.v.0.mp) unrolled: most of them
+        (k0, i0), (k1, i1), (k2, i2) = fragments
+
+        def var3(data, steps):
+            data = data.get(k0) if type(data) is dict else _step(data, k0, i0)
+            if data is None:
+                return None
+            data = data.get(k1) if type(data) is dict else _step(data, k1, i1)
+            if data is None:
+                return None
+            return data.get(k2) if type(data) is dict else _step(data, k2, i2)
+
+        return var3
+    if len(fragments) == 4:  # payload.v.0.mp: the most common path in the EU's rules
+        (k0, i0), (k1, i1), (k2, i2), (k3, i3) = fragments
+
+        def var4(data, steps):
+            data = data.get(k0) if type(data) is dict else _step(data, k0, i0)
+            if data is None:
+                return None
+            data = data.get(k1) if type(data) is dict else _step(data, k1, i1)
+            if data is None:
+                return None
+            data = data.get(k2) if type(data) is dict else _step(data, k2, i2)
+            if data is None:
+                return None
+            return data.get(k3) if type(data) is dict else _step(data, k3, i3)
+
+        return var4
+
     def var(data, steps):
         for key, index in fragments:
             if type(data) is dict:
@@ -431,7 +466,9 @@ def _build_var(operator, path):
 
 def _step(data, key, index):
     """One path fragment into a value that is not a plain dict."""
-    if type(data) is list or (isinstance(data, Sequence) and not isinstance(data, (str, bytes))):
+    if type(data) is list:
+        return data[index] if index is not None and 0 <= index < len(data) else None
+    if (isinstance(data, Sequence) and not isinstance(data, (str, bytes))):
         if index is not None and 0 <= index < len(data):
             return data[index]
         return None
@@ -480,7 +517,19 @@ def _build_equals(operator, values):
 
 
 def _build_in(operator, values):
-    needle, haystack = (_build(v) for v in values)
+    needle = _build(values[0])
+    literal = values[1]
+    if type(literal) is list and literal and all(type(v) is str for v in literal):
+        # a literal list of strings (the rules' product and country lists): a set, built once.
+        # Only a string can strictly equal a string, so set membership is exactly ``in``.
+        strings = frozenset(literal)
+
+        def in_literal(data, steps):
+            item = needle(data, steps)
+            return type(item) is str and item in strings
+
+        return in_literal
+    haystack = _build(literal)
 
     def in_(data, steps):
         item = needle(data, steps)
@@ -698,12 +747,9 @@ def _parsed_ms(text: str) -> int:
 
 
 def _parse_uncached(text: str) -> DateTime:
-    partial = _round_up_partial(text)
-    if partial is not None:
-        return partial
-    match = _DATE.match(text)
-    if match:
-        return _instant(*map(int, match.groups()))
+    date = _parse_date(text)
+    if date is not None:
+        return date
     match = _DATE_TIME.match(text)
     if not match:
         raise EvaluationError(f"not an allowed date or date-time format: {text}")
@@ -732,14 +778,21 @@ def _round_up_partial(text: str) -> DateTime | None:
     return None
 
 
-def _date_of_birth(text: str) -> DateTime:
+def _parse_date(text: str) -> DateTime | None:
+    """``YYYY``, ``YYYY-MM`` (rounded up) or ``YYYY-MM-DD`` at midnight UTC; None otherwise.
+    Where ``plusTime`` and ``dccDateOfBirth`` read alike (spec 1.3.2)."""
     partial = _round_up_partial(text)
     if partial is not None:
         return partial
     match = _DATE.match(text)
-    if match:
-        return _instant(*map(int, match.groups()))
-    raise EvaluationError(f'can\'t parse "{text}" as an EU DCC date-of-birth')
+    return _instant(*map(int, match.groups())) if match else None
+
+
+def _date_of_birth(text: str) -> DateTime:
+    date = _parse_date(text)
+    if date is None:
+        raise EvaluationError(f'can\'t parse "{text}" as an EU DCC date-of-birth')
+    return date
 
 
 def _plus_time(moment: DateTime, amount: int, unit: str) -> DateTime:

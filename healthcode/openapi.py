@@ -170,9 +170,26 @@ SCHEMAS = {
             "masked_name": {"type": ["string", "null"]}}},
         "expires_at": {"type": ["string", "null"]},
         "checked_online": {"type": "boolean"},
+        "mode": {"type": "string", "description": "the checkpoint mode applied"},
+        "rules": {"type": "array", "items": _ref("RuleResult"),
+                  "description": "with a mode: every rule applied; a failed one makes the "
+                                 "answer valid: false, reason policy_refused"},
+        "status_granted_by": {"type": "string",
+                              "description": "mode:<name> when the mode gave the colour"},
         "warnings": _ref("Warnings"),
         "issuer": {"type": ["string", "null"],
                    "description": "who signed a foreign code (absent for our own)"}}},
+    "RuleResult": {"type": "object", "required": ["id", "type", "result", "description"],
+                   "properties": {
+        "id": {"type": "string", "description": "the rule's Identifier (VR-AT-0001)"},
+        "type": {"type": "string", "enum": ["Acceptance", "Invalidation"]},
+        "result": {"type": "string", "enum": ["passed", "failed", "open"],
+                   "description": "open: not decided (evaluation failed, or the code's scheme "
+                                  "does not say what the rule reads); never counted as passed"},
+        "description": {"type": "string",
+                        "description": "in the request's language where the rule has it"},
+        "version": {"type": "string"}, "country": {"type": "string"},
+        "note": {"type": "string"}}},
     "Conversion": {"type": "object", "required": ["code", "scheme", "record", "trace"],
                    "properties": {
         "code": {"type": "string"}, "scheme": {"type": "string"},
@@ -295,7 +312,21 @@ def spec(config=None) -> dict:
             "Verify a scanned code of any supported scheme", ["checkpoint", "authority"],
             {"200": _json(_ref("Verification"),
                           "the scan worked; valid says whether the code did"),
-             **_errors(400, 401, 403, 413)}, body=code_body)},
+             **_errors(400, 401, 403, 413)},
+            body={"type": "object", "required": ["code"], "properties": {
+                "code": {"type": "string"},
+                "mode": {"type": "string", "description": "a checkpoint mode (GET /api/v1/modes)"
+                                                          "; a credential bound to a mode may "
+                                                          "name only that one (else 403)"},
+                "lang": {"type": "string", "description": "language of rule descriptions "
+                                                          "(default: Accept-Language)"}}},
+            description="With a mode (named, or bound to the credential) the code's record is "
+                        "also judged by the mode's EU DCC business rules.")},
+        "/api/v1/modes": {"get": _op(
+            "The installed checkpoint modes", ["checkpoint", "authority"],
+            {"200": _json({"type": "object", "properties": {"modes": {"type": "array"}}},
+                          "name, description, country, rule types, pass status"),
+             **_errors(401, 403)})},
         "/api/v1/convert": {"post": _op(
             "Convert a code into another scheme", ["partner", "authority"],
             {"200": _json(_ref("Conversion"), "the converted code"),

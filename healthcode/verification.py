@@ -31,35 +31,28 @@ def failure(error: CodeError, scheme: str | None) -> dict:
 
 def verify_native(text: str, at: datetime | None = None, online: bool = True, *,
                   mode=None, lang: str | None = None) -> dict:
-    answer = _verify_native(text, at, online)
-    if mode is not None and answer.get("valid"):
-        record = answer.pop("_record")
-        return apply_mode(answer, mode, record, at=at, lang=lang)
-    answer.pop("_record", None)
+    answer, claims = _verify_native(text, at, online)
+    if mode is not None and answer["valid"]:
+        return apply_mode(answer, mode, _native_record(claims, answer), at=at, lang=lang)
     return answer
 
 
-def _verify_native(text: str, at: datetime | None, online: bool) -> dict:
+def _verify_native(text: str, at: datetime | None, online: bool):
+    """The answer, and the verified claims (None when the token itself failed)."""
     config = current_app.config
     try:
         claims = tokens.verify(text, get_ring(), issuer=config["ISSUER"], at=at,
                                skew=config["CLOCK_SKEW"], max_length=config["MAX_CODE_LENGTH"],
                                dynamic_lifetime=recognition.get_native_lifetime())
     except CodeError as error:
-        return failure(error, "native")
+        return failure(error, "native"), None
     answer = {"valid": True, "reason": None, "scheme": "native", "status": claims.status,
               "status_version": claims.status_version,
               "subject": {"masked_name": claims.masked_name},
               "issued_at": format_time(claims.issued_at),
               "expires_at": format_time(claims.expires_at), "checked_online": False}
-    # what a checkpoint mode judges: the token's facts (a native code carries no evidence)
-    answer["_record"] = Record(
-        subject=Subject(masked_name=claims.masked_name, subject_id=claims.subject_id),
-        status=claims.status, provenance=Provenance(
-            scheme="native", issuer=config["ISSUER"], issued_at=claims.issued_at,
-            valid_until=claims.expires_at))
     if not online:
-        return answer
+        return answer, claims
     one_shot = claims.status_version == ONE_SHOT_VERSION
     try:
         # A one-shot code is tied to no enrolled status: the online question is whether it
@@ -70,36 +63,42 @@ def _verify_native(text: str, at: datetime | None, online: bool) -> dict:
             current = get_store().current_status(claims.subject_id)
     except StoreUnavailable:
         current_app.logger.warning("verify answered offline: the store is unavailable")
-        return answer
+        return answer, claims
     answer["checked_online"] = True
     if one_shot:
         if withdrawn:
             answer.update(valid=False, reason="revoked", status=None,
                           message="the issuing authority revoked this code")
-        return answer
-    if current is not None:
-        answer["_record"] = _stored_record(claims, answer["_record"])
+        return answer, claims
     if current is None:
         answer.update(valid=False, reason="revoked", status=None,
                       message="this resident is no longer enrolled")
-        return answer
+        return answer, claims
     status, version = current
     if version > claims.status_version:
         answer.update(valid=False, reason="superseded", status=status, status_version=version,
                       message="the status has changed since this code was issued: "
                               "the current status is shown")
-    return answer
+    return answer, claims
 
 
-def _stored_record(claims, fallback: Record) -> Record:
-    """The resident's full record (their evidence), for a mode's rules; the token's facts when
-    the store cannot give it."""
+def _native_record(claims, answer: dict) -> Record:
+    """What a checkpoint mode judges of our code: the resident's stored record (their
+    evidence) when the online check ran, else the token's facts (a token carries no evidence).
+    Only built under a mode: a plain verify reads nothing more than the status."""
+    token_facts = Record(
+        subject=Subject(masked_name=claims.masked_name, subject_id=claims.subject_id),
+        status=claims.status, provenance=Provenance(
+            scheme="native", issuer=current_app.config["ISSUER"],
+            issued_at=claims.issued_at, valid_until=claims.expires_at))
+    if not answer["checked_online"] or claims.status_version == ONE_SHOT_VERSION:
+        return token_facts
     try:
         data, _status, _version = get_store().resident(claims.subject_id)
         stored = Record.from_dict(data["record"])
     except (StoreUnavailable, NotFound, InvalidField, KeyError, TypeError):
-        return fallback
-    return stored.replace(status=claims.status, provenance=fallback.provenance)
+        return token_facts
+    return stored.replace(status=claims.status, provenance=token_facts.provenance)
 
 
 def verify_any(text: str, at: datetime | None = None, *, mode=None,

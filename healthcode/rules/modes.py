@@ -188,7 +188,8 @@ def judge_candidates(record: Record, select, external: dict, no_evidence=None) -
     verdicts = []
     for candidate in project(record):
         data = {"payload": candidate.payload, "external": external}
-        results = [judge(rule, data, candidate.unknown)
+        memo: dict = {}
+        results = [judge(rule, data, candidate.unknown, memo)
                    for rule in select(candidate.certificate_type)]
         if candidate.certificate_type is None and no_evidence is not None:
             results.append(no_evidence())

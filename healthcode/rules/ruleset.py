@@ -22,12 +22,13 @@ Invalidation rules come from the country that issued the certificate, and one ev
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from .. import certlogic
 from ..errors import ConfigurationError
@@ -80,9 +81,13 @@ class Rule:
     def version_key(self) -> tuple:
         return semver_key(self.version)
 
+    @functools.cached_property
+    def _texts(self) -> dict[str, str]:
+        return dict(self.descriptions)
+
     def describe(self, lang: str | None = None) -> str:
         """The description in ``lang`` where the rule has it, else English."""
-        texts = dict(self.descriptions)
+        texts = self._texts
         if lang:
             wanted = lang.lower()
             for candidate in (wanted, wanted.split("-")[0]):
@@ -164,7 +169,9 @@ def parse_rule(data: Any, source: str = "") -> Rule:
     if not isinstance(logic, dict) or not logic:
         fail("Logic: a CertLogic operation (a non-empty object)")
     try:
-        program = certlogic.compile(logic)
+        # shared by rules with the same Logic (countries copy the EU's templates), so that a
+        # code is judged once per distinct Logic (judge's memo)
+        program = certlogic.compile_cached(logic)
     except certlogic.InvalidExpression as exc:
         issue = exc.issues[0]
         fail(f"Logic: {issue['message']} (in {_snippet(issue['expr'])})")
@@ -190,7 +197,7 @@ def inline_rule(name: str, logic: Any, description: str, source: str = "") -> Ru
     if not isinstance(description, str) or not description:
         raise RuleError(f"{where}: description: required")
     try:
-        program = certlogic.compile(logic)
+        program = certlogic.compile_cached(logic)
     except certlogic.InvalidExpression as exc:
         issue = exc.issues[0]
         raise RuleError(f"{where}: logic: {issue['message']} (in {_snippet(issue['expr'])})"
@@ -210,15 +217,19 @@ def _snippet(expr) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+def read_json_file(path: Path, max_bytes: int, error: type[ConfigurationError]):
+    """A configuration JSON file, size-capped before it is read; errors name the file."""
+    try:
+        if path.stat().st_size > max_bytes:
+            raise error(f"{path}: larger than {max_bytes // 1024} KiB")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise error(f"{path}: not a readable JSON file ({exc})") from None
+
+
 def read_rule_file(path: Path) -> Rule:
     """One rule file; errors name it."""
-    try:
-        if path.stat().st_size > MAX_RULE_BYTES:
-            raise RuleError(f"{path}: larger than {MAX_RULE_BYTES // 1024} KiB")
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RuleError(f"{path}: not a readable JSON file ({exc})") from None
-    return parse_rule(data, source=str(path))
+    return parse_rule(read_json_file(path, MAX_RULE_BYTES, RuleError), source=str(path))
 
 
 def is_rule_file(path: Path) -> bool:
@@ -304,10 +315,9 @@ class RuleSet:
 # -- judging one rule ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RuleResult:
+class RuleResult(NamedTuple):
     """``passed``, ``failed`` or ``open`` (not decided: evaluation failed, or the source
-    cannot say what the rule reads)."""
+    cannot say what the rule reads). A tuple: one is made per rule per scan."""
 
     rule: Rule
     result: str
@@ -322,20 +332,29 @@ class RuleResult:
         return body
 
 
-def judge(rule: Rule, data: dict, unknown: frozenset[str] = frozenset()) -> RuleResult:
+def judge(rule: Rule, data: dict, unknown: frozenset[str] = frozenset(),
+          memo: dict | None = None) -> RuleResult:
     """Evaluate one rule on ``{"payload", "external"}``.
 
     Acceptance passes on ``true``; Invalidation passes on ``false`` (``true`` invalidates).
     A result that is not a boolean, or a failed evaluation, leaves the rule open: the spec
     advises treating a throwing rule as not passed, and "open" says so without claiming more.
     ``unknown`` names payload fields the source could not fill: a rule that did not pass and
-    reads one of them is open (the source cannot say), not failed.
+    reads one of them is open (the source cannot say), not failed. ``memo`` (one per data
+    context) keeps each program's outcome, so rules sharing a Logic are evaluated once.
     """
-    try:
-        value = rule.program(data)
-    except certlogic.CertLogicError as exc:
+    outcome = memo.get(id(rule.program)) if memo is not None else None
+    if outcome is None:
+        try:
+            outcome = (rule.program(data), None)
+        except certlogic.CertLogicError as exc:
+            outcome = (None, exc)
+        if memo is not None:
+            memo[id(rule.program)] = outcome
+    value, error = outcome
+    if error is not None:
         return RuleResult(rule, "open", _unsaid(rule, unknown)
-                          or f"evaluation failed: {exc.message}")
+                          or f"evaluation failed: {error.message}")
     if value is not True and value is not False:
         return RuleResult(rule, "open", "the rule did not evaluate to true or false")
     passed = value if rule.type == "Acceptance" else not value

@@ -9,11 +9,11 @@ Files are kept under ``<data dir>/valuesets/<valueSetId>.json``.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from ..errors import ConfigurationError
+from .ruleset import read_json_file
 
 MAX_VALUESET_BYTES = 4 * 1024 * 1024
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -40,12 +40,7 @@ def parse_valueset(data, source: str = "") -> tuple[str, list[str]]:
 
 
 def read_valueset_file(path: Path) -> tuple[str, list[str], dict]:
-    try:
-        if path.stat().st_size > MAX_VALUESET_BYTES:
-            raise ValueSetError(f"{path}: larger than {MAX_VALUESET_BYTES // 1024 // 1024} MiB")
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueSetError(f"{path}: not a readable JSON file ({exc})") from None
+    data = read_json_file(path, MAX_VALUESET_BYTES, ValueSetError)
     vs_id, codes = parse_valueset(data, str(path))
     return vs_id, codes, data
 

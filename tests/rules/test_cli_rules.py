@@ -6,30 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
 from healthcode import create_app
-from healthcode.cli import main
 from healthcode.errors import ConfigurationError
 from tests.rules.helpers import PRODUCT_ALLOWED, eu_rule, write_rules
 from tests.support import conformance_dir
-
-
-@pytest.fixture
-def env(tmp_path, redis_server, redis_client):
-    return {"HEALTHCODE_DATA_DIR": str(tmp_path / "data"), "REDIS_URL": redis_server.url,
-            "HEALTHCODE_ISSUER": "HC-CLI", "HEALTHCODE_SUBJECT_SECRET": "cli-secret-0123456789",
-            "HEALTHCODE_SECRET_KEY": "cli-session-secret-0123456789"}
-
-
-@pytest.fixture
-def cli(env):
-    runner = CliRunner()
-
-    def run(*args):
-        return runner.invoke(main, list(args), env=env, catch_exceptions=False)
-
-    return run
+from tests.test_cli import cli, env  # noqa: F401 (fixtures: the same CLI runner)
 
 
 def test_a_countrys_published_rules_load_with_one_command(cli, env):

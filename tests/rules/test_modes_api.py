@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from bench.run import install_partner
 from healthcode import create_app
 from mapping import Signer
 from mapping.eu_dcc import EUDCCAdapter
@@ -48,6 +49,7 @@ def world(tmp_path, redis_server, redis_client):
     (data / "modes" / "ours" / "VR-MO-0009.json").write_text(json.dumps(
         eu_rule(9, SERIES_COMPLETE, country="MO", en="The vaccination series is complete")))
     (data / "trust").mkdir()
+    partner_code = install_partner(data)  # the example Macau partner (mapping/partners/mo.toml)
     dsc_key, dsc = document_signer()
     (data / "trust" / "dsc.der").write_bytes(dsc)
     shc = conformance_dir("shc")
@@ -61,7 +63,7 @@ def world(tmp_path, redis_server, redis_client):
     store = app.extensions["healthcode.store"]
     tokens = {role: store.create_credential(role)[1] for role in ("authority", "checkpoint")}
     tokens["bound"] = store.create_credential("checkpoint", mode="entry-at")[1]
-    return {"app": app, "client": app.test_client(), "shc": shc,
+    return {"app": app, "client": app.test_client(), "shc": shc, "partner_code": partner_code,
             "headers": {r: {"Authorization": f"Bearer {t}"} for r, t in tokens.items()},
             "dcc_signer": Signer(private_key=dsc_key, kid="", issuer="MO", certificate=dsc,
                                  country="MO")}
@@ -172,6 +174,19 @@ def test_a_native_code_is_judged_on_the_residents_evidence(world):
     assert results(answer) == {"GR-AT-0001": "passed", "TR-AT-0003": "passed"}
     refused = verify(world, enroll_and_code(world, 100), "entry-at").get_json()
     assert refused["valid"] is False and refused["reason"] == "policy_refused"
+
+
+# -- a partner region's JWT -------------------------------------------------------------------------
+
+
+def test_a_partner_code_without_evidence_keeps_its_colour_and_shows_the_rule_open(world):
+    """Macau's code carries a colour and no evidence: nothing to judge, and nothing refused."""
+    answer = verify(world, world["partner_code"], "entry-at").get_json()
+    assert answer["scheme"] == "mo" and answer["valid"] is True
+    assert answer["status"] == "green" and "status_granted_by" not in answer
+    # General rules still judge it; that there is no certificate to judge is shown as open
+    assert results(answer) == {"GR-AT-0001": "passed", "evidence": "open"}
+    assert answer["warnings"][0]["code"] == "rules_open"
 
 
 # -- modes and credentials -------------------------------------------------------------------------------
