@@ -314,7 +314,7 @@ def spec(config=None) -> dict:
                           "the scan worked; valid says whether the code did"),
              **_errors(400, 401, 403, 413)},
             body={"type": "object", "required": ["code"], "properties": {
-                "code": {"type": "string"},
+                "code": scanned,
                 "mode": {"type": "string", "description": "a checkpoint mode (GET /api/v1/modes)"
                                                           "; a credential bound to a mode may "
                                                           "name only that one (else 403)"},
