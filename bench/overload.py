@@ -6,7 +6,8 @@
 Two `healthcode serve` instances run side by side, as the README starts them: one with the
 default shedding bounds (HEALTHCODE_MAX_QUEUE_MS, HEALTHCODE_MAX_IN_FLIGHT), one with
 shedding off (no queue bound, a cap no queue reaches). First the saturation rate X is measured: closed-loop wrk, no think time, on the
-shedding instance (its cap is not reached at that concurrency). Then, for each level L, wrk
+instance without shedding (closed-loop load at saturation keeps a queue, which the other would
+rightly shed). Then, for each level L, wrk
 plays L * X / (1 / think) scanners that each verify and think (exponential, mean --think-ms)
 before the next scan, so the offered rate stays about L * X whatever the server answers, and two
 probe clients measure what other clients see: the latency of their successful verifies, and
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
     with serve(env=env) as shedding, serve(env={**env, **NO_SHEDDING}) as unbounded:
         instances = {"shedding": (shedding, prepare(shedding)),
                      "no shedding": (unbounded, prepare(unbounded))}
-        server, ctx = instances["shedding"]
+        server, ctx = instances["no shedding"]
         wrk(server.port, ctx["checkpoint"], ctx["code"], args.saturation_connections, 2, 0)
         saturation = max(
             wrk(server.port, ctx["checkpoint"], ctx["code"], args.saturation_connections,

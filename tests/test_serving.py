@@ -185,8 +185,14 @@ def test_two_instances_each_have_their_own_control_socket(tmp_path):
         for server in (first, second):
             ctl = server.data_dir.resolve() / "gunicorn.ctl"
             assert stat.S_ISSOCK(ctl.stat().st_mode)
-            assert f"Control socket listening at {ctl}" in server.log()
             assert requests.get(f"{server.url}/readyz").status_code == 200
+            # each socket reaches its own instance: gunicornc lists that instance's workers
+            shown = subprocess.run([shutil.which("gunicornc") or "gunicornc", "-s", str(ctl),
+                                    "-c", "show workers", "-j"], capture_output=True,
+                                   text=True, timeout=30)
+            assert shown.returncode == 0, shown.stderr
+            listed = {w["pid"] for w in json.loads(shown.stdout)["workers"]}
+            assert listed == set(server.worker_pids())
 
 
 def test_the_private_redis_keeps_its_data_owner_only(tmp_path):
