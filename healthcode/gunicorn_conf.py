@@ -46,7 +46,7 @@ control_socket = str(_config.data_path(_settings, "gunicorn.ctl").resolve())
 # Access log without query strings or headers: a bearer token must never reach a log.
 # With HEALTHCODE_LOG_FORMAT=json the app writes one JSON line per request instead.
 accesslog = None if _settings["LOG_FORMAT"] == "json" else "-"
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(L)ss'
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(L)ss %({x-request-id}o)s'
 # ...and one-time sign-in tokens in paths are redacted (healthcode.gunicorn_logging).
 logger_class = "healthcode.gunicorn_logging.RedactingLogger"
 errorlog = "-"
