@@ -347,8 +347,12 @@ def serve(bind, workers):
 
     cfg = _config()
     started_redis = not cfg["REDIS_URL"]
-    prepared = bootstrap.prepare(cfg)
     data_dir = Path(cfg["DATA_DIR"]).resolve()
+    # every worker writes its metrics here, and a scrape of any worker reads them all; set
+    # before anything in this process imports prometheus_client (it reads it at import)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(gunicorn_hooks.metrics_directory(
+        cfg["METRICS_DIR"] or data_dir / "metrics"))
+    prepared = bootstrap.prepare(cfg)
     if prepared["created"].get("key"):
         click.echo(f"created signing key {prepared['created']['key']} in {data_dir / 'keys'}")
     if started_redis:
@@ -356,9 +360,6 @@ def serve(bind, workers):
                    f"{data_dir / 'redis'} (append-only file on)")
         os.environ["REDIS_URL"] = cfg["REDIS_URL"]
     os.environ["HEALTHCODE_DATA_DIR"] = str(data_dir)
-    # every worker writes its metrics here; a scrape of any worker reads them all
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(gunicorn_hooks.metrics_directory(
-        cfg["METRICS_DIR"] or data_dir / "metrics"))
     if bind:
         os.environ["HEALTHCODE_BIND"] = bind
     if workers:
