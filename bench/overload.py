@@ -1,12 +1,13 @@
 """Overload: goodput and latency at 2x and 4x saturation, with load shedding and without.
 
-    apt-get install wrk && python bench/overload.py              # ~3 minutes
+    apt-get install wrk && python bench/overload.py              # ~5 minutes
     python bench/overload.py --levels 2,4,8 --seconds 8 --rounds 2
 
 Two `healthcode serve` instances run side by side, as the README starts them: one with the
 default shedding bounds (HEALTHCODE_MAX_QUEUE_MS, HEALTHCODE_MAX_IN_FLIGHT), one with
 shedding off (no queue bound, a cap no queue reaches). First the saturation rate X is measured: closed-loop wrk, no think time, on the
-shedding instance (its cap is not reached at that concurrency). Then, for each level L, wrk
+instance without shedding (closed-loop load at saturation keeps a queue, which the other would
+rightly shed), again before every round. Then, for each level L, wrk
 plays L * X / (1 / think) scanners that each verify and think (exponential, mean --think-ms)
 before the next scan, so the offered rate stays about L * X whatever the server answers, and two
 probe clients measure what other clients see: the latency of their successful verifies, and
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default="2,4", help="multiples of the saturation rate")
     parser.add_argument("--seconds", type=float, default=10, help="per measured round")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--think-ms", type=float, default=100,
                         help="mean think time of each simulated scanner")
     parser.add_argument("--saturation-connections", type=int, default=16)
@@ -97,37 +98,38 @@ def main(argv=None) -> int:
     with serve(env=env) as shedding, serve(env={**env, **NO_SHEDDING}) as unbounded:
         instances = {"shedding": (shedding, prepare(shedding)),
                      "no shedding": (unbounded, prepare(unbounded))}
-        server, ctx = instances["shedding"]
-        wrk(server.port, ctx["checkpoint"], ctx["code"], args.saturation_connections, 2, 0)
-        saturation = max(
-            wrk(server.port, ctx["checkpoint"], ctx["code"], args.saturation_connections,
-                args.seconds, 0)["ok_per_s"] for _ in range(args.rounds))
-        at_saturation = measure(server, ctx, args.saturation_connections, args.seconds, 0)
-        log(f"saturation: {saturation:.0f} verifies/s (closed loop, "
-            f"{args.saturation_connections} connections, best of {args.rounds})")
-        log(describe("  probes at saturation", at_saturation["probe"]))
-        results["saturation_per_s"] = saturation
-        results["at_saturation"] = at_saturation
+        floor, floor_ctx = instances["no shedding"]
+        wrk(floor.port, floor_ctx["checkpoint"], floor_ctx["code"], args.saturation_connections,
+            2, 0)  # warm-up
         for level in [float(x) for x in args.levels.split(",") if x]:
-            connections = min(args.max_connections,
-                              max(1, round(level * saturation * args.think_ms / 1000)))
-            rounds = {name: [] for name in instances}
-            for _ in range(args.rounds):
+            rounds = []
+            for n in range(args.rounds):
+                # saturation is measured again before every round: what this shared machine
+                # gives us drifts by several times within minutes
+                saturation = wrk(floor.port, floor_ctx["checkpoint"], floor_ctx["code"],
+                                 args.saturation_connections, args.seconds / 2, 0)["ok_per_s"]
+                connections = min(args.max_connections,
+                                  max(1, round(level * saturation * args.think_ms / 1000)))
+                pair = {"saturation_per_s": saturation, "scanners": connections}
+                log(f"{level:g}x round {n + 1}: saturation {saturation:.0f} verifies/s (closed "
+                    f"loop, {args.saturation_connections} connections) -> {connections} "
+                    f"scanners, offered ~{level * saturation:.0f}/s")
                 for name, (server, ctx) in instances.items():
-                    rounds[name].append(measure(server, ctx, connections, args.seconds,
-                                                args.think_ms))
-            results["levels"][level] = rounds
-            for name, runs in rounds.items():
-                best = min(runs, key=lambda r: r["probe"]["p99_ms"] or float("inf"))
-                worst = max(runs, key=lambda r: r["probe"]["p99_ms"] or float("inf"))
-                log(f"{level:g}x saturation ({connections} scanners, offered ~"
-                    f"{level * saturation:.0f}/s), {name}:")
-                for label, run in (("best round", best), ("worst round", worst)):
+                    run = measure(server, ctx, connections, args.seconds, args.think_ms)
+                    pair[name] = run
                     probe = run["probe"]
-                    log(f"    {label:11s} answered {run['answered_per_s']:6.0f}/s  goodput "
-                        f"{run['goodput_per_s']:6.0f}/s ({run['goodput_per_s'] / saturation:.2f}"
-                        f" of saturation)  shed {run['shed_per_s']:6.0f}/s  other "
-                        f"{run['other_per_s']:.0f}/s  | {describe('probes', probe).strip()}")
+                    log(f"    {name:11s} answered {run['answered_per_s']:6.0f}/s  goodput "
+                        f"{run['goodput_per_s']:6.0f}/s ({run['goodput_per_s'] / saturation:.2f} "
+                        f"of saturation)  shed {run['shed_per_s']:5.0f}/s  | "
+                        f"{describe('probes', probe).strip()}")
+                rounds.append(pair)
+            results["levels"][level] = rounds
+            for name in instances:
+                p99 = sorted(r[name]["probe"]["p99_ms"] or float("inf") for r in rounds)
+                share = sorted(r[name]["goodput_per_s"] / r["saturation_per_s"] for r in rounds)
+                log(f"{level:g}x {name:11s} median of {len(rounds)} rounds: probe p99 "
+                    f"{p99[len(p99) // 2]:.0f} ms, goodput {share[len(share) // 2]:.2f} of "
+                    f"saturation")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import sys
 import tempfile
 import threading
@@ -18,6 +19,10 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from tests.support import ServeProcess  # noqa: E402
+
+# a bench stopped with TERM (timeout, Ctrl-C) still leaves its `with serve()` blocks, so no
+# server it started outlives it
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def log(message: str) -> None:

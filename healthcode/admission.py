@@ -41,6 +41,10 @@ from . import logs, metrics
 from .errors import Overloaded, RequestTimeout
 
 NEVER_SHED = frozenset({"/healthz", "/metrics"})
+#: the loop-lag bound sheds only while this many requests are in flight: a loop that runs late
+#: with fewer is slowed by the machine (other processes), not by a queue of ours, and refusing
+#: work would then waste the little CPU the worker gets
+QUEUE_OF_OUR_OWN = 4
 
 
 class _Refused(Exception):
@@ -141,7 +145,8 @@ class Admission:
         with self._lock:
             admitted = environ.get("PATH_INFO") in NEVER_SHED or (
                 self.in_flight < self.max_in_flight
-                and (self.max_queue is None or self.lag.seconds <= self.max_queue))
+                and (self.max_queue is None or self.lag.seconds <= self.max_queue
+                     or self.in_flight < QUEUE_OF_OUR_OWN))
             if admitted:
                 self.in_flight += 1
         if not admitted:

@@ -814,8 +814,19 @@ def serve(bind, workers):
 
     cfg = _config()
     started_redis = not cfg["REDIS_URL"]
-    prepared = bootstrap.prepare(cfg)
     data_dir = Path(cfg["DATA_DIR"]).resolve()
+    if bind:
+        os.environ["HEALTHCODE_BIND"] = bind
+        cfg["BIND"] = bind
+    # this instance's own files (control socket, metrics) go to its runtime dir, never to a
+    # data dir that other hosts share; fixed here, before REDIS_URL may be set below
+    runtime = config_module.runtime_path(cfg)
+    os.environ["HEALTHCODE_RUNTIME_DIR"] = str(runtime)
+    # every worker writes its metrics here, and a scrape of any worker reads them all; set
+    # before anything in this process imports prometheus_client (it reads it at import)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(gunicorn_hooks.metrics_directory(
+        cfg["METRICS_DIR"] or runtime / "metrics"))
+    prepared = bootstrap.prepare(cfg)
     if prepared["created"].get("key"):
         click.echo(f"created signing key {prepared['created']['key']} in {data_dir / 'keys'}")
     if started_redis:
@@ -823,12 +834,6 @@ def serve(bind, workers):
                    f"{data_dir / 'redis'} (append-only file on)")
         os.environ["REDIS_URL"] = cfg["REDIS_URL"]
     os.environ["HEALTHCODE_DATA_DIR"] = str(data_dir)
-    # every worker writes its metrics here; a scrape of any worker reads them all
-    if bind:
-        os.environ["HEALTHCODE_BIND"] = bind
-        cfg["BIND"] = bind
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(gunicorn_hooks.metrics_directory(
-        cfg["METRICS_DIR"] or config_module.runtime_path(cfg, "metrics")))
     if workers:
         os.environ["HEALTHCODE_WORKERS"] = str(workers)
     click.echo("get an API credential with:  healthcode tokens create --role authority")

@@ -9,11 +9,11 @@ three clients dribbling their headers at a byte a second held all of them. A gev
 holds each connection in a greenlet of a few kilobytes, so a slow client costs memory, not a
 worker; ``HEADER_TIMEOUT`` (gunicorn's ``keepalive``, which the gevent worker also applies to
 reading every request's head) and ``BODY_TIMEOUT`` (:mod:`healthcode.admission`) bound how long
-one may take, and ``worker_connections`` caps how many one worker holds. Signing, verifying and
-rendering QR images are CPU work that runs to completion on the worker's loop: that costs the
-same as under sync workers (one request at a time per core) and is measured in
-``bench/slow_clients.py``; the in-flight cap of :mod:`healthcode.admission` keeps the queue
-behind it short.
+one may take, and ``worker_connections`` caps how many one worker holds. CPU work runs to
+completion on the worker's loop: signing and verifying are short; QR images, which take
+milliseconds, are drawn in gevent's thread pool so the loop keeps answering meanwhile
+(:func:`healthcode.qr.render`; measured in ``bench/slow_clients.py --only cpu``). The shedding
+bounds of :mod:`healthcode.admission` keep the queue behind the CPU short.
 """
 from . import config as _config
 from . import gunicorn_hooks as _hooks
@@ -46,7 +46,7 @@ control_socket = str(_config.runtime_path(_settings, "gunicorn.ctl").resolve())
 # Access log without query strings or headers: a bearer token must never reach a log.
 # With HEALTHCODE_LOG_FORMAT=json the app writes one JSON line per request instead.
 accesslog = None if _settings["LOG_FORMAT"] == "json" else "-"
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(L)ss'
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(L)ss %({x-request-id}o)s'
 # ...and one-time sign-in tokens in paths are redacted (healthcode.gunicorn_logging).
 logger_class = "healthcode.gunicorn_logging.RedactingLogger"
 errorlog = "-"

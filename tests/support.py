@@ -561,6 +561,9 @@ class ServeProcess:
         return self.proc.returncode if self.proc else None
 
     def __enter__(self):
+        # already started (e.g. by a helper that returns a started server): do not start twice
+        if self.proc is not None and self.proc.poll() is None:
+            return self
         return self.start()
 
     def __exit__(self, *exc):

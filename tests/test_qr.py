@@ -68,3 +68,34 @@ def test_a_smart_health_card_gets_a_numeric_segment():
     assert [d.mode for d in qr_code.data_list] == [4, 1]  # byte "shc:/", then numeric digits
     assert qr_code.version <= 21  # 33 as one byte-mode segment
     assert decode_qr(qr.render(text)) == text
+
+
+def test_under_gevent_a_render_does_not_stop_the_loop():
+    """In a gevent worker the image is drawn off the loop: other greenlets (other requests)
+    keep running while it is drawn. Run in a child process, so that gevent's patching stays
+    out of the test session."""
+    import subprocess
+    import sys
+
+    code = (
+        "from gevent import monkey; monkey.patch_all()\n"
+        "import time, gevent\n"
+        "from healthcode import qr\n"
+        "text = 'A' * 1800\n"
+        "started = time.perf_counter(); direct = qr.render(text, 'png')\n"
+        "drawn_in = time.perf_counter() - started\n"
+        "gaps = []\n"
+        "def ticker():\n"
+        "    while True:\n"
+        "        t = time.perf_counter(); gevent.sleep(0.002); gaps.append(time.perf_counter() - t)\n"
+        "tick = gevent.spawn(ticker); gevent.sleep(0.02); gaps.clear()\n"
+        "image = qr.render(text, 'png')\n"
+        "tick.kill()\n"
+        "assert image[:8] == b'\\x89PNG\\r\\n\\x1a\\n'\n"
+        "print(drawn_in, max(gaps), len(gaps))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    drawn_in, longest_gap, ticks = (float(x) for x in out.stdout.split())
+    assert ticks >= 3, "the loop did not run while the image was drawn"
+    assert longest_gap < drawn_in / 2
