@@ -318,7 +318,9 @@ def _text(value) -> bool:
 
 def _b64url(value: str, what: str) -> bytes:
     """base64url with or without padding (seals in the wild do both), or standard base64
-    (:func:`_note_base64` reports it); any other character is refused."""
+    (:func:`_note_base64` reports it), line-wrapped or not; any other character is refused."""
+    if "\n" in value or " " in value or "\r" in value or "\t" in value:
+        value = "".join(value.split())
     stripped = value.rstrip("=")
     try:
         return base64.b64decode(stripped.translate(_URLSAFE_TO_STANDARD)
