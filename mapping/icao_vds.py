@@ -134,6 +134,8 @@ class _Signer:
     #: CSCA DER -> whether that CSCA's key verifies this DSC's signature (pure, so cacheable
     #: whatever the trust store holds)
     issued_by: dict = field(default_factory=dict)
+    #: whether ``sig.cer`` was written in standard base64 (reported on every seal)
+    standard_base64: bool = False
 
 
 class ICAOVDSAdapter(MappingAdapter):
@@ -196,10 +198,12 @@ class ICAOVDSAdapter(MappingAdapter):
 
     def _signer(self, cer: str, warnings: Warnings) -> _Signer:
         """The DSC named by ``sig.cer``, parsed once per distinct certificate text."""
-        _note_base64(cer, "sig.cer", warnings)
         signer = self._signers.get(cer)
         if signer is not None:
+            if signer.standard_base64:
+                _note_base64(cer, "sig.cer", warnings)
             return signer
+        _note_base64(cer, "sig.cer", warnings)
         der = _b64url(cer, "sig.cer")
         try:
             cert = load_certificate(der)
@@ -209,7 +213,8 @@ class ICAOVDSAdapter(MappingAdapter):
             # cryptography's UnsupportedAlgorithm and pyasn1's PyAsn1Error, KeyError, ...
             raise CodeError("malformed", "sig.cer is not a readable X.509 certificate") from None
         signer = _Signer(cert=cert, key_id=hashlib.sha256(der).hexdigest(),
-                         document_types=document_types, may_sign=may_sign)
+                         document_types=document_types, may_sign=may_sign,
+                         standard_base64="+" in cer or "/" in cer)
         with self._lock:
             if len(self._signers) >= _SIGNER_CACHE_SIZE:
                 # drop the oldest entry: dicts keep insertion order
@@ -698,6 +703,8 @@ def _optional_text(obj: dict, name: str) -> str | None:
 def _list_of(obj: dict, name: str, warnings: Warnings) -> list:
     """A member the TR makes a list of objects; one object alone is read as a list of one."""
     value = obj.get(name)
+    if value.__class__ is list:
+        return value
     if isinstance(value, dict):
         warnings.add("vds_shape", f"{name} is an object, not a list")
         return [value]
@@ -718,14 +725,18 @@ def _subject(pid: dict, country: str, warnings: Warnings) -> Subject:
         warnings.add("vds_name_mrz_fillers", "pid.n uses the MRZ filler < for spaces")
         name = name.replace("<<", "  ").replace("<", " ")
     family, sep, given = name.strip().partition("  ")
+    whole = None
     if sep:
-        subject = {"family_name": family.strip(), "given_name": " ".join(given.split()) or None}
+        family, given = family.strip(), " ".join(given.split()) or None
     else:
-        subject = {"name": " ".join(name.split())}
-    if all(_MRZ_NAME.fullmatch(v) for v in subject.values() if v):
-        subject.update({f"{k}_latin": v for k, v in subject.items()})
-    return Subject(birth_date=read_date(pid.get("dob"), "pid.dob", warnings),
-                   document=_document(pid, country), **subject)
+        whole, family, given = " ".join(name.split()), None, None
+    latin = _MRZ_NAME.fullmatch(name.strip()) is not None  # Latin letters: the transliteration
+    return Subject(name=whole, family_name=family, given_name=given,
+                   name_latin=whole if latin else None,
+                   family_name_latin=family if latin else None,
+                   given_name_latin=given if latin else None,
+                   birth_date=read_date(pid.get("dob"), "pid.dob", warnings),
+                   document=_document(pid, country))
 
 
 def _document(pid: dict, country: str) -> Document | None:
