@@ -111,7 +111,8 @@ SCHEMAS = {
         "subject": {"type": ["object", "null"], "properties": {
             "masked_name": {"type": ["string", "null"]}}},
         "expires_at": {"type": ["string", "null"]},
-        "checked_online": {"type": "boolean"}}},
+        "checked_online": {"type": "boolean"},
+        "warnings": _ref("Warnings")}},
     "Conversion": {"type": "object", "required": ["code", "scheme", "record", "trace"],
                    "properties": {
         "code": {"type": "string"}, "scheme": {"type": "string"},

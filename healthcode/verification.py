@@ -87,15 +87,15 @@ def _foreign_answer(decoded, at: datetime | None) -> dict:
     """A verified foreign code: its colour, or the colour our agreement gives its evidence."""
     record = decoded.record
     provenance = record.provenance
-    # warnings: where a genuine code strays from the letter of its scheme (DESIGN.md, verify)
-    answer = {"warnings": list(decoded.warnings), "valid": True, "reason": None,
-              "scheme": decoded.scheme, "status": record.status,
+    answer = {"valid": True, "reason": None, "scheme": decoded.scheme, "status": record.status,
               "subject": {"masked_name": record.subject.masked_name},
               "issued_at": format_time(provenance.issued_at)
               if provenance and provenance.issued_at else None,
               "expires_at": format_time(provenance.valid_until)
               if provenance and provenance.valid_until else None,
-              "checked_online": False}
+              "checked_online": False,
+              # where a genuine code strays from the letter of its scheme (DESIGN.md: verify)
+              "warnings": list(decoded.warnings)}
     if record.status is None:
         policy = recognition.get_policies().get(decoded.scheme)
         if policy is None:
