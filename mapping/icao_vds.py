@@ -95,11 +95,12 @@ _MAX_SAFE_INTEGER = 2 ** 53 - 1
 _DOCUMENT_TYPE_EXTENSION = "2.23.136.1.1.6.2"
 _KEY_USAGE_EXTENSION = "2.5.29.15"
 
-#: sig.alg allow-list: the hash it names and the curve it is usually paired with.
+#: sig.alg allow-list: ECDSA with the hash it names (built once: immutable), and the curve it
+#: is usually paired with.
 _ALGORITHMS = {
-    "ES256": (hashes.SHA256, "secp256r1"),
-    "ES384": (hashes.SHA384, "secp384r1"),
-    "ES512": (hashes.SHA512, "secp521r1"),
+    "ES256": (ec.ECDSA(hashes.SHA256()), "secp256r1"),
+    "ES384": (ec.ECDSA(hashes.SHA384()), "secp384r1"),
+    "ES512": (ec.ECDSA(hashes.SHA512()), "secp521r1"),
 }
 
 #: ICD-11 codes VDS-NC seals put in ``dis``; the canonical record names the disease.
@@ -373,14 +374,14 @@ def _verify_seal(data: dict, sig: dict, public_key, exact_numbers: bool = False,
     spec = _ALGORITHMS.get(sig["alg"])
     if spec is None:
         raise CodeError("bad_signature", f"signature algorithm {sig['alg']!r} is not allowed")
-    hash_cls, usual_curve = spec
+    ecdsa, usual_curve = spec
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise CodeError("bad_signature", f"the signer's key cannot make {sig['alg']} signatures")
-    size = (public_key.curve.key_size + 7) // 8
+    curve = public_key.curve
+    size = (curve.key_size + 7) // 8
     warnings = Warnings() if warnings is None else warnings
-    if public_key.curve.name != usual_curve:
-        warnings.add("vds_alg_curve_mismatch", f"signed {sig['alg']} with a "
-                                               f"{public_key.curve.name} key")
+    if curve.name != usual_curve:
+        warnings.add("vds_alg_curve_mismatch", f"signed {sig['alg']} with a {curve.name} key")
     _note_base64(sig["sigvl"], "sig.sigvl", warnings)
     raw = _b64url(sig["sigvl"], "sig.sigvl")
     if len(raw) != 2 * size:
@@ -393,7 +394,7 @@ def _verify_seal(data: dict, sig: dict, public_key, exact_numbers: bool = False,
     der = encode_dss_signature(int.from_bytes(raw[:size], "big"),
                                int.from_bytes(raw[size:], "big"))
     try:
-        public_key.verify(der, message, ec.ECDSA(hash_cls()))
+        public_key.verify(der, message, ecdsa)
     except InvalidSignature:
         raise CodeError("bad_signature", "the seal signature does not verify") from None
 
