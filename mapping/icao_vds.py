@@ -726,9 +726,9 @@ def _subject(pid: dict, country: str, warnings: Warnings) -> Subject:
         warnings.add("vds_name_mrz_fillers", "pid.n uses the MRZ filler < for spaces")
         name = name.replace("<<", "  ").replace("<", " ")
     family, sep, given = name.strip().partition("  ")
-    whole = None
     if sep:
         family, given = family.strip(), " ".join(given.split()) or None
+        whole = f"{given} {family}" if given else family  # as Subject would join Latin parts
     else:
         whole, family, given = " ".join(name.split()), None, None
     latin = _MRZ_NAME.fullmatch(name.strip()) is not None  # Latin letters: the transliteration
