@@ -108,7 +108,9 @@ def is_cjk(text: str | None) -> bool:
 
 
 def _spaced(part: str) -> str:
-    if "<" in part or "  " in part or part[0].isspace() or part[-1].isspace():
+    """``part`` with ICAO ``<`` fillers and runs of spaces as single spaces (parts arrive
+    stripped, see :func:`_clean_strings`)."""
+    if "<" in part or "  " in part:
         return " ".join(part.replace("<", " ").split())
     return part
 

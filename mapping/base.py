@@ -88,7 +88,9 @@ class Warnings:
         return bool(self._items)
 
     def as_tuple(self) -> tuple:
-        return tuple({"code": code, "message": message} for code, message in self._items)
+        if not self._items:  # the common case: a code that follows the letter
+            return ()
+        return tuple([{"code": code, "message": message} for code, message in self._items])
 
 
 class MappingAdapter(ABC):

@@ -40,13 +40,9 @@ def read_date(value, what: str, warnings: Warnings, *, required: bool = False) -
     :param what: the field's name in the code, for messages (never its value)
     :raises CodeError: ``malformed`` when the text is not a date, or ``required`` and absent
     """
-    if value.__class__ is str and _FULL_DATE.fullmatch(value) and value[5:7] != "00" \
-            and value[8:] != "00":  # the common case, still checked against the calendar
-        try:
-            date.fromisoformat(value)
-            return value
-        except ValueError:
-            pass
+    if value.__class__ is str and _FULL_DATE.fullmatch(value) and "01" <= value[5:7] <= "12" \
+            and "01" <= value[8:] <= "28":  # the common case: a day every month has
+        return value
     if isinstance(value, datetime):
         warnings.add("date_time_for_date", f"{what} is a date-time, not a date")
         return value.date().isoformat()
@@ -104,6 +100,8 @@ def read_date_time(value, what: str, warnings: Warnings):
     if not isinstance(value, str) or not value.strip():
         raise _malformed(f"{what} is missing")
     text = value.strip()
+    if text[-1:] == "Z" or text[-6:-5] in ("+", "-") and text[-3:-2] == ":":
+        return text  # RFC 3339 with an offset: the common case
     if _FULL_DATE.fullmatch(text):
         warnings.add("date_for_date_time", f"{what} is a date without a time; read as "
                                            f"midnight UTC")

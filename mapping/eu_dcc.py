@@ -396,9 +396,10 @@ def read_claims(payload: bytes) -> Claims:
     if not isinstance(claims, _MAPS):
         raise _error("malformed", "claims", "the CWT payload is not a map")
     notes: list = []
-    claims = _text_keys(claims, notes)
+    if CLAIM_HCERT not in claims:
+        claims = _text_keys(claims, notes)
     hcert = claims.get(CLAIM_HCERT)
-    if isinstance(hcert, _MAPS):
+    if isinstance(hcert, _MAPS) and 1 not in hcert:
         hcert = _text_keys(hcert, notes)
     dcc = hcert.get(1) if isinstance(hcert, _MAPS) else None
     if not isinstance(dcc, _MAPS):
@@ -415,11 +416,16 @@ def read_claims(payload: bytes) -> Claims:
     if issued_at is not None and expires < issued_at:
         raise _error("malformed", "claims", "the code expires before it was issued")
     return Claims(issuer, None if issued_at is None else _utc(issued_at), _utc(expires), dcc,
-                  tuple(dict.fromkeys(notes)))
+                  tuple(dict.fromkeys(notes)) if notes else ())
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _utc(stamp) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=stamp)
+    if stamp >= 0:  # the common case, several times cheaper than the timedelta below
+        return datetime.fromtimestamp(stamp, timezone.utc)
+    return _EPOCH + timedelta(seconds=stamp)
 
 
 def certificate_type(dcc: Mapping) -> str:
@@ -485,6 +491,8 @@ def check_key_usage(certificate: Certificate, cert_type: str) -> None:
 # -- mapping the payload onto the canonical record -------------------------------------------
 
 _SCHEMA_VERSION = re.compile(r"1\.[0-3]\.\d+")
+#: versions already matched, so the common case is one set lookup per scan
+_SCHEMA_VERSIONS_SEEN: set[str] = set()
 
 
 def _text(value) -> str | None:
@@ -534,7 +542,8 @@ def _vaccination(entry: Mapping, warnings: Warnings) -> Vaccination:
         product = "unknown"
     return Vaccination(
         product=product, dose_number=_count(get("dn"), "dn", warnings, required=True),
-        series_doses=_count(get("sd"), "sd", warnings, required=False),
+        series_doses=sd if (sd := get("sd")).__class__ is int else
+        _count(sd, "sd", warnings, required=False),
         administered_on=read_date(get("dt"), "dt", warnings, required=True),
         disease=_disease(get("tg"), warnings),
         vaccine_type=_text(get("vp")), manufacturer=_text(get("ma")),
@@ -581,13 +590,15 @@ def _subject(dcc: Mapping, warnings: Warnings) -> Subject:
     if not isinstance(name, _MAPS):
         raise _error("malformed", "mapping", "the DCC has no name")
     get = name.get
-    fields = {key: _text(get(key)) or None for key in ("fn", "gn", "fnt", "gnt")}
-    if not any(fields.values()):
+    fn, gn, fnt, gnt = get("fn"), get("gn"), get("fnt"), get("gnt")
+    if not (fn.__class__ is str and gn.__class__ is str and fnt.__class__ is str
+            and gnt.__class__ is str):  # the common case has all four as text
+        fn, gn, fnt, gnt = (_text(fn), _text(gn), _text(fnt), _text(gnt))
+    if not (fn or gn or fnt or gnt):
         # Schema 1.3 requires fnt or gnt; a genuine code without them proves no holder, which
         # acceptance decides (as for an SHC lab card without a Patient), not the decoder.
         warnings.add("dcc_no_name", "the DCC carries no name")
-    return Subject(family_name=fields["fn"], given_name=fields["gn"],
-                   family_name_latin=fields["fnt"], given_name_latin=fields["gnt"],
+    return Subject(family_name=fn, given_name=gn, family_name_latin=fnt, given_name_latin=gnt,
                    birth_date=read_date(dcc.get("dob"), "dob", warnings))
 
 
@@ -616,12 +627,17 @@ def to_record(claims: Claims, cert_type: str, kid: bytes, warnings: Warnings | N
     key, build, evidence = _GROUPS[cert_type]
     dcc = claims.dcc
     version = dcc.get("ver")
-    if not isinstance(version, str) or not _SCHEMA_VERSION.fullmatch(version):
-        warnings.add("dcc_schema_version", f"schema version {str(version)[:16]!r} is not one "
-                                           f"of 1.0.0 to 1.3.x")
-    for other in ("v", "t", "r"):
-        if dcc.get(other) == []:
-            warnings.add("dcc_empty_group", f"the DCC carries an empty {other} list")
+    if version not in _SCHEMA_VERSIONS_SEEN:
+        if isinstance(version, str) and _SCHEMA_VERSION.fullmatch(version):
+            if len(_SCHEMA_VERSIONS_SEEN) < 64:  # a handful exist; never grow without bound
+                _SCHEMA_VERSIONS_SEEN.add(version)
+        else:
+            warnings.add("dcc_schema_version", f"schema version {str(version)[:16]!r} is not "
+                                               f"one of 1.0.0 to 1.3.x")
+    if ("v" in dcc) + ("t" in dcc) + ("r" in dcc) > 1:
+        for other in ("v", "t", "r"):
+            if dcc.get(other) == []:
+                warnings.add("dcc_empty_group", f"the DCC carries an empty {other} list")
     entries = [_entry(e) for e in dcc[key]]
     provenance = Provenance(
         scheme="eu-dcc", issuer=claims.issuer, source_id=_text(entries[0].get("ci")) or None,
@@ -690,6 +706,8 @@ class Verified(NamedTuple):
     claims: Claims
     certificate: Certificate
     certificate_type: str
+    #: the signer key's curve name (EC DSCs), known from the prepared key
+    curve: str | None = None
 
 
 # -- encoding helpers ---------------------------------------------------------------------------
@@ -834,9 +852,9 @@ class EUDCCAdapter(MappingAdapter):
         except CodeError as exc:
             raise _error(exc.reason, "input", exc.message) from None
         cose = parse_cose(decompress(b45decode(unprefix(text))))
-        certificate = self.find_signer(cose, trust)
+        key = self._find_key(cose, trust)
         claims = read_claims(cose.payload)
-        return Verified(cose, claims, certificate, certificate_type(claims.dcc))
+        return Verified(cose, claims, key.certificate, certificate_type(claims.dcc), key.curve)
 
     def check(self, verified: Verified, at: datetime | None = None) -> None:
         """Validity at ``at`` (default now) and the signer's key usage."""
@@ -849,8 +867,13 @@ class EUDCCAdapter(MappingAdapter):
     def to_decoded(self, verified: Verified) -> Decoded:
         claims, certificate = verified.claims, verified.certificate
         warnings = Warnings()
-        for code, message in (verified.cose.notes + algorithm_notes(verified.cose, certificate)
-                              + claims.notes + validity_notes(claims, certificate)):
+        notes = verified.cose.notes + claims.notes
+        if claims.expires > certificate.not_after or \
+                claims.issued_at is not None and claims.issued_at < certificate.not_before:
+            notes += validity_notes(claims, certificate)
+        if verified.cose.alg != ALG_ES256 or verified.curve != "secp256r1":
+            notes += algorithm_notes(verified.cose, certificate)  # the hcert primary: none
+        for code, message in notes:
             warnings.add(code, message)
         try:
             record = to_record(claims, verified.certificate_type, verified.cose.kid, warnings,
@@ -869,6 +892,9 @@ class EUDCCAdapter(MappingAdapter):
 
     def find_signer(self, cose: CoseSign1, trust) -> Certificate:
         """The trusted DSC with ``cose.kid`` whose key made the signature."""
+        return self._find_key(cose, trust).certificate
+
+    def _find_key(self, cose: CoseSign1, trust) -> _Key:
         scheme = self.scheme or "eu-dcc"
         index = self._index(trust)
         signed = sig_structure(cose)
@@ -876,13 +902,13 @@ class EUDCCAdapter(MappingAdapter):
         if hint:
             for key in hint:
                 if _verify(key, cose, signed):
-                    return key.certificate
+                    return key
         # The hint missed or failed: ask the store itself, which may have changed.
         index.refresh(trust.certificates(scheme=scheme))
         candidates = [k for k in index.by_kid.get(cose.kid, ()) if k not in hint]
         for key in candidates:
             if _verify(key, cose, signed):
-                return key.certificate
+                return key
         if not candidates and not hint:
             raise _error("unknown_key", "key", "no trusted signer certificate has this kid")
         if cose.alg not in _COSE_ALG_NAMES:

@@ -95,11 +95,12 @@ _MAX_SAFE_INTEGER = 2 ** 53 - 1
 _DOCUMENT_TYPE_EXTENSION = "2.23.136.1.1.6.2"
 _KEY_USAGE_EXTENSION = "2.5.29.15"
 
-#: sig.alg allow-list: the hash it names and the curve it is usually paired with.
+#: sig.alg allow-list: ECDSA with the hash it names (built once: immutable), and the curve it
+#: is usually paired with.
 _ALGORITHMS = {
-    "ES256": (hashes.SHA256, "secp256r1"),
-    "ES384": (hashes.SHA384, "secp384r1"),
-    "ES512": (hashes.SHA512, "secp521r1"),
+    "ES256": (ec.ECDSA(hashes.SHA256()), "secp256r1"),
+    "ES384": (ec.ECDSA(hashes.SHA384()), "secp384r1"),
+    "ES512": (ec.ECDSA(hashes.SHA512()), "secp521r1"),
 }
 
 #: ICD-11 codes VDS-NC seals put in ``dis``; the canonical record names the disease.
@@ -134,6 +135,8 @@ class _Signer:
     #: CSCA DER -> whether that CSCA's key verifies this DSC's signature (pure, so cacheable
     #: whatever the trust store holds)
     issued_by: dict = field(default_factory=dict)
+    #: whether ``sig.cer`` was written in standard base64 (reported on every seal)
+    standard_base64: bool = False
 
 
 class ICAOVDSAdapter(MappingAdapter):
@@ -196,10 +199,12 @@ class ICAOVDSAdapter(MappingAdapter):
 
     def _signer(self, cer: str, warnings: Warnings) -> _Signer:
         """The DSC named by ``sig.cer``, parsed once per distinct certificate text."""
-        _note_base64(cer, "sig.cer", warnings)
         signer = self._signers.get(cer)
         if signer is not None:
+            if signer.standard_base64:
+                _note_base64(cer, "sig.cer", warnings)
             return signer
+        _note_base64(cer, "sig.cer", warnings)
         der = _b64url(cer, "sig.cer")
         try:
             cert = load_certificate(der)
@@ -209,7 +214,8 @@ class ICAOVDSAdapter(MappingAdapter):
             # cryptography's UnsupportedAlgorithm and pyasn1's PyAsn1Error, KeyError, ...
             raise CodeError("malformed", "sig.cer is not a readable X.509 certificate") from None
         signer = _Signer(cert=cert, key_id=hashlib.sha256(der).hexdigest(),
-                         document_types=document_types, may_sign=may_sign)
+                         document_types=document_types, may_sign=may_sign,
+                         standard_base64="+" in cer or "/" in cer)
         with self._lock:
             if len(self._signers) >= _SIGNER_CACHE_SIZE:
                 # drop the oldest entry: dicts keep insertion order
@@ -321,7 +327,9 @@ def _text(value) -> bool:
 
 def _b64url(value: str, what: str) -> bytes:
     """base64url with or without padding (seals in the wild do both), or standard base64
-    (:func:`_note_base64` reports it); any other character is refused."""
+    (:func:`_note_base64` reports it), line-wrapped or not; any other character is refused."""
+    if "\n" in value or " " in value or "\r" in value or "\t" in value:
+        value = "".join(value.split())
     stripped = value.rstrip("=")
     try:
         return base64.b64decode(stripped.translate(_URLSAFE_TO_STANDARD)
@@ -369,14 +377,14 @@ def _verify_seal(data: dict, sig: dict, public_key, exact_numbers: bool = False,
     spec = _ALGORITHMS.get(sig["alg"])
     if spec is None:
         raise CodeError("bad_signature", f"signature algorithm {sig['alg']!r} is not allowed")
-    hash_cls, usual_curve = spec
+    ecdsa, usual_curve = spec
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise CodeError("bad_signature", f"the signer's key cannot make {sig['alg']} signatures")
-    size = (public_key.curve.key_size + 7) // 8
+    curve = public_key.curve
+    size = (curve.key_size + 7) // 8
     warnings = Warnings() if warnings is None else warnings
-    if public_key.curve.name != usual_curve:
-        warnings.add("vds_alg_curve_mismatch", f"signed {sig['alg']} with a "
-                                               f"{public_key.curve.name} key")
+    if curve.name != usual_curve:
+        warnings.add("vds_alg_curve_mismatch", f"signed {sig['alg']} with a {curve.name} key")
     _note_base64(sig["sigvl"], "sig.sigvl", warnings)
     raw = _b64url(sig["sigvl"], "sig.sigvl")
     if len(raw) != 2 * size:
@@ -389,7 +397,7 @@ def _verify_seal(data: dict, sig: dict, public_key, exact_numbers: bool = False,
     der = encode_dss_signature(int.from_bytes(raw[:size], "big"),
                                int.from_bytes(raw[size:], "big"))
     try:
-        public_key.verify(der, message, ec.ECDSA(hash_cls()))
+        public_key.verify(der, message, ecdsa)
     except InvalidSignature:
         raise CodeError("bad_signature", "the seal signature does not verify") from None
 
@@ -699,6 +707,8 @@ def _optional_text(obj: dict, name: str) -> str | None:
 def _list_of(obj: dict, name: str, warnings: Warnings) -> list:
     """A member the TR makes a list of objects; one object alone is read as a list of one."""
     value = obj.get(name)
+    if value.__class__ is list:
+        return value
     if isinstance(value, dict):
         warnings.add("vds_shape", f"{name} is an object, not a list")
         return [value]
@@ -720,13 +730,17 @@ def _subject(pid: dict, country: str, warnings: Warnings) -> Subject:
         name = name.replace("<<", "  ").replace("<", " ")
     family, sep, given = name.strip().partition("  ")
     if sep:
-        subject = {"family_name": family.strip(), "given_name": " ".join(given.split()) or None}
+        family, given = family.strip(), " ".join(given.split()) or None
+        whole = f"{given} {family}" if given else family  # as Subject would join Latin parts
     else:
-        subject = {"name": " ".join(name.split())}
-    if all(_MRZ_NAME.fullmatch(v) for v in subject.values() if v):
-        subject.update({f"{k}_latin": v for k, v in subject.items()})
-    return Subject(birth_date=read_date(pid.get("dob"), "pid.dob", warnings),
-                   document=_document(pid, country), **subject)
+        whole, family, given = " ".join(name.split()), None, None
+    latin = _MRZ_NAME.fullmatch(name.strip()) is not None  # Latin letters: the transliteration
+    return Subject(name=whole, family_name=family, given_name=given,
+                   name_latin=whole if latin else None,
+                   family_name_latin=family if latin else None,
+                   given_name_latin=given if latin else None,
+                   birth_date=read_date(pid.get("dob"), "pid.dob", warnings),
+                   document=_document(pid, country))
 
 
 def _document(pid: dict, country: str) -> Document | None:

@@ -354,13 +354,32 @@ def _upstream_rule_error(case_id: str, flag: str) -> str | None:
     specification ("If none of these OIDs are present the document shall be considered valid
     for all three") and the Corona-Warn-App's DscSignatureValidator."""
     case = load_case(case_id)
-    if flag != "EXPECTEDKEYUSAGE" or case.expected[flag]:
+    if flag not in ("EXPECTEDKEYUSAGE", "EXPECTEDEXPIRATIONCHECK") or case.expected[flag]:
         return None
-    usage = case.trust.certificates()[0].extended_key_usage if case.trust.certificates() \
-        else None
-    if usage and not any(o in usage for oids in KEY_USAGE_OIDS.values() for o in oids):
-        return ("upstream refuses a DSC whose EKU names no DCC OID; the hcert specification "
-                "and the Corona-Warn-App let it sign every type")
+    certificates = case.trust.certificates()
+    if not certificates:
+        return None
+    dsc = certificates[0]
+    usage = dsc.extended_key_usage
+    if flag == "EXPECTEDKEYUSAGE":
+        if usage and not any(o in usage for oids in KEY_USAGE_OIDS.values() for o in oids):
+            return ("upstream refuses a DSC whose EKU names no DCC OID; the hcert "
+                    "specification and the Corona-Warn-App let it sign every type")
+        return None
+    # Upstream's EXPIRATIONCHECK also asks DSC notBefore <= iat and exp <= DSC notAfter. The
+    # hcert specification makes those the issuer's duties; the adapter (like the
+    # Corona-Warn-App) accepts only at clocks inside both windows and reports the rest.
+    try:
+        claims = read_claims(parse_cose(_chain_cose(case)).payload)
+    except CodeError:
+        return None
+    inside = (claims.issued_at is None or claims.issued_at <= case.clock) and \
+        case.clock <= claims.expires and dsc.not_before <= case.clock <= dsc.not_after
+    strays = (claims.issued_at is not None and claims.issued_at < dsc.not_before) or \
+        claims.expires > dsc.not_after
+    if inside and strays:
+        return ("upstream refuses a code whose iat predates or whose exp outlives its DSC; "
+                "the adapter accepts it at clocks inside both windows, with a warning")
     return None
 
 

@@ -159,6 +159,7 @@ def test_immunization_cards_are_valid(data, trust, tally, example, kid):
             1687450764.656, abs=0.002))
         check(tally, "valid", record.provenance.source_id == (
             "MKyCxh7p6uQ" if example == "00" else None))
+        check(tally, "no_warnings", decoded.warnings == ())  # the spec's own examples
 
 
 def test_x5c_chain_binds_the_key_to_the_issuer(data, trust, tally):

@@ -230,3 +230,26 @@ def test_a_dsc_its_csca_revoked_is_refused(pki):
     text = seal(pov(), pki["key"], pki["dsc"])
     assert reason_of(ADAPTER, text, trust) == "revoked"
     assert ADAPTER.decode(text, trust=direct_trust(pki["csca"]), at=NOW)  # not revoked there
+
+
+@pytest.mark.skipif(not hasattr(TrustStore, "is_certificate_revoked"),
+                    reason="CSCA CRL import is issue 9 item 1 (branch trust-import); this runs "
+                           "once both are merged")
+def test_a_dsc_on_its_cscas_crl_is_revoked_through_the_real_import_path(pki, tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(pki["csca"].subject)
+           .last_update(NOW - timedelta(days=1)).next_update(NOW + timedelta(days=30))
+           .add_revoked_certificate(x509.RevokedCertificateBuilder()
+                                    .serial_number(pki["dsc"].serial_number)
+                                    .revocation_date(NOW - timedelta(days=1)).build())
+           .sign(pki["csca_key"], hashes.SHA384()))
+    (tmp_path / "csca.der").write_bytes(der(pki["csca"]))
+    (tmp_path / "csca.crl").write_bytes(crl.public_bytes(serialization.Encoding.DER))
+    trust = TrustStore()
+    trust.load_path(tmp_path)
+    text = seal(pov(), pki["key"], pki["dsc"])
+    assert reason_of(ADAPTER, text, trust) == "revoked"
+    other_key, other_dsc = make_dsc(pki["csca_key"], pki["csca"], cn="DSC 2")
+    assert ADAPTER.decode(seal(pov(), other_key, other_dsc), trust=trust, at=NOW)

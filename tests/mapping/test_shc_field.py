@@ -171,3 +171,26 @@ def test_a_name_in_native_script_is_kept_and_masked_as_written(key):
     decoded = accepted_and_guarded(card(bundle=bundle), key, trust_for(key), None)
     assert decoded.record.subject.name == "陳大文"
     assert decoded.record.subject.masked_name == "陳*文"
+
+
+needs_directory_import = pytest.mark.skipif(
+    not hasattr(TrustStore, "issuer_info"),
+    reason="reading VCI directory snapshots into the trust store is issue 9 item 1 (branch "
+           "trust-import); this runs once both are merged")
+
+
+@needs_directory_import
+def test_a_vci_directory_alias_verifies_through_the_real_import_path(key, tmp_path):
+    """A snapshot in the VCI directory's own shape (``issuerInfo``), read by the trust store's
+    importer: the alias's card verifies with its own keys and names its canonical issuer."""
+    snapshot = {"directory": "https://example.org/vci", "time": "2026-11-27T00:00:00Z",
+                "issuerInfo": [{"issuer": {"iss": ISS, "name": "Alias of Example",
+                                           "canonical_iss": CANONICAL},
+                                "keys": [public_jwk(key, use="sig", alg="ES256")],
+                                "lastRetrieved": "2026-11-27T00:00:00Z"}]}
+    path = tmp_path / "vci-snapshot.json"
+    path.write_text(json.dumps(snapshot))
+    trust = TrustStore()
+    trust.load_path(path)
+    decoded = accepted_and_guarded(card(), key, trust, "shc_issuer_alias")
+    assert decoded.details["canonical_issuer"] == CANONICAL
