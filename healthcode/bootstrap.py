@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import embedded_redis, sessions, subject
+from . import embedded_redis, subject
 from .keys import KeyRing
 from .recordcrypt import KEY_FILE, load_cipher, ring_file
 from .subject import load_secret
@@ -42,7 +42,7 @@ def prepare(config, generate: bool | None = None) -> dict:
         with embedded_redis.file_lock(data_dir / ".bootstrap.lock"):
             secret = load_secret(config.get("SUBJECT_SECRET"), data_dir, create=generate)
             if generate:
-                sessions.load_secret(config.get("SECRET_KEY"), data_dir, create=True)
+                _sessions().load_secret(config.get("SECRET_KEY"), data_dir, create=True)
             ring.reload()
             if not ring.has_active():
                 created["key"] = ring.generate().kid
@@ -69,7 +69,7 @@ def initialise(config) -> dict:
     directory every host will share; what exists already is kept. Starts no Redis."""
     data_dir = Path(config["DATA_DIR"])
     files = {name: (data_dir / name).exists()
-             for name in (subject.SECRET_FILE, sessions.SECRET_FILE, KEY_FILE)}
+             for name in (subject.SECRET_FILE, _sessions().SECRET_FILE, KEY_FILE)}
     prepared = prepare({**config, "REDIS_URL": config.get("REDIS_URL") or "redis://unused"},
                        generate=True)
     prepared["created"].update({name: True for name, existed in files.items() if not existed
@@ -82,3 +82,12 @@ def init_app(app) -> None:
     app.extensions["healthcode.subject_secret"] = prepared["secret"]
     app.extensions["healthcode.keys"] = prepared["ring"]
     app.extensions["healthcode.record_cipher"] = prepared["cipher"]
+
+
+def _sessions():
+    """:mod:`healthcode.sessions`, imported when needed: it brings the store and with it
+    prometheus_client, which ``healthcode serve`` must not import before it has set
+    ``PROMETHEUS_MULTIPROC_DIR`` (the client picks its storage at import)."""
+    from . import sessions
+
+    return sessions

@@ -67,3 +67,17 @@ def test_verify_outcomes_requests_and_redis_operations(client, creds, enrolled):
     exposition = client.get("/metrics")
     assert exposition.status_code == 200
     assert exposition.content_type.startswith("text/plain")
+
+
+def test_the_cli_does_not_import_prometheus_client_before_serve_sets_its_directory():
+    """prometheus_client picks its storage when imported: were the CLI to import it before
+    `healthcode serve` sets PROMETHEUS_MULTIPROC_DIR, every worker would count for itself."""
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    probe = "import sys, healthcode.cli; print('prometheus_client' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr

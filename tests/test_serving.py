@@ -282,6 +282,8 @@ def test_a_500_under_gunicorn_leaves_one_line_with_traceback_and_request_id(tmp_
     port = free_port()
     log_path = tmp_path / "gunicorn.log"
     env = {**os.environ, "REDIS_URL": redis_server.url, "HEALTHCODE_DATA_DIR": str(tmp_path),
+           "HEALTHCODE_SUBJECT_SECRET": "serving-subject-secret-0123",
+           "HEALTHCODE_SECRET_KEY": "serving-session-secret-0123",
            "HEALTHCODE_BIND": f"127.0.0.1:{port}", "HEALTHCODE_WORKERS": "1",
            "HEALTHCODE_LOG_FORMAT": "json", **CALM}
     with open(log_path, "w") as out:
