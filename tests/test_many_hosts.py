@@ -44,6 +44,22 @@ def test_a_host_on_a_shared_redis_refuses_to_invent_a_secret(tmp_path, redis_ser
     assert not (tmp_path / "session.secret").exists()
 
 
+def test_healthcode_serve_on_a_shared_redis_without_secrets_exits_saying_why(tmp_path,
+                                                                          redis_server):
+    from click.testing import CliRunner
+
+    from healthcode.cli import main
+
+    env = {"HEALTHCODE_DATA_DIR": str(tmp_path), "REDIS_URL": redis_server.url,
+           "HEALTHCODE_SUBJECT_SECRET": "", "HEALTHCODE_SECRET_KEY": ""}
+    for command in (["serve"], ["tokens", "list"]):
+        result = CliRunner().invoke(main, command, env=env)
+        assert result.exit_code == 1, result.output
+        assert "HEALTHCODE_SUBJECT_SECRET" in result.output and "healthcode init" in \
+            result.output
+    assert not (tmp_path / "subject.secret").exists()
+
+
 def test_healthcode_init_prepares_the_shared_directory_once(tmp_path, redis_server):
     from click.testing import CliRunner
 
