@@ -114,8 +114,8 @@ class RedisStore:
         """Enroll a subject at status version 1; :class:`Conflict` if already enrolled."""
         st_key = _k(sid, "st")
         now = format_time(datetime.now(timezone.utc))
-        # A WatchError means the watched key was touched, not that the resident exists: a
-        # primary's role change during a failover touches every watched key. Look again.
+        # A WatchError says the watched key was touched, not that the resident exists (the
+        # Sentinel failover test met one for a new resident mid-failover): look again.
         for _ in range(20):
             with self.r.pipeline(transaction=True) as pipe:  # one slot: cluster-safe
                 try:
