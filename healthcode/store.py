@@ -114,8 +114,8 @@ class RedisStore:
         """Enroll a subject at status version 1; :class:`Conflict` if already enrolled."""
         st_key = _k(sid, "st")
         now = format_time(datetime.now(timezone.utc))
-        # A WatchError says the watched key was touched, not that the resident exists (the
-        # Sentinel failover test met one for a new resident mid-failover): look again.
+        # A WatchError says the watched key was touched or (redis-py) that the connection
+        # broke while watching, as in a failover: not that the resident exists. Look again.
         for _ in range(20):
             with self.r.pipeline(transaction=True) as pipe:  # one slot: cluster-safe
                 try:
