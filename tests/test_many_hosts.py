@@ -44,6 +44,16 @@ def test_a_host_on_a_shared_redis_refuses_to_invent_a_secret(tmp_path, redis_ser
     assert not (tmp_path / "session.secret").exists()
 
 
+def test_an_uninitialised_directory_that_cannot_be_written_stops_start_up(tmp_path,
+                                                                         redis_server):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")  # as root a chmod would not stop writes; a file in the path does
+    with pytest.raises(ConfigurationError) as info:
+        create_app({"REDIS_URL": redis_server.url, "DATA_DIR": str(blocker / "data"),
+                    "SUBJECT_SECRET": "s" * 20, "SECRET_KEY": "k" * 20})
+    assert "healthcode init" in info.value.message
+
+
 def test_healthcode_serve_on_a_shared_redis_without_secrets_exits_saying_why(tmp_path,
                                                                           redis_server):
     from click.testing import CliRunner
