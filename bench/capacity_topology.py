@@ -120,10 +120,11 @@ def _verify_setup(url: str, data_dir: Path, residents: int, bodies: Path) -> str
 
 
 def part_verify(args, tmp: Path) -> dict:
-    single, cluster = RedisProcess(), RedisCluster()
+    single = RedisProcess()
     single.start()
-    cluster.start()
+    cluster = RedisCluster()
     try:
+        cluster.start()
         setups = {}
         for name, server in (("single", single), ("cluster", cluster)):
             data_dir = tmp / f"verify-{name}"
@@ -211,8 +212,9 @@ def _operations(app, partner_code, ops: int):
 
 def part_commands(args, tmp: Path) -> dict:
     out = {}
-    for name, topology in (("single", RedisProcess()), ("cluster", RedisCluster()),
-                           ("sentinel", RedisSentinel())):
+    for name, make in (("single", RedisProcess), ("cluster", RedisCluster),
+                       ("sentinel", RedisSentinel)):
+        topology = make()
         topology.start()
         try:
             data_dir = tmp / f"commands-{name}"
