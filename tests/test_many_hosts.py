@@ -16,7 +16,6 @@ import pytest
 import requests
 
 from healthcode import create_app
-from healthcode.bootstrap import initialise
 from healthcode.errors import ConfigurationError
 from healthcode.keys import KeyRing
 from tests.conftest import RESIDENT

@@ -5,7 +5,7 @@ import pytest
 from healthcode import create_app, redis_topology
 from healthcode.config import load_env, validate
 from healthcode.errors import ConfigurationError
-from tests.conftest import RESIDENT, Credentials
+from tests.conftest import RESIDENT
 from tests.support import free_port
 
 
