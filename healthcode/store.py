@@ -17,6 +17,11 @@ keys share a Redis Cluster slot and can change together in one MULTI:
 ``hc:link:<sha256 of token>``      one-time sign-in links for the resident page
 =================================  ======================================================
 
+Keys of other families (credentials, rate limits, images, and the sessions and links of
+:mod:`healthcode.sessions`) are read and written one key per command, so they need no shared
+tag; a scan that must see them all (:meth:`RedisStore.credentials`) visits every primary of a
+cluster. ``tests/test_key_slots.py`` checks both rules against the commands actually sent.
+
 Redis errors are wrapped as :class:`~healthcode.errors.StoreUnavailable` here, so callers decide
 what an outage means (verify degrades; writes answer 503).
 """
