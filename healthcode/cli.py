@@ -106,7 +106,10 @@ def _store(cfg):
     from . import bootstrap
     from .store import RedisStore, store_options
 
-    prepared = bootstrap.prepare(cfg)
+    try:
+        prepared = bootstrap.prepare(cfg)
+    except ConfigurationError as exc:
+        _fail(exc.message)
     return RedisStore.from_url(cfg["REDIS_URL"], timeout=2.0,
                                **store_options(cfg, prepared["cipher"]))
 
@@ -826,7 +829,10 @@ def serve(bind, workers):
     # before anything in this process imports prometheus_client (it reads it at import)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(gunicorn_hooks.metrics_directory(
         cfg["METRICS_DIR"] or runtime / "metrics"))
-    prepared = bootstrap.prepare(cfg)
+    try:
+        prepared = bootstrap.prepare(cfg)
+    except ConfigurationError as exc:  # e.g. a shared Redis but no subject secret
+        _fail(exc.message)
     if prepared["created"].get("key"):
         click.echo(f"created signing key {prepared['created']['key']} in {data_dir / 'keys'}")
     if started_redis:

@@ -142,12 +142,13 @@ class _Node:
     """One redis-server (data node or sentinel) with its own directory, killable by signal."""
 
     def __init__(self, port: int, directory: str, args: list[str], sentinel: bool = False,
-                 conf: str | None = None):
+                 conf: str | None = None, password: str | None = None):
         self.port = port
         self.dir = directory
         self.args = args
         self.sentinel = sentinel
         self.conf = conf
+        self.password = password
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -170,7 +171,7 @@ class _Node:
     def client(self, **kwargs):
         import redis
         return redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=2,
-                           decode_responses=True, **kwargs)
+                           decode_responses=True, password=self.password, **kwargs)
 
     def kill(self) -> None:
         """SIGKILL: the node dies mid-flight, as a crashed host would."""
@@ -224,20 +225,26 @@ class RedisCluster:
 
     kind = "cluster"
 
-    def __init__(self, primaries: int = 3, node_timeout: int = 5000, conf: str | None = None):
+    def __init__(self, primaries: int = 3, node_timeout: int = 5000, conf: str | None = None,
+                 password: str | None = None):
         """:param conf: a redis.conf for every node (e.g. ``deploy/redis-cluster.conf``);
-        port, folder, node timeout and small memory settings are set over it."""
+        port, folder, node timeout and small memory settings are set over it.
+        :param password: ``requirepass`` (and ``masterauth``) of every node."""
         self.dir = tempfile.mkdtemp(prefix="healthcode-cluster-")
         self.primaries = primaries
         self.node_timeout = node_timeout
+        self.password = password
+        auth = ["--requirepass", password, "--masterauth", password] if password else []
         ports = free_cluster_ports(primaries * 2)
         self.nodes = [_Node(port, os.path.join(self.dir, str(port)), [
             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", str(node_timeout),
             # a dead primary stops only its own slots, not the whole cluster (deploy/)
             "--cluster-require-full-coverage", "no",
-            "--cluster-replica-validity-factor", "0"], conf=conf) for port in ports]
-        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+            "--cluster-replica-validity-factor", "0", *auth], conf=conf, password=password)
+            for port in ports]
+        self.url = ("redis+cluster://" + (f":{password}@" if password else "")
+                    + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes))
 
     def start(self) -> None:
         try:
@@ -256,7 +263,8 @@ class RedisCluster:
             os.path.dirname(embedded_redis.binary()), "redis-cli")
         subprocess.run([cli, "--cluster", "create",
                         *[f"127.0.0.1:{n.port}" for n in self.nodes],
-                        "--cluster-replicas", "1", "--cluster-yes"],
+                        "--cluster-replicas", "1", "--cluster-yes",
+                        *(["-a", self.password, "--no-auth-warning"] if self.password else [])],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        timeout=60)
         self.wait_healthy(30)
@@ -269,6 +277,15 @@ class RedisCluster:
             for node in live:
                 info = node.cluster_info()
                 if info["cluster_state"] != "ok" or int(info["cluster_slots_ok"]) != 16384:
+                    return False
+                # and every node's own view has caught up with who replicates whom
+                client = node.client()
+                try:
+                    view = client.execute_command("CLUSTER NODES").values()
+                finally:
+                    client.close()
+                if sum("slave" in n["flags"] and "fail" not in n["flags"] for n in view) < \
+                        len(live) - self.primaries:
                     return False
             masters = [n for n in live if n.info("replication")["role"] == "master"]
             return len(masters) == self.primaries and all(
@@ -292,7 +309,8 @@ class RedisCluster:
 
         return TestClusterClient(
             startup_nodes=[ClusterNode("127.0.0.1", n.port) for n in self.nodes],
-            decode_responses=True, socket_timeout=2, socket_connect_timeout=0.5)
+            decode_responses=True, socket_timeout=2, socket_connect_timeout=0.5,
+            password=self.password)
 
     @staticmethod
     def flush(client) -> None:
@@ -314,23 +332,35 @@ class RedisSentinel:
     kind = "sentinel"
     service = "healthcode"
 
-    def __init__(self, replicas: int = 1, sentinels: int = 3, down_after: int = 5000):
+    def __init__(self, replicas: int = 1, sentinels: int = 3, down_after: int = 5000,
+                 password: str | None = None, sentinel_password: str | None = None):
+        """:param password: ``requirepass`` of the data nodes (the sentinels get it as
+        ``auth-pass``); :param sentinel_password: ``requirepass`` of the sentinels."""
         self.dir = tempfile.mkdtemp(prefix="healthcode-sentinel-")
+        self.password, self.sentinel_password = password, sentinel_password
+        auth = ["--requirepass", password, "--masterauth", password] if password else []
         ports = [free_port() for _ in range(1 + replicas + sentinels)]
         primary = ports[0]
-        self.data = [_Node(primary, os.path.join(self.dir, str(primary)), [])]
+        self.data = [_Node(primary, os.path.join(self.dir, str(primary)), auth,
+                           password=password)]
         self.data += [_Node(port, os.path.join(self.dir, str(port)),
-                            ["--replicaof", "127.0.0.1", str(primary)])
+                            ["--replicaof", "127.0.0.1", str(primary), *auth], password=password)
                       for port in ports[1:1 + replicas]]
         self.sentinels = [_Node(port, os.path.join(self.dir, f"s{port}"), [
             f"port {port}", "bind 127.0.0.1", f"dir {os.path.join(self.dir, f's{port}')}",
             f"sentinel monitor {self.service} 127.0.0.1 {primary} 2",
             f"sentinel down-after-milliseconds {self.service} {down_after}",
             f"sentinel failover-timeout {self.service} {max(3000, down_after * 3)}",
-            f"sentinel parallel-syncs {self.service} 1"], sentinel=True)
+            f"sentinel parallel-syncs {self.service} 1",
+            *([f"sentinel auth-pass {self.service} {password}"] if password else []),
+            *([f"requirepass {sentinel_password}",
+               f"sentinel sentinel-pass {sentinel_password}"] if sentinel_password else [])],
+            sentinel=True, password=sentinel_password)
             for port in ports[1 + replicas:]]
-        self.url = ("redis+sentinel://" + ",".join(f"127.0.0.1:{n.port}" for n in self.sentinels)
-                    + f"/{self.service}")
+        query = f"?sentinel_password={sentinel_password}" if sentinel_password else ""
+        self.url = ("redis+sentinel://" + (f":{password}@" if password else "")
+                    + ",".join(f"127.0.0.1:{n.port}" for n in self.sentinels)
+                    + f"/{self.service}{query}")
 
     def start(self) -> None:
         try:
@@ -388,9 +418,10 @@ class RedisSentinel:
         from redis.sentinel import Sentinel
 
         sentinel = Sentinel([("127.0.0.1", s.port) for s in self.sentinels],
-                            socket_timeout=2, socket_connect_timeout=0.5)
+                            socket_timeout=2, socket_connect_timeout=0.5,
+                            sentinel_kwargs={"password": self.sentinel_password})
         return sentinel.master_for(self.service, decode_responses=True, socket_timeout=2,
-                                   socket_connect_timeout=0.5)
+                                   socket_connect_timeout=0.5, password=self.password)
 
     @staticmethod
     def flush(client) -> None:

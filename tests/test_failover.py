@@ -155,9 +155,14 @@ def test_a_primary_killed_mid_traffic_loses_no_acknowledged_write(kind, tmp_path
         victim.kill()
         killed_at = time.monotonic()
 
-        # the loop runs until writes have succeeded again for a while, within the budget
+        # the loop runs until writes have succeeded again for a while, within the budget;
+        # meanwhile /readyz is asked what it sees
         deadline = started + BUDGET_SECONDS - 8
+        probe = app.test_client()
+        seen = []
         while time.monotonic() < deadline and not errors:
+            ready = probe.get("/readyz")
+            seen.append((ready.status_code, ready.get_json()["redis"]))
             recovered = traffic.first_ok_after_503
             if recovered and traffic.counts["enroll_ok"] + traffic.counts["change_ok"] >= \
                     before["enroll_ok"] + before["change_ok"] + WRITES_AFTER_RECOVERY and \
@@ -175,6 +180,13 @@ def test_a_primary_killed_mid_traffic_loses_no_acknowledged_write(kind, tmp_path
         assert counts["write_503"] > 0, "the kill never made a write fail: nothing was tested"
         assert traffic.first_ok_after_503, "writes did not succeed again after the failover"
         assert counts["verify_offline"] > 0, "no verify ran while a slot had no primary"
+        final = probe.get("/readyz").get_json()["redis"]
+        if kind == "cluster":  # readyz saw the slots without a primary, then whole again
+            assert any(not redis["complete"] for _, redis in seen), seen[:3]
+            assert all(code == 200 for code, _ in seen)  # a partial cluster stays ready
+            assert final["complete"] and (final["primaries"], final["replicas"]) == (3, 2), final
+        else:
+            assert final["complete"] and final["replicas"] == 0, final  # the replica took over
 
         # every acknowledged write is there, with its version, read back through the app
         store = app.extensions["healthcode.store"]
