@@ -54,6 +54,7 @@ def prepare(config, generate: bool | None = None) -> dict:
         raise ConfigurationError(
             f"{data_dir} lacks a signing key or its folders and cannot be written here "
             f"({exc.strerror}): run `healthcode init` where the directory is written") from exc
+    cipher = record_cipher(config, data_dir, generate)
     if not config.get("REDIS_URL"):
         config["REDIS_URL"] = embedded_redis.ensure_running(data_dir)
         created["redis"] = config["REDIS_URL"]

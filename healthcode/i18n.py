@@ -135,8 +135,11 @@ def client_text() -> dict:
     Rendered into the page as a JSON data block, because the Content-Security-Policy forbids
     inline scripts and the scripts must not carry their own (untranslated) words.
     """
+    from .page_texts import why_texts  # page_texts builds on this module
+
     return {
         "status": {k: str(v) for k, v in STATUS_LABELS.items()},
+        "why": why_texts(),
         "reason": {k: str(v) for k, v in REASON_TEXT.items()},
         "error": {k: str(v) for k, v in ERROR_TEXT.items()},
         "not_valid": gettext("Not valid"),

@@ -170,6 +170,9 @@ SCHEMAS = {
             "masked_name": {"type": ["string", "null"]}}},
         "expires_at": {"type": ["string", "null"]},
         "checked_online": {"type": "boolean"},
+        "reasons": {"type": "array", "items": _ref("StatusReason"),
+                    "description": "a yellow or red native code checked online: the reason "
+                                   "codes on record (GET /api/v1/reasons)"},
         "mode": {"type": "string", "description": "the checkpoint mode applied"},
         "rules": {"type": "array", "items": _ref("RuleResult"),
                   "description": "with a mode: every rule applied; a failed one makes the "
@@ -344,8 +347,11 @@ def spec(config=None) -> dict:
                            "properties": {"found": {"type": "boolean"},
                                           "status": {"oneOf": [{"type": "null"},
                                                                _ref("Status")]},
-                                          "masked_name": {"type": ["string", "null"]}}},
-                          "colour and masked name only; every lookup is audited"),
+                                          "masked_name": {"type": ["string", "null"]},
+                                          "reasons": {"type": "array",
+                                                      "items": _ref("StatusReason")}}},
+                          "colour, masked name and, for yellow and red, the reason codes "
+                          "only; every lookup is audited"),
              **_errors(400, 401, 403, 429, 503)},
             body={"type": "object", "required": ["document"], "additionalProperties": False,
                   "properties": {"document": _ref("Document")}},

@@ -183,6 +183,13 @@ def advice_for(status: str, reasons) -> dict | None:
     return found.to_dict()
 
 
+def why_texts() -> dict[str, str]:
+    """Why a code is yellow or red, per reason code, in the page's language: the scanner shows
+    the same line as the resident's page."""
+    texts, tag = get_texts(), page_tag()
+    return {reason: texts.advice([reason], tag).why for reason in REASON_ADVICE}
+
+
 def signin_help() -> dict:
     return get_texts().help(page_tag())
 

@@ -129,5 +129,24 @@ def get_bundle() -> Bundle:
         raise
     return cache.get(get_trust(), get_ring(), app.config, revocations_version=version,
                      revocations=store.revoked_signature_hashes,
-                     rules=app.extensions.get("healthcode.rules") or (),
-                     modes=app.extensions.get("healthcode.modes") or None)
+                     **_bundle_rules(app))
+
+
+def _bundle_rules(app) -> dict:
+    """The acceptance rules (as published, EU format) and checkpoint modes an offline scanner
+    applies, as JSON; built once per worker (rules and modes change only with a restart or a
+    HUP), so the bundle cache's key stays the same between requests."""
+    cached = app.extensions.get("healthcode.bundle_rules")
+    if cached is None:
+        ruleset = app.extensions.get("healthcode.rules")
+        modes = app.extensions.get("healthcode.modes") or {}
+        rules = [rule.data for rule in getattr(ruleset, "rules", ())]
+        described = {}
+        for name, mode in modes.items():
+            extra = getattr(mode.extra, "rules", ())
+            rules.extend(rule.data for rule in extra)
+            described[name] = {**mode.to_dict(), "descriptions": dict(mode.descriptions),
+                               "extra_rules": sorted({r.identifier for r in extra})}
+        cached = {"rules": rules, "modes": described}
+        app.extensions["healthcode.bundle_rules"] = cached
+    return cached

@@ -79,7 +79,20 @@ def _verify_native(text: str, at: datetime | None, online: bool):
         answer.update(valid=False, reason="superseded", status=status, status_version=version,
                       message="the status has changed since this code was issued: "
                               "the current status is shown")
+    if status != "green":
+        _add_status_reasons(answer, claims.subject_id)
     return answer, claims
+
+
+def _add_status_reasons(answer: dict, sid: str) -> None:
+    """Why a code is yellow or red (the reason codes on record), so the checkpoint can say it.
+
+    Only for yellow and red: a green verify stays one GET. Codes only, never the record."""
+    try:
+        data, _status, _version = get_store().resident(sid)
+    except (StoreUnavailable, NotFound):
+        return
+    answer["reasons"] = list(data["record"].get("reasons") or ())
 
 
 def _native_record(claims, answer: dict) -> Record:

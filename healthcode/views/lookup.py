@@ -41,7 +41,10 @@ def lookup():
         found, masked = True, data["record"].get("subject", {}).get("masked_name")
     store.audit("lookup", actor=actor(), subject=sid if found else None, found=found,
                 document_type=document.type, region=document.region)
-    return jsonify({"found": found, "status": status, "masked_name": masked})
+    answer = {"found": found, "status": status, "masked_name": masked}
+    if found and status != "green":  # why, as reason codes: the scanner says it in words
+        answer["reasons"] = list(data["record"].get("reasons") or ())
+    return jsonify(answer)
 
 
 def _limit(cred_id: str) -> None:

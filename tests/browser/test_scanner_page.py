@@ -307,3 +307,22 @@ def test_without_barcode_detector_jsqr_reads_the_frames(playwright, site, tmp_pa
         assert page.get_attribute("#video", "data-decoder") == "jsqr"
     finally:
         browser.close()
+
+
+WHY_RED = {"en-US": ("Red code", "positive test result"), "zh-TW": ("紅碼", "陽性"),
+           "zh-CN": ("红码", "阳性"), "pt-PT": ("Código vermelho", "positivo")}
+
+
+@pytest.mark.parametrize("locale", list(WHY_RED))
+def test_a_red_code_says_why_in_the_page_language(context_for, site, locale):
+    """The same reason line as the resident's page, for a scan and for a look-up (13.4)."""
+    headline, why = WHY_RED[locale]
+    page = context_for(locale=locale).new_page()
+    sid = site.enroll("red")  # positive_test
+    sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
+    page.fill("#manual-code", site.code(sid))
+    page.press("#manual-code", "Enter")
+    result_of(page)
+    assert page.inner_text("#result-headline") == headline
+    assert page.is_visible("#result-why") and why in page.inner_text("#result-why")
+    screenshot(page, f"scanner-red-why-{locale}", full_page=False)

@@ -214,3 +214,21 @@ def test_modes_are_listed_for_scanners(world):
     assert modes["strict"]["country"] == "AT"
     whoami = world["client"].get("/api/v1/whoami", headers=world["headers"]["bound"])
     assert whoami.get_json()["mode"] == "entry-at"
+
+
+def test_the_trust_bundle_carries_the_rules_and_modes_a_checkpoint_applies(world):
+    """Issue 12.1: an offline scanner gets the acceptance rules (as published) and the modes."""
+    import jwt as pyjwt
+
+    response = world["client"].get("/api/v1/trust/bundle")
+    assert response.status_code == 200
+    payload = pyjwt.decode(response.get_data(as_text=True), options={"verify_signature": False})
+    ids = {rule["Identifier"] for rule in payload["rules"]}
+    assert {r["Identifier"] for r in RULES} <= ids and "VR-MO-0009" in ids
+    assert set(payload["modes"]) == {"entry-at", "strict"}
+    assert payload["modes"]["entry-at"]["country"] == "AT"
+    assert payload["modes"]["entry-at"]["descriptions"] == {"pt": "Entrada na Áustria"}
+    assert payload["modes"]["strict"]["extra_rules"] == ["VR-MO-0009"]
+    again = world["client"].get("/api/v1/trust/bundle",
+                                headers={"If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304  # built once: the same bundle while nothing changed

@@ -109,3 +109,24 @@ def test_key_rotation(app, client, creds, enrolled, redis_client):
 def test_jwks_publishes_public_keys_only(client):
     keys = client.get("/.well-known/jwks.json").get_json()["keys"]
     assert keys and all("d" not in k for k in keys)
+
+
+def test_a_red_code_says_why_as_reason_codes(client, creds, enrolled):
+    """The checkpoint shows the same reason line as the resident's page (issue 13.4)."""
+    sid = enrolled["id"]
+    green = client.get(f"/api/v1/residents/{sid}/code", headers=creds.authority).get_json()
+    answer = client.post("/api/v1/verify", json={"code": green["code"]},
+                         headers=creds.checkpoint).get_json()
+    assert "reasons" not in answer  # green: the verify stays one read
+    client.put(f"/api/v1/residents/{sid}/status", json={"status": "red",
+                                                         "reason": "close_contact"},
+               headers=creds.authority)
+    red = client.get(f"/api/v1/residents/{sid}/code", headers=creds.authority).get_json()
+    answer = client.post("/api/v1/verify", json={"code": red["code"]},
+                         headers=creds.checkpoint).get_json()
+    assert answer["valid"] is True and answer["status"] == "red"
+    assert answer["reasons"] == ["close_contact"]
+    # the older green code is superseded: the current colour and why
+    answer = client.post("/api/v1/verify", json={"code": green["code"]},
+                         headers=creds.checkpoint).get_json()
+    assert answer["reason"] == "superseded" and answer["reasons"] == ["close_contact"]

@@ -112,6 +112,7 @@
     setText("result-reason", view.detail);
     setText("result-current", view.current).hidden = !view.current;
     setText("result-rule", view.rule).hidden = !view.rule;
+    setText("result-why", view.why).hidden = !view.why;
     setText("result-name", view.name);
     byId("result-name-row").hidden = !view.name;
     setText("result-expiry", view.expiry);
@@ -155,6 +156,12 @@
     return answer.valid ? text.checked_online : "";
   }
 
+  /* Why a yellow or red code is so, in the same words as the resident's page (issue 13.4). */
+  function why(reasons) {
+    var first = (reasons || []).filter(function (r) { return text.why[r]; })[0];
+    return first ? text.why[first] : "";
+  }
+
   function verdict(answer, latency) {
     var status = answer.status;
     var name = answer.subject && answer.subject.masked_name;
@@ -170,6 +177,7 @@
       online: answer.valid ? howChecked(answer) : (answer.checked_offline
         ? format(text.checked_offline_at, {time: when(bundle.opened.issuedAt)}) : ""),
       offline: Boolean(answer.checked_offline),
+      why: why(answer.reasons),
       latency: latency
     };
     if (answer.valid && status) {
@@ -510,7 +518,8 @@
         } else if (reply.data.found) {
           show({kind: "lookup", tone: reply.data.status, status: reply.data.status,
                 reason: "found", headline: text.status[reply.data.status] || reply.data.status,
-                detail: "", name: reply.data.masked_name, online: text.checked_online});
+                detail: "", why: why(reply.data.reasons), name: reply.data.masked_name,
+                online: text.checked_online});
         } else {
           show({kind: "lookup", tone: "none", reason: "not_found", headline: text.found_none,
                 detail: text.found_none_detail});
