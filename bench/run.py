@@ -142,8 +142,10 @@ def prepare(redis_url: str, data_dir: Path, residents: int) -> dict:
 
     partner_code = install_partner(data_dir)
 
+    # one host: it may make up the session secret and the record key in its data dir
     app = create_app({"REDIS_URL": redis_url, "DATA_DIR": str(data_dir), "ISSUER": ISSUER,
-                      "SUBJECT_SECRET": "bench-subject-secret-0123456789"})
+                      "SUBJECT_SECRET": "bench-subject-secret-0123456789",
+                      "GENERATE_SECRETS": True})
     client = app.test_client()
     store = app.extensions["healthcode.store"]
     _, authority = store.create_credential("authority", label="bench")
