@@ -43,6 +43,11 @@ sys.path.insert(0, str(REPO))
 from tests.support import RedisProcess, free_port  # noqa: E402
 
 ISSUER = "HC-BENCH"
+# on a shared Redis a host never makes secrets up (README "Many hosts"): the bench sets them
+SUBJECT_SECRET = "bench-subject-secret-0123456789"
+SESSION_SECRET = "bench-session-secret-0123456789"
+#: the record key ring a shared-Redis host needs (HEALTHCODE_RECORD_KEY form)
+RECORD_KEY = "1:YmVuY2gtcmVjb3JkLWtleS0wMTIzNDU2Nzg5YWJjZGU"
 
 
 def log(message: str) -> None:
@@ -111,6 +116,12 @@ def _ms(value: str) -> float:
 
 def install_partner(data_dir: Path) -> str:
     """The example Macau partner: its mapping file, a trusted key, and one of its codes."""
+    return install_partner_issuer(data_dir)("H7654321")
+
+
+def install_partner_issuer(data_dir: Path):
+    """The example Macau partner's mapping file and trusted key; returns a function that signs
+    one of its codes for a travel permit number."""
     import jwt as pyjwt
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -127,14 +138,18 @@ def install_partner(data_dir: Path) -> str:
     jwk = json.loads(pyjwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
     (data_dir / "trust" / "mo.jwks.json").write_text(json.dumps(
         {"issuer": mapping.issuers[0], "scheme": "mo", "keys": [{**jwk, "kid": "mo-1"}]}))
-    record = Record.from_dict({
-        "subject": {"name": "陳大文", "birth_date": "1980-01-02",
-                    "document": {"type": "travel_permit", "number": "H7654321",
-                                 "region": "MO"}},
-        "status": "green",
-        "provenance": {"scheme": "mo", "valid_until": time.time() + 3 * 3600}})
-    return PartnerJWTAdapter(mapping).encode(record, signer=Signer(
-        private_key=key, kid="mo-1", issuer=mapping.issuers[0]))
+    signer = Signer(private_key=key, kid="mo-1", issuer=mapping.issuers[0])
+
+    def code(number: str) -> str:
+        record = Record.from_dict({
+            "subject": {"name": "陳大文", "birth_date": "1980-01-02",
+                        "document": {"type": "travel_permit", "number": number,
+                                     "region": "MO"}},
+            "status": "green",
+            "provenance": {"scheme": "mo", "valid_until": time.time() + 3 * 3600}})
+        return PartnerJWTAdapter(mapping).encode(record, signer=signer)
+
+    return code
 
 
 def prepare(redis_url: str, data_dir: Path, residents: int) -> dict:
@@ -142,10 +157,9 @@ def prepare(redis_url: str, data_dir: Path, residents: int) -> dict:
 
     partner_code = install_partner(data_dir)
 
-    # one host: it may make up the session secret and the record key in its data dir
     app = create_app({"REDIS_URL": redis_url, "DATA_DIR": str(data_dir), "ISSUER": ISSUER,
-                      "SUBJECT_SECRET": "bench-subject-secret-0123456789",
-                      "GENERATE_SECRETS": True})
+                      "SUBJECT_SECRET": SUBJECT_SECRET, "SECRET_KEY": SESSION_SECRET,
+                      "RECORD_KEY": RECORD_KEY})
     client = app.test_client()
     store = app.extensions["healthcode.store"]
     _, authority = store.create_credential("authority", label="bench")
@@ -178,8 +192,9 @@ def prepare(redis_url: str, data_dir: Path, residents: int) -> dict:
 
 def service_env(ctx) -> dict:
     return {"REDIS_URL": ctx["redis_url"], "HEALTHCODE_DATA_DIR": str(ctx["data_dir"]),
-            "HEALTHCODE_ISSUER": ISSUER,
-            "HEALTHCODE_SUBJECT_SECRET": "bench-subject-secret-0123456789"}
+            "HEALTHCODE_ISSUER": ISSUER, "HEALTHCODE_SUBJECT_SECRET": SUBJECT_SECRET,
+            "HEALTHCODE_SECRET_KEY": SESSION_SECRET,
+            "HEALTHCODE_RECORD_KEY": RECORD_KEY}
 
 
 def against_floor(ctx, args, label: str, path: str, body: dict, token: str,

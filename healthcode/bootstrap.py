@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import embedded_redis, sessions, subject
+from .errors import ConfigurationError
 from .keys import KeyRing
 from .recordcrypt import KEY_FILE, load_cipher, ring_file
 from .subject import load_secret
@@ -35,19 +36,24 @@ def prepare(config, generate: bool | None = None) -> dict:
     secret = None
     if not generate:  # refuse before touching the directory
         secret = load_secret(config.get("SUBJECT_SECRET"), data_dir, create=False)
-    ring = KeyRing(data_dir / "keys")
-    complete = secret is not None and ring.has_active() and all(
-        (data_dir / sub).is_dir() for sub in SUBFOLDERS)
-    if not complete:
-        with embedded_redis.file_lock(data_dir / ".bootstrap.lock"):
-            secret = load_secret(config.get("SUBJECT_SECRET"), data_dir, create=generate)
-            if generate:
-                sessions.load_secret(config.get("SECRET_KEY"), data_dir, create=True)
-            ring.reload()
-            if not ring.has_active():
-                created["key"] = ring.generate().kid
-            for sub in SUBFOLDERS:
-                (data_dir / sub).mkdir(parents=True, exist_ok=True)
+    try:
+        ring = KeyRing(data_dir / "keys")
+        complete = secret is not None and ring.has_active() and all(
+            (data_dir / sub).is_dir() for sub in SUBFOLDERS)
+        if not complete:
+            with embedded_redis.file_lock(data_dir / ".bootstrap.lock"):
+                secret = load_secret(config.get("SUBJECT_SECRET"), data_dir, create=generate)
+                if generate:
+                    sessions.load_secret(config.get("SECRET_KEY"), data_dir, create=True)
+                ring.reload()
+                if not ring.has_active():
+                    created["key"] = ring.generate().kid
+                for sub in SUBFOLDERS:
+                    (data_dir / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a read-only shared directory that was never initialised
+        raise ConfigurationError(
+            f"{data_dir} lacks a signing key or its folders and cannot be written here "
+            f"({exc.strerror}): run `healthcode init` where the directory is written") from exc
     cipher = record_cipher(config, data_dir, generate)
     if not config.get("REDIS_URL"):
         config["REDIS_URL"] = embedded_redis.ensure_running(data_dir)

@@ -106,7 +106,10 @@ def _store(cfg):
     from . import bootstrap
     from .store import RedisStore, store_options
 
-    prepared = bootstrap.prepare(cfg)
+    try:
+        prepared = bootstrap.prepare(cfg)
+    except ConfigurationError as exc:
+        _fail(exc.message)
     return RedisStore.from_url(cfg["REDIS_URL"], timeout=2.0,
                                **store_options(cfg, prepared["cipher"]))
 
@@ -526,7 +529,10 @@ def serve(bind, workers):
 
     cfg = _config()
     started_redis = not cfg["REDIS_URL"]
-    prepared = bootstrap.prepare(cfg)
+    try:
+        prepared = bootstrap.prepare(cfg)
+    except ConfigurationError as exc:  # e.g. a shared Redis but no subject secret
+        _fail(exc.message)
     data_dir = Path(cfg["DATA_DIR"]).resolve()
     if prepared["created"].get("key"):
         click.echo(f"created signing key {prepared['created']['key']} in {data_dir / 'keys'}")

@@ -21,6 +21,11 @@ keys share a Redis Cluster slot and change together in one script:
 ``hc:link:<sha256 of token>``      one-time sign-in links for the resident page
 =================================  ======================================================
 
+Keys of other families (credentials, rate limits, images, and the sessions and links of
+:mod:`healthcode.sessions`) are read and written one key per command, so they need no shared
+tag; a scan that must see them all (:meth:`RedisStore.credentials`) visits every primary of a
+cluster. ``tests/test_key_slots.py`` checks both rules against the commands actually sent.
+
 Writes of one subject run as one Lua script on the primary that owns the subject's slot, and a
 ``WAIT`` follows on the same connection, in the same round trip, where the deployment has
 replicas (``HEALTHCODE_WAIT_REPLICAS``): an acknowledged write is then on a replica too, and

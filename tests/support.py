@@ -134,11 +134,14 @@ def free_cluster_ports(count: int) -> list[int]:
 class _Node:
     """One redis-server (data node or sentinel) with its own directory, killable by signal."""
 
-    def __init__(self, port: int, directory: str, args: list[str], sentinel: bool = False):
+    def __init__(self, port: int, directory: str, args: list[str], sentinel: bool = False,
+                 conf: str | None = None, password: str | None = None):
         self.port = port
         self.dir = directory
         self.args = args
         self.sentinel = sentinel
+        self.conf = conf
+        self.password = password
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -149,6 +152,10 @@ class _Node:
             with open(conf, "w") as fh:
                 fh.write("\n".join(self.args) + "\n")
             argv += [conf, "--sentinel"]
+        elif self.conf:  # a deployment's config file, with this node's address and folder
+            argv += [self.conf, "--port", str(self.port), "--bind", "127.0.0.1",
+                     "--dir", self.dir, "--maxmemory", "256mb", "--repl-backlog-size", "1mb",
+                     *self.args]
         else:
             argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
                      "--save", "", "--appendonly", "no", *self.args]
@@ -157,7 +164,7 @@ class _Node:
     def client(self, **kwargs):
         import redis
         return redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=2,
-                           decode_responses=True, **kwargs)
+                           decode_responses=True, password=self.password, **kwargs)
 
     def kill(self) -> None:
         """SIGKILL: the node dies mid-flight, as a crashed host would."""
@@ -192,29 +199,45 @@ class _Node:
             client.close()
 
 
+def _replicas_in_sync(replication: dict) -> int:
+    """Replicas past their initial sync: connected is not enough, a replica still waiting for
+    its first copy (diskless sync waits for more replicas first) would be promoted empty."""
+    return sum(1 for n in range(int(replication.get("connected_slaves", 0)))
+               if replication.get(f"slave{n}", {}).get("state") == "online")
+
+
 class RedisCluster:
     """A local Redis Cluster: ``primaries`` primaries with one replica each, on free ports.
 
     Started from redis-server and ``redis-cli --cluster create``; ready once every node says
-    ``cluster_state:ok`` and every primary has its replica connected. ``node_timeout`` is short
-    so a killed primary is replaced within a few seconds. ``url`` is the service's
+    ``cluster_state:ok`` and every primary has its replica connected. ``node_timeout`` is 5 s for
+    the session's cluster (a busy machine must not trigger failovers); the failover tests pass a
+    short one so a killed primary is replaced within a few seconds. ``url`` is the service's
     ``redis+cluster://`` form listing every node as a start-up node.
     """
 
     kind = "cluster"
 
-    def __init__(self, primaries: int = 3, node_timeout: int = 1500):
+    def __init__(self, primaries: int = 3, node_timeout: int = 5000, conf: str | None = None,
+                 password: str | None = None):
+        """:param conf: a redis.conf for every node (e.g. ``deploy/redis-cluster.conf``);
+        port, folder, node timeout and small memory settings are set over it.
+        :param password: ``requirepass`` (and ``masterauth``) of every node."""
         self.dir = tempfile.mkdtemp(prefix="healthcode-cluster-")
         self.primaries = primaries
         self.node_timeout = node_timeout
+        self.password = password
+        auth = ["--requirepass", password, "--masterauth", password] if password else []
         ports = free_cluster_ports(primaries * 2)
         self.nodes = [_Node(port, os.path.join(self.dir, str(port)), [
             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", str(node_timeout),
             # a dead primary stops only its own slots, not the whole cluster (deploy/)
             "--cluster-require-full-coverage", "no",
-            "--cluster-replica-validity-factor", "0"]) for port in ports]
-        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+            "--cluster-replica-validity-factor", "0", *auth], conf=conf, password=password)
+            for port in ports]
+        self.url = ("redis+cluster://" + (f":{password}@" if password else "")
+                    + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes))
 
     def start(self) -> None:
         try:
@@ -233,7 +256,8 @@ class RedisCluster:
             os.path.dirname(embedded_redis.binary()), "redis-cli")
         subprocess.run([cli, "--cluster", "create",
                         *[f"127.0.0.1:{n.port}" for n in self.nodes],
-                        "--cluster-replicas", "1", "--cluster-yes"],
+                        "--cluster-replicas", "1", "--cluster-yes",
+                        *(["-a", self.password, "--no-auth-warning"] if self.password else [])],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        timeout=60)
         self.wait_healthy(30)
@@ -247,9 +271,18 @@ class RedisCluster:
                 info = node.cluster_info()
                 if info["cluster_state"] != "ok" or int(info["cluster_slots_ok"]) != 16384:
                     return False
+                # and every node's own view has caught up with who replicates whom
+                client = node.client()
+                try:
+                    view = client.execute_command("CLUSTER NODES").values()
+                finally:
+                    client.close()
+                if sum("slave" in n["flags"] and "fail" not in n["flags"] for n in view) < \
+                        len(live) - self.primaries:
+                    return False
             masters = [n for n in live if n.info("replication")["role"] == "master"]
             return len(masters) == self.primaries and all(
-                n.info("replication").get("connected_slaves", 0) >= 1 for n in masters)
+                _replicas_in_sync(n.info("replication")) >= 1 for n in masters)
 
         _wait(healthy, seconds, "cluster ready")
 
@@ -269,7 +302,8 @@ class RedisCluster:
 
         return TestClusterClient(
             startup_nodes=[ClusterNode("127.0.0.1", n.port) for n in self.nodes],
-            decode_responses=True, socket_timeout=2, socket_connect_timeout=0.5)
+            decode_responses=True, socket_timeout=2, socket_connect_timeout=0.5,
+            password=self.password)
 
     @staticmethod
     def flush(client) -> None:
@@ -284,30 +318,42 @@ class RedisCluster:
 class RedisSentinel:
     """A Sentinel set-up: one primary, ``replicas`` replicas, ``sentinels`` sentinels (quorum 2).
 
-    ``down_after`` is short so a killed primary is replaced within a few seconds. ``url`` is
-    the service's ``redis+sentinel://host:port,.../<service>`` form.
+    ``down_after`` is like the cluster's ``node_timeout``: 5 s by default, short in failover
+    tests. ``url`` is the service's ``redis+sentinel://host:port,.../<service>`` form.
     """
 
     kind = "sentinel"
     service = "healthcode"
 
-    def __init__(self, replicas: int = 1, sentinels: int = 3, down_after: int = 1000):
+    def __init__(self, replicas: int = 1, sentinels: int = 3, down_after: int = 5000,
+                 password: str | None = None, sentinel_password: str | None = None):
+        """:param password: ``requirepass`` of the data nodes (the sentinels get it as
+        ``auth-pass``); :param sentinel_password: ``requirepass`` of the sentinels."""
         self.dir = tempfile.mkdtemp(prefix="healthcode-sentinel-")
+        self.password, self.sentinel_password = password, sentinel_password
+        auth = ["--requirepass", password, "--masterauth", password] if password else []
         ports = [free_port() for _ in range(1 + replicas + sentinels)]
         primary = ports[0]
-        self.data = [_Node(primary, os.path.join(self.dir, str(primary)), [])]
+        self.data = [_Node(primary, os.path.join(self.dir, str(primary)), auth,
+                           password=password)]
         self.data += [_Node(port, os.path.join(self.dir, str(port)),
-                            ["--replicaof", "127.0.0.1", str(primary)])
+                            ["--replicaof", "127.0.0.1", str(primary), *auth], password=password)
                       for port in ports[1:1 + replicas]]
         self.sentinels = [_Node(port, os.path.join(self.dir, f"s{port}"), [
             f"port {port}", "bind 127.0.0.1", f"dir {os.path.join(self.dir, f's{port}')}",
             f"sentinel monitor {self.service} 127.0.0.1 {primary} 2",
             f"sentinel down-after-milliseconds {self.service} {down_after}",
             f"sentinel failover-timeout {self.service} {max(3000, down_after * 3)}",
-            f"sentinel parallel-syncs {self.service} 1"], sentinel=True)
+            f"sentinel parallel-syncs {self.service} 1",
+            *([f"sentinel auth-pass {self.service} {password}"] if password else []),
+            *([f"requirepass {sentinel_password}",
+               f"sentinel sentinel-pass {sentinel_password}"] if sentinel_password else [])],
+            sentinel=True, password=sentinel_password)
             for port in ports[1 + replicas:]]
-        self.url = ("redis+sentinel://" + ",".join(f"127.0.0.1:{n.port}" for n in self.sentinels)
-                    + f"/{self.service}")
+        query = f"?sentinel_password={sentinel_password}" if sentinel_password else ""
+        self.url = ("redis+sentinel://" + (f":{password}@" if password else "")
+                    + ",".join(f"127.0.0.1:{n.port}" for n in self.sentinels)
+                    + f"/{self.service}{query}")
 
     def start(self) -> None:
         try:
@@ -349,7 +395,7 @@ class RedisSentinel:
             primary = self.primary_node()
             if primary not in live_data:
                 return False
-            if primary.info("replication").get("connected_slaves", 0) < len(live_data) - 1:
+            if _replicas_in_sync(primary.info("replication")) < len(live_data) - 1:
                 return False
             for sentinel in live_sentinels:
                 state = sentinel.client().sentinel_master(self.service)
@@ -365,9 +411,10 @@ class RedisSentinel:
         from redis.sentinel import Sentinel
 
         sentinel = Sentinel([("127.0.0.1", s.port) for s in self.sentinels],
-                            socket_timeout=2, socket_connect_timeout=0.5)
+                            socket_timeout=2, socket_connect_timeout=0.5,
+                            sentinel_kwargs={"password": self.sentinel_password})
         return sentinel.master_for(self.service, decode_responses=True, socket_timeout=2,
-                                   socket_connect_timeout=0.5)
+                                   socket_connect_timeout=0.5, password=self.password)
 
     @staticmethod
     def flush(client) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from healthcode import create_app
 from tests.conftest import RESIDENT, Credentials
-from tests.support import RedisCluster, RedisSentinel
+from tests.support import REPO, RedisCluster, RedisSentinel
 
 #: the whole test, failover included, stays under this
 BUDGET_SECONDS = 60
@@ -104,7 +104,9 @@ class Traffic:
 
 
 def _topology(kind: str):
-    return RedisCluster() if kind == "cluster" else RedisSentinel()
+    if kind == "cluster":  # nodes configured as deploy/ recommends (AOF everysec, noeviction)
+        return RedisCluster(node_timeout=1500, conf=str(REPO / "deploy" / "redis-cluster.conf"))
+    return RedisSentinel(down_after=1000)
 
 
 def _primary_to_kill(topology, kind: str):
@@ -153,9 +155,14 @@ def test_a_primary_killed_mid_traffic_loses_no_acknowledged_write(kind, tmp_path
         victim.kill()
         killed_at = time.monotonic()
 
-        # the loop runs until writes have succeeded again for a while, within the budget
+        # the loop runs until writes have succeeded again for a while, within the budget;
+        # meanwhile /readyz is asked what it sees
         deadline = started + BUDGET_SECONDS - 8
+        probe = app.test_client()
+        seen = []
         while time.monotonic() < deadline and not errors:
+            ready = probe.get("/readyz")
+            seen.append((ready.status_code, ready.get_json()["redis"]))
             recovered = traffic.first_ok_after_503
             if recovered and traffic.counts["enroll_ok"] + traffic.counts["change_ok"] >= \
                     before["enroll_ok"] + before["change_ok"] + WRITES_AFTER_RECOVERY and \
@@ -173,6 +180,13 @@ def test_a_primary_killed_mid_traffic_loses_no_acknowledged_write(kind, tmp_path
         assert counts["write_503"] > 0, "the kill never made a write fail: nothing was tested"
         assert traffic.first_ok_after_503, "writes did not succeed again after the failover"
         assert counts["verify_offline"] > 0, "no verify ran while a slot had no primary"
+        final = probe.get("/readyz").get_json()["redis"]
+        if kind == "cluster":  # readyz saw the slots without a primary, then whole again
+            assert any(not redis["complete"] for _, redis in seen), seen[:3]
+            assert all(code == 200 for code, _ in seen)  # a partial cluster stays ready
+            assert final["complete"] and (final["primaries"], final["replicas"]) == (3, 2), final
+        else:
+            assert final["complete"] and final["replicas"] == 0, final  # the replica took over
 
         # every acknowledged write is there, with its version, read back through the app
         store = app.extensions["healthcode.store"]

@@ -16,7 +16,6 @@ import pytest
 import requests
 
 from healthcode import create_app
-from healthcode.bootstrap import initialise
 from healthcode.errors import ConfigurationError
 from healthcode.keys import KeyRing
 from tests.conftest import RESIDENT
@@ -42,6 +41,32 @@ def test_a_host_on_a_shared_redis_refuses_to_invent_a_secret(tmp_path, redis_ser
     assert missing in info.value.message and "healthcode init" in info.value.message
     assert not (tmp_path / "subject.secret").exists()
     assert not (tmp_path / "session.secret").exists()
+
+
+def test_an_uninitialised_directory_that_cannot_be_written_stops_start_up(tmp_path,
+                                                                         redis_server):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")  # as root a chmod would not stop writes; a file in the path does
+    with pytest.raises(ConfigurationError) as info:
+        create_app({"REDIS_URL": redis_server.url, "DATA_DIR": str(blocker / "data"),
+                    "SUBJECT_SECRET": "s" * 20, "SECRET_KEY": "k" * 20})
+    assert "healthcode init" in info.value.message
+
+
+def test_healthcode_serve_on_a_shared_redis_without_secrets_exits_saying_why(tmp_path,
+                                                                          redis_server):
+    from click.testing import CliRunner
+
+    from healthcode.cli import main
+
+    env = {"HEALTHCODE_DATA_DIR": str(tmp_path), "REDIS_URL": redis_server.url,
+           "HEALTHCODE_SUBJECT_SECRET": "", "HEALTHCODE_SECRET_KEY": ""}
+    for command in (["serve"], ["tokens", "list"]):
+        result = CliRunner().invoke(main, command, env=env)
+        assert result.exit_code == 1, result.output
+        assert "HEALTHCODE_SUBJECT_SECRET" in result.output and "healthcode init" in \
+            result.output
+    assert not (tmp_path / "subject.secret").exists()
 
 
 def test_healthcode_init_prepares_the_shared_directory_once(tmp_path, redis_server):

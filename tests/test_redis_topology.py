@@ -5,8 +5,8 @@ import pytest
 from healthcode import create_app, redis_topology
 from healthcode.config import load_env, validate
 from healthcode.errors import ConfigurationError
-from tests.conftest import RESIDENT, Credentials
-from tests.support import free_port
+from tests.conftest import RESIDENT
+from tests.support import RedisCluster, RedisSentinel, free_port
 
 
 @pytest.mark.parametrize("url, kind, nodes, extra", [
@@ -69,14 +69,14 @@ def test_a_password_never_reaches_the_message():
 
 def test_readyz_names_the_topology_it_reached_and_the_kids(client, redis_server):
     body = client.get("/readyz").get_json()
-    assert body["status"] == "ready"
+    assert body["status"] == "ready", body
     assert body["redis"]["topology"] == redis_server.kind
     assert body["redis"]["complete"] is True
     assert body["redis"]["primaries"] >= 1
     if redis_server.kind == "cluster":
         assert body["redis"]["cluster_state"] == "ok"
         assert body["redis"]["slots_assigned"] == body["redis"]["slots_ok"] == 16384
-        assert body["redis"]["primaries"] == 3 and body["redis"]["replicas"] == 3
+        assert (body["redis"]["primaries"], body["redis"]["replicas"]) == (3, 3), body
     if redis_server.kind == "sentinel":
         assert body["redis"]["replicas"] == 1
     assert body["keys"]["active"] in body["keys"]["verifying"]
@@ -145,3 +145,30 @@ def test_every_key_family_works_on_this_topology(client, creds, enrolled, app):
     credential = app.extensions["healthcode.store"].check_credential(creds.token("checkpoint"))
     page = sessions.create(credential, "token")
     assert sessions.load(page.id).credential.id == credential.id
+
+
+@pytest.mark.parametrize("kind", ["cluster", "sentinel"])
+def test_passwords_in_the_url_reach_the_nodes_and_the_sentinels(kind, tmp_path):
+    """Password-protected data nodes (and, for Sentinel, sentinels with a password of their
+    own): the service works with the right URL and answers 503, not 500, with a wrong one."""
+    topology = RedisCluster(password="data-pass-01") if kind == "cluster" else \
+        RedisSentinel(password="data-pass-01", sentinel_password="sentinel-pass-01")
+    topology.start()
+    try:
+        config = {"TESTING": True, "DATA_DIR": str(tmp_path), "SUBJECT_SECRET": "s" * 20,
+                  "SECRET_KEY": "k" * 20, "ISSUER": "HC-TEST"}
+        app = create_app({**config, "REDIS_URL": topology.url})
+        client = app.test_client()
+        assert client.get("/readyz").get_json()["redis"]["complete"] is True
+        _, token = app.extensions["healthcode.store"].create_credential("authority")
+        enrolled = client.post("/api/v1/residents", json=RESIDENT,
+                               headers={"Authorization": f"Bearer {token}"})
+        assert enrolled.status_code == 201, enrolled.get_json()
+        wrong = create_app({**config, "REDIS_URL": topology.url.replace("data-pass-01",
+                                                                        "wrong-pass")})
+        answer = wrong.test_client().post("/api/v1/residents", json=RESIDENT,
+                                          headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 503 and answer.get_json()["error"] == "store_unavailable"
+        assert wrong.test_client().get("/readyz").status_code == 503
+    finally:
+        topology.close()

@@ -1,0 +1,102 @@
+"""Cluster-safe data model: every command the service sends touches one hash slot, and every
+MULTI transaction stays within one slot; no KEYS. Checked on any topology by recording what the
+service's Redis connections send and asking the server which arguments are keys
+(``COMMAND GETKEYS``), so it holds for the key layout rather than for a list of key names."""
+from __future__ import annotations
+
+from redis.connection import AbstractConnection
+from redis.exceptions import ResponseError
+from redis.crc import key_slot
+
+from tests.conftest import RESIDENT
+
+
+class Recorder:
+    def __init__(self):
+        self.on = False
+        self.commands: list[tuple] = []
+        self.transactions: list[list[tuple]] = []
+
+    def install(self, monkeypatch):
+        send_command, pack_commands = AbstractConnection.send_command, \
+            AbstractConnection.pack_commands
+        recorder = self
+
+        def one(conn, *args, **kwargs):
+            if recorder.on:
+                recorder.commands.append(args)
+            return send_command(conn, *args, **kwargs)
+
+        def many(conn, commands):
+            commands = list(commands)
+            if recorder.on:
+                recorder.commands.extend(tuple(c) for c in commands)
+                names = [str(c[0]).upper() for c in commands]
+                if "MULTI" in names:
+                    recorder.transactions.append([tuple(c) for c in commands])
+            return pack_commands(conn, commands)
+
+        monkeypatch.setattr(AbstractConnection, "send_command", one)
+        monkeypatch.setattr(AbstractConnection, "pack_commands", many)
+
+
+def _keys(redis_client, redis_server, args) -> list[str]:
+    try:
+        return list(redis_client.command_getkeys(*args))
+    except ResponseError:  # "no key arguments" / not a data command
+        return []
+
+
+def _workload(client, creds, app):
+    enrolled = client.post("/api/v1/residents", json=RESIDENT, headers=creds.authority)
+    sid = enrolled.get_json()["id"]
+    client.put(f"/api/v1/residents/{sid}/status", headers=creds.authority,
+               json={"status": "yellow", "reason": "close_contact"})
+    client.get(f"/api/v1/residents/{sid}", headers=creds.authority)
+    client.get(f"/api/v1/residents/{sid}/history", headers=creds.authority)
+    code = client.get(f"/api/v1/residents/{sid}/code", headers=creds.authority).get_json()
+    client.get(f"/api/v1/residents/{sid}/code?format=png", headers=creds.authority)
+    client.post("/api/v1/verify", json={"code": code["code"]}, headers=creds.checkpoint)
+    client.post("/api/v1/lookup", json={"document": RESIDENT["document"]},
+                headers=creds.checkpoint)
+    client.post("/api/v1/codes", headers=creds.authority, json={
+        **RESIDENT, "document": {"type": "passport", "number": "K9", "region": "HK"}})
+    sessions = app.extensions["healthcode.sessions"]
+    token, _ = sessions.create_link(sid)
+    sessions.link_alive(token)
+    sessions.redeem_link(token)
+    store = app.extensions["healthcode.store"]
+    credential = store.check_credential(creds.token("checkpoint"))
+    page = sessions.create(credential, "token")
+    sessions.load(page.id)
+    sessions.end(page.id)
+    store.credentials()
+    made, _ = store.create_credential("partner")
+    store.revoke_credential(made.id)
+    client.get("/readyz")
+
+
+def test_every_command_touches_one_slot(client, creds, app, redis_client, redis_server,
+                                        monkeypatch):
+    creds.token("checkpoint"), creds.token("authority")  # made before recording starts
+    recorder = Recorder()
+    recorder.install(monkeypatch)
+    recorder.on = True
+    _workload(client, creds, app)
+    recorder.on = False
+
+    names = {str(c[0]).upper() for c in recorder.commands}
+    assert "KEYS" not in names
+    # (a subject's writes run as scripts: EVALSHA, whose declared keys GETKEYS checks too)
+    assert {"SET", "GET", "MULTI", "EXEC", "EVALSHA", "XADD", "HSET"} <= names, names
+    crossing = []
+    for args in recorder.commands:
+        slots = {key_slot(str(k).encode()) for k in _keys(redis_client, redis_server, args)}
+        if len(slots) > 1:
+            crossing.append(args[:3])
+    assert not crossing, crossing
+    assert recorder.transactions, "no MULTI transaction was recorded"
+    for block in recorder.transactions:
+        slots = {key_slot(str(k).encode()) for args in block
+                 for k in _keys(redis_client, redis_server, args)}
+        assert len(slots) == 1, [b[:2] for b in block]
