@@ -35,8 +35,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench.run import (ISSUER, SESSION_SECRET, SUBJECT_SECRET, Gunicorn,  # noqa: E402
-                       install_partner_issuer, log, wrk)
+from bench.run import (ISSUER, RECORD_KEY, SESSION_SECRET, SUBJECT_SECRET,  # noqa: E402
+                       Gunicorn, install_partner_issuer, log, wrk)
 from tests.support import RedisCluster, RedisProcess, RedisSentinel  # noqa: E402
 
 RESIDENT = {"name": "陳大文", "birth_date": "1980-01-02", "status": "green",
@@ -52,7 +52,8 @@ def _app(url: str, data_dir: Path):
     from healthcode import create_app
 
     return create_app({"REDIS_URL": url, "DATA_DIR": str(data_dir), "ISSUER": ISSUER,
-                       "SUBJECT_SECRET": SUBJECT_SECRET, "SECRET_KEY": SESSION_SECRET})
+                       "SUBJECT_SECRET": SUBJECT_SECRET, "SECRET_KEY": SESSION_SECRET,
+                      "RECORD_KEY": RECORD_KEY})
 
 
 def _primaries(topology) -> list:
@@ -137,7 +138,8 @@ def part_verify(args, tmp: Path) -> dict:
         servers = {name: Gunicorn("wsgi:app", {
             "REDIS_URL": s["url"], "HEALTHCODE_DATA_DIR": str(s["data_dir"]),
             "HEALTHCODE_ISSUER": ISSUER, "HEALTHCODE_SUBJECT_SECRET": SUBJECT_SECRET,
-            "HEALTHCODE_SECRET_KEY": SESSION_SECRET}, args.workers) for name, s in setups.items()}
+            "HEALTHCODE_SECRET_KEY": SESSION_SECRET,
+            "HEALTHCODE_RECORD_KEY": RECORD_KEY}, args.workers) for name, s in setups.items()}
         with servers["single"] as one, servers["cluster"] as many:
             urls = {"single": one.url, "cluster": many.url}
 

@@ -48,6 +48,8 @@ ISSUER = "HC-BENCH"
 # on a shared Redis a host never makes secrets up (README "Many hosts"): the bench sets them
 SUBJECT_SECRET = "bench-subject-secret-0123456789"
 SESSION_SECRET = "bench-session-secret-0123456789"
+#: the record key ring a shared-Redis host needs (HEALTHCODE_RECORD_KEY form)
+RECORD_KEY = "1:YmVuY2gtcmVjb3JkLWtleS0wMTIzNDU2Nzg5YWJjZGU"
 
 
 def log(message: str) -> None:
@@ -158,7 +160,8 @@ def prepare(redis_url: str, data_dir: Path, residents: int) -> dict:
     partner_code = install_partner(data_dir)
 
     app = create_app({"REDIS_URL": redis_url, "DATA_DIR": str(data_dir), "ISSUER": ISSUER,
-                      "SUBJECT_SECRET": SUBJECT_SECRET, "SECRET_KEY": SESSION_SECRET})
+                      "SUBJECT_SECRET": SUBJECT_SECRET, "SECRET_KEY": SESSION_SECRET,
+                      "RECORD_KEY": RECORD_KEY})
     client = app.test_client()
     store = app.extensions["healthcode.store"]
     _, authority = store.create_credential("authority", label="bench")
@@ -192,7 +195,8 @@ def prepare(redis_url: str, data_dir: Path, residents: int) -> dict:
 def service_env(ctx) -> dict:
     return {"REDIS_URL": ctx["redis_url"], "HEALTHCODE_DATA_DIR": str(ctx["data_dir"]),
             "HEALTHCODE_ISSUER": ISSUER, "HEALTHCODE_SUBJECT_SECRET": SUBJECT_SECRET,
-            "HEALTHCODE_SECRET_KEY": SESSION_SECRET}
+            "HEALTHCODE_SECRET_KEY": SESSION_SECRET,
+            "HEALTHCODE_RECORD_KEY": RECORD_KEY}
 
 
 def against_floor(ctx, args, label: str, path: str, body: dict, token: str,

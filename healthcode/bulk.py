@@ -1,9 +1,10 @@
 """Bulk enrollment: a province loads its population at tens of thousands of residents a second.
 
-Every item goes through the single enrollment's parser (:func:`residents.prepare_enrollment`),
-is sealed the same way and written by the same script; only the round trips are shared: one
-pipeline per Redis primary per batch (commands grouped by the node owning each slot), each
-followed by WAIT where the deployment has replicas, then the audit entries likewise. A subject
+Every item goes through the single enrollment's parser (:func:`residents.prepare_enrollment`)
+and is sealed the same way; the round trips are shared: one pipeline per Redis primary per
+batch (commands grouped by the node owning each slot, two ``SET NX`` per resident, see
+:meth:`RedisStore.enroll_many`), each followed by WAIT where the deployment has replicas, then
+the audit entries likewise. A subject
 already enrolled is reported and left as it is, so re-running an import resumes it.
 
 The audit trail gets one entry per :data:`AUDIT_GROUP` residents enrolled together at one

@@ -28,6 +28,11 @@ keys share a Redis Cluster slot and change together in one script:
                                    and a change counter, for the trust bundle
 =================================  ======================================================
 
+Keys of other families (credentials, rate limits, images, and the sessions and links of
+:mod:`healthcode.sessions`) are read and written one key per command, so they need no shared
+tag; a scan that must see them all (:meth:`RedisStore.credentials`) visits every primary of a
+cluster. ``tests/test_key_slots.py`` checks both rules against the commands actually sent.
+
 Writes of one subject run as one Lua script on the primary that owns the subject's slot, and a
 ``WAIT`` follows on the same connection, in the same round trip, where the deployment has
 replicas (``HEALTHCODE_WAIT_REPLICAS``): an acknowledged write is then on a replica too, and
@@ -373,17 +378,23 @@ class RedisStore:
         from .bulk import AUDIT_GROUP
 
         created = [False] * len(items)
-        sha = _ENROLL.sha
+        # Two SET NX per subject, the record first, rather than the enrollment script: a
+        # script costs Redis several times two SETs, and the order keeps them consistent with
+        # concurrent single enrollments. Where the subject exists both fail (already
+        # enrolled). A single enrollment between the two sees no status key and writes both
+        # (its record replaces ours), so our status SET fails: already enrolled, and the
+        # record is the one its status came with. An import cut between the two leaves a
+        # record without a status (invisible: a resident needs both), which the re-run's
+        # status SET then completes.
         for indexes in self._by_node([_k(sid, "st") for sid, _, _ in items]):
             def build(pipe, indexes=indexes):
-                evalsha = pipe.evalsha
+                set_ = pipe.set
                 for i in indexes:
                     sid, status, sealed = items[i]
-                    evalsha(sha, 2, f"hc:{{{sid}}}:st", f"hc:{{{sid}}}:rec", f"{status}|1",
-                            sealed)
-            results = self._on_slot(_k(items[indexes[0]][0], "st"), build, wait=True,
-                                    scripts=(_ENROLL,))
-            for i, result in zip(indexes, results):
+                    set_(f"hc:{{{sid}}}:rec", sealed, nx=True)
+                    set_(f"hc:{{{sid}}}:st", f"{status}|1", nx=True)
+            results = self._on_slot(_k(items[indexes[0]][0], "st"), build, wait=True)
+            for i, result in zip(indexes, results[1::2]):
                 created[i] = bool(result)
         groups: dict = {}
         for i, (sid, status, _) in enumerate(items):

@@ -152,3 +152,19 @@ def test_only_authorities_enroll_in_bulk(client, creds):
     response = client.post("/api/v1/residents/batch", json={"residents": [person(1)]},
                            headers=creds.checkpoint)
     assert response.status_code == 403
+
+
+def test_an_import_cut_between_record_and_status_completes_on_the_rerun(app, client, creds,
+                                                                          redis_client):
+    store = app.extensions["healthcode.store"]
+    first = client.post("/api/v1/residents/batch", json={"residents": [person(1)]},
+                        headers=creds.authority).get_json()["results"][0]
+    sid = first["id"]
+    redis_client.delete(f"hc:{{{sid}}}:st")  # as if the import died after the record's SET
+    with pytest.raises(Exception):
+        store.resident(sid)  # a record without a status is nobody
+    again = client.post("/api/v1/residents/batch", json={"residents": [person(1)]},
+                        headers=creds.authority).get_json()["results"][0]
+    assert again["outcome"] == "enrolled"
+    shown = client.get(f"/api/v1/residents/{sid}", headers=creds.authority).get_json()
+    assert shown["status_version"] == 1 and shown["record"]["subject"]["name"] == "Resident 1"

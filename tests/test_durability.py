@@ -49,12 +49,19 @@ def replicated():
     primary, primary_port, d1 = start_redis()
     replica, replica_port, d2 = start_redis("--replicaof", "127.0.0.1", str(primary_port))
     client = redis.Redis(port=primary_port, decode_responses=True)
-    deadline = time.monotonic() + 10
-    while client.info("replication")["connected_slaves"] < 1:
+    deadline = time.monotonic() + 30
+    replica_client = redis.Redis(port=replica_port, decode_responses=True)
+
+    def in_sync():  # connected, past its initial sync, and acknowledging
+        primary_side = client.info("replication").get("slave0", {})
+        return (primary_side.get("state") == "online" and replica_client.info(
+            "replication").get("master_link_status") == "up" and client.wait(1, 100) >= 1)
+
+    while not in_sync():
         assert time.monotonic() < deadline, "the replica did not connect"
         time.sleep(0.05)
     yield {"primary": client, "url": f"redis://127.0.0.1:{primary_port}/0",
-           "replica": redis.Redis(port=replica_port, decode_responses=True),
+           "replica": replica_client,
            "replica_proc": replica}
     for proc in (replica, primary):
         proc.send_signal(signal.SIGCONT)
