@@ -39,11 +39,6 @@ replicas (``HEALTHCODE_WAIT_REPLICAS``): an acknowledged write is then on a repl
 survives a failover. A write the replicas did not confirm in time raises
 :class:`NotReplicated` (503, ``store_unavailable``): it was made on the primary but may be lost.
 
-Keys of other families (credentials, rate limits, images, and the sessions and links of
-:mod:`healthcode.sessions`) are read and written one key per command, so they need no shared
-tag; a scan that must see them all (:meth:`RedisStore.credentials`) visits every primary of a
-cluster. ``tests/test_key_slots.py`` checks both rules against the commands actually sent.
-
 Redis errors are wrapped as :class:`~healthcode.errors.StoreUnavailable` here, so callers decide
 what an outage means (verify degrades; writes answer 503).
 """
