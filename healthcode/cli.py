@@ -818,6 +818,7 @@ def serve(bind, workers):
     cfg = _config()
     started_redis = not cfg["REDIS_URL"]
     data_dir = Path(cfg["DATA_DIR"]).resolve()
+    before = dict(os.environ)  # put back if start-up is refused (this may be a test's process)
     if bind:
         os.environ["HEALTHCODE_BIND"] = bind
         cfg["BIND"] = bind
@@ -832,6 +833,8 @@ def serve(bind, workers):
     try:
         prepared = bootstrap.prepare(cfg)
     except ConfigurationError as exc:  # e.g. a shared Redis but no subject secret
+        os.environ.clear()
+        os.environ.update(before)
         _fail(exc.message)
     if prepared["created"].get("key"):
         click.echo(f"created signing key {prepared['created']['key']} in {data_dir / 'keys'}")

@@ -251,9 +251,13 @@ def _scale(paths: dict) -> None:
                     f"up to {MAX_BATCH_BODY} bytes.")}
 
 
-def spec(config=None) -> dict:
-    """The document; ``config`` (the app's) states the configured size caps."""
+def spec(config=None, modes=()) -> dict:
+    """The document; ``config`` (the app's) states the configured size caps, ``modes`` the
+    checkpoint modes installed (the only values ``mode`` may take)."""
     config = config or {}
+    mode_names = sorted(modes)
+    mode_values = {"enum": mode_names} if mode_names else \
+        {"not": {}, "description": "no checkpoint mode is installed here"}
     max_code = int(config.get("MAX_CODE_LENGTH", 16 * 1024))
     scanned = {"type": "string", "minLength": 1, "maxLength": max_code,
                "description": "the text inside the QR code (chunks of one code joined by "
@@ -318,7 +322,8 @@ def spec(config=None) -> dict:
              **_errors(400, 401, 403, 413)},
             body={"type": "object", "required": ["code"], "properties": {
                 "code": scanned,
-                "mode": {"type": "string", "description": "a checkpoint mode (GET /api/v1/modes)"
+                "mode": {"type": "string", **mode_values,
+                         "description": "a checkpoint mode (GET /api/v1/modes)"
                                                           "; a credential bound to a mode may "
                                                           "name only that one (else 403)"},
                 "lang": {"type": "string", "description": "language of rule descriptions "

@@ -71,7 +71,10 @@ def revoke(text, actor: str) -> dict:
         raise InvalidField("code", "longer than any code of ours")
     token = text.strip()
     if not tokens.looks_native(token):
-        raise InvalidField("code", "only one-shot codes of this service can be revoked here")
+        # a code of another scheme, or no code at all: a code that is not one of ours (422,
+        # as for one that fails), not a malformed request
+        raise CodeError("unsupported_scheme",
+                        "only one-shot codes of this service can be revoked here")
     claims = tokens.verify(token, get_ring(), issuer=config["ISSUER"], skew=config["CLOCK_SKEW"],
                            max_length=config["MAX_CODE_LENGTH"])  # CodeError -> 422 + reason
     if claims.status_version != ONE_SHOT_VERSION:

@@ -486,7 +486,8 @@ class ServeProcess:
         self.port = free_port()
         self.workers = workers
         self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")}
+                    if k not in ("REDIS_URL", "PROMETHEUS_MULTIPROC_DIR",
+                                 "HEALTHCODE_RUNTIME_DIR")}
         self.env.update(HEALTHCODE_DATA_DIR=str(self.data_dir),
                         PYTHONPATH=os.pathsep.join(
                             [str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))

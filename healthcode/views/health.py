@@ -61,4 +61,5 @@ def metrics_view():
 @bp.get("/openapi.json")
 def openapi_json():
     """The API description partners integrate against."""
-    return jsonify(openapi.spec(current_app.config))
+    return jsonify(openapi.spec(current_app.config,
+                                modes=current_app.extensions.get("healthcode.modes") or ()))

@@ -274,6 +274,7 @@ def test_a_corrupt_file_in_the_folder_stops_start_up_and_is_listed(cli, tmp_path
                                                            "rawData": "AAAA"}]))
     with pytest.raises(TrustListError, match=r"broken.json: certificates\[0\]"):
         create_app({"TESTING": True, "REDIS_URL": redis_server.url,
+                    "SECRET_KEY": "test-session-secret-0123456789",
                     "DATA_DIR": str(tmp_path / "data"), "SUBJECT_SECRET": "s" * 24})
     listing = cli("trust", "list").output
     assert "source\tbroken.json\tUNREADABLE\t" in listing

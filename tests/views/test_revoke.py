@@ -95,7 +95,7 @@ def test_a_dynamic_code_is_not_revoked_but_its_status_changed(client, creds, enr
 @pytest.mark.parametrize("body, status, error", [
     ({}, 400, "invalid_field"),
     ({"code": 42}, 400, "invalid_field"),
-    ({"code": "HC1:NCFOXN%TS3DH"}, 400, "invalid_field"),
+    ({"code": "HC1:NCFOXN%TS3DH"}, 422, "unsupported_scheme"),  # a code, not one of ours
     ({"code": "e" * 20_000}, 400, "invalid_field"),
     ({"code": "eyJhbGciOiJFUzI1NiJ9.e30.AAAA"}, 422, "unknown_key"),
 ])

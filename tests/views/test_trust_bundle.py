@@ -147,7 +147,7 @@ def test_no_private_material(loaded_app, tmp_path):
     (tmp_path / "data" / "trust" / "partner.jwks.json").write_text(json.dumps(
         {"issuer": "https://partner.example", "scheme": "mo", "keys": [leaked]}))
     loaded_app = create_app({**{k: loaded_app.config[k] for k in (
-        "TESTING", "REDIS_URL", "DATA_DIR", "ISSUER", "SUBJECT_SECRET")}})
+        "TESTING", "REDIS_URL", "DATA_DIR", "ISSUER", "SUBJECT_SECRET", "SECRET_KEY")}})
     token = fetch(loaded_app.test_client()).get_data(as_text=True)
     payload = verified(loaded_app, token)
 

@@ -42,6 +42,10 @@
     vaccination: ["1.3.6.1.4.1.1847.2021.1.2", "1.3.6.1.4.1.0.1847.2021.1.2"],
     recovery: ["1.3.6.1.4.1.1847.2021.1.3", "1.3.6.1.4.1.0.1847.2021.1.3"]
   };
+  var DCC_OIDS = {};
+  Object.keys(KEY_USAGE).forEach(function (type) {
+    KEY_USAGE[type].forEach(function (oid) { DCC_OIDS[oid] = true; });
+  });
   var TYPE_KEYS = {v: "vaccination", t: "test", r: "recovery"};
   var BUNDLE_TYP = "hc-trust-bundle+jwt"; // healthcode/trust/bundle.py TYP
 
@@ -197,15 +201,23 @@
 
   // -- names ---------------------------------------------------------------------------------
 
-  /* healthcode/record.py mask_name: first and last character of each word, stars between. */
+  /* healthcode/record.py mask_name: first and last character of each word, stars between;
+   * hyphens and apostrophes separate words as spaces do, and ICAO "<" fillers read as spaces
+   * ("Musterfrau-Gößinger" -> "M********u-G******r"). Characters are code points, as in
+   * Python. */
+  var BREAKS = {"": true, " ": true, "-": true, "'": true, "\u2019": true};
+
   function maskName(name) {
     if (!name) return null;
-    return name.split(/\s+/).filter(Boolean).map(function (word) {
-      var chars = Array.from(word);
-      if (chars.length <= 1) return word;
+    var words = spaced(name);
+    var masked = words.split(/([ \-'\u2019])/).map(function (part) {
+      if (BREAKS[part]) return part;
+      var chars = Array.from(part);
+      if (chars.length <= 1) return part;
       if (chars.length === 2) return chars[0] + "*";
       return chars[0] + "*".repeat(chars.length - 2) + chars[chars.length - 1];
-    }).join(" ");
+    }).join("");
+    return masked || null;
   }
 
   function clean(value) {
@@ -214,11 +226,32 @@
     return t ? t : null;
   }
 
+  /* healthcode/record.py _spaced: ICAO "<" fillers and runs of spaces as single spaces. */
+  function spaced(part) {
+    return part.replace(/</g, " ").split(/\s+/).filter(Boolean).join(" ");
+  }
+
+  /* healthcode/record.py is_cjk: Chinese, Japanese and Korean script (spaces aside). */
+  var CJK = new RegExp("^[\\s\u1100-\u11FF\u2E80-\u2FDF\u3040-\u30FF\u3100-\u318F" +
+                       "\u31A0-\u31FF\u3400-\u4DBF\u4E00-\u9FFF\uA960-\uA97F\uAC00-\uD7AF" +
+                       "\uF900-\uFAFF\u{20000}-\u{3134F}]+$", "u");
+
+  function isCjk(text) {
+    return Boolean(text) && !/^[\x00-\x7f]*$/.test(text) && CJK.test(text) && !/^\s+$/.test(text);
+  }
+
+  /* healthcode/record.py full_name: one display name from its parts, in the order the
+   * name's script writes it (CJK family name first with no space, others given name first). */
   function joinedName(given, family, text) {
     given = clean(given);
     family = clean(family);
+    if (given) given = spaced(given);
+    if (family) family = spaced(family);
+    if (given && family) {
+      return isCjk(family) && isCjk(given) ? family + given : given + " " + family;
+    }
     if (given || family) {
-      return [given, family].filter(Boolean).join(" ");
+      return family || given;
     }
     return clean(text);
   }
@@ -1130,23 +1163,26 @@
       return findSigner(trust, cose).then(function (cert) {
         var claims = readDccClaims(cose.payload);
         var now = at / 1000;
-        if (now < claims.iat) {
+        // mapping/eu_dcc.py check_validity: the checking time lies inside both the code's
+        // window and its signer's; an iat before the DSC or an exp past it is the issuer's
+        // slip (a warning there), and the code is valid until the DSC's end
+        if (claims.iat !== null && claims.iat !== undefined && now < claims.iat) {
           fail("not_yet_valid", "the code was issued after the checking time", "validity");
         }
         if (now > claims.exp) fail("expired", "the code has expired", "validity");
-        if (claims.iat < cert.notBefore) {
-          fail("not_yet_valid",
-               "the code was issued before its signer certificate became valid",
+        if (now < cert.notBefore) {
+          fail("not_yet_valid", "the signer certificate is not valid yet at the checking time",
                "validity");
         }
-        if (claims.iat > cert.notAfter) {
+        if (now > cert.notAfter) fail("expired", "the signer certificate has expired", "validity");
+        if (claims.iat !== null && claims.iat !== undefined && claims.iat > cert.notAfter) {
           fail("expired", "the code was issued after its signer certificate expired", "validity");
         }
-        if (claims.exp > cert.notAfter) {
-          fail("expired", "the code claims validity beyond its signer certificate's", "validity");
-        }
-        if (cert.usage && cert.usage.length && !KEY_USAGE[claims.type].some(function (oid) {
-          return cert.usage.indexOf(oid) >= 0;
+        // mapping/eu_dcc.py check_key_usage: only the DCC OIDs restrict what a DSC signs (the
+        // hcert specification's DSC limitation, as the Corona-Warn-App applies it)
+        var dccUsage = (cert.usage || []).filter(function (oid) { return DCC_OIDS[oid]; });
+        if (dccUsage.length && !KEY_USAGE[claims.type].some(function (oid) {
+          return dccUsage.indexOf(oid) >= 0;
         })) {
           fail("wrong_key_usage",
                "the signer certificate may not sign " + claims.type + " certificates",
@@ -1157,8 +1193,10 @@
         var answer = {
           valid: true, reason: null, scheme: "eu-dcc", status: null, issuer: claims.issuer,
           certificate_type: claims.type,
-          subject: {masked_name: maskName(joinedName(name.get("gn"), name.get("fn")))},
-          issued_at: isoTime(claims.iat), expires_at: isoTime(claims.exp),
+          subject: {masked_name: maskName(joinedName(name.get("gn"), name.get("fn")) ||
+                                        joinedName(name.get("gnt"), name.get("fnt")))},
+          issued_at: isoTime(claims.iat),
+          expires_at: isoTime(Math.min(claims.exp, cert.notAfter)),
           checked_online: false, checked_offline: true
         };
         return signatureHash(cose.signature, cose.alg === ALG_ES256).then(function (hash) {
