@@ -1,6 +1,6 @@
 """Reading real-looking codes through the camera (issue 13.10): rotated (30°, 45°, 90°),
-perspective-skewed, blurred and low-contrast QR codes, each as a fake-camera video, read at 4x
-CPU throttling.
+perspective-skewed, blurred and low-contrast QR codes, and codes on another phone's screen
+(bezel, tilt, glare), each as a fake-camera video, read at 4x CPU throttling.
 
 Headless Chromium on Linux has no BarcodeDetector, so these measure the page's own decoder:
 zxing-cpp as WebAssembly (vendor/zxing-reader.js), served by the app under the scanner page's
@@ -38,6 +38,11 @@ VARIANTS = {
                    ":sense=destination",
     "blurred": "scale=440:440:flags=neighbor,gblur=sigma=2.5",
     "low contrast": "scale=440:440:flags=neighbor,eq=contrast=0.35:brightness=0.15",
+    # another phone's screen: a black bezel, tilted in the hand, a lamp's glare on the glass
+    "phone screen": "scale=320:320:flags=neighbor,format=gray,pad=400:400:40:40:black,"
+                    "rotate=12*PI/180:fillcolor=black,"
+                    "geq=lum='min(255\\,lum(X\\,Y)*0.85+140*exp(-((X-260)*(X-260)"
+                    "+(Y-110)*(Y-110))/5000))'",
 }
 GOAL_MS = 1000
 GOAL_SHARE = 0.95
