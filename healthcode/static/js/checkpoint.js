@@ -22,9 +22,9 @@
   var SAME_CODE_MS = 5000; // the same code held in front of the camera is one scan, not many
   var MAX_SIDE = 800; // frames are scaled down to this: enough for a phone-screen QR, and fast
   // zxing's time box: a frame that takes longer than FRAME_BUDGET_MS makes the next ones
-  // smaller (down to MIN_SIDE, still 3 px a module for a 105-module SHC code filling half the
-  // frame), and quick frames let it grow back, so a slow phone still reads several frames a
-  // second and the page stays responsive
+  // smaller (down to MIN_SIDE, where a 105-module SHC code across two thirds of the frame
+  // still has 3 px a module), and quick frames let it grow back, so a slow phone still reads
+  // several frames a second and the page stays responsive
   var FRAME_BUDGET_MS = 120;
   var MIN_SIDE = 480;
   var ZXING_LOAD_MS = 15000; // a decoder that has not loaded by then is given up for jsQR
@@ -483,6 +483,7 @@
       }).catch(function () {
         detector = null; // a detector that fails once goes to zxing or jsQR for good
         video.dataset.decoder = zxing ? "zxing" : "jsqr";
+        startZxing();
       }).then(function () {
         next(asked);
       });
