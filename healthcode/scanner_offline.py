@@ -22,9 +22,13 @@ from .residents import get_ring
 #: the trust bundle's path (DESIGN.md contract), which the scanner keeps for offline checks
 BUNDLE_PATH = "/api/v1/trust/bundle"
 
+#: the camera decoder's WebAssembly (zxing-cpp), fetched by vendor/zxing-reader.js
+ZXING_WASM = "vendor/zxing_reader.wasm"
+
 #: what the scanner needs to run offline; the service worker keeps a copy of each
-WORKER_ASSETS = ("css/site.css", "js/prefs.js", "vendor/jsQR.min.js", "vendor/cbor-x.min.js",
-                 "js/offline-verify.js", "js/checkpoint.js")
+WORKER_ASSETS = ("css/site.css", "js/prefs.js", "vendor/zxing-reader.js", ZXING_WASM,
+                 "vendor/jsQR.min.js", "vendor/cbor-x.min.js", "js/offline-verify.js",
+                 "js/checkpoint.js")
 
 #: the facts of a partner code the scanner reads offline (mapping/partner_schema.py ClaimMap)
 PARTNER_FACTS = ("subject", "name", "status", "issued_at", "valid_until", "not_before",

@@ -53,6 +53,13 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "frame-ancestors 'none'",
 ])
 
+#: The signed-in scanner page alone may compile WebAssembly: its camera decoder is zxing-cpp
+#: built to wasm (vendor/zxing_reader.wasm, served by this app). 'wasm-unsafe-eval' allows
+#: WebAssembly.compile/instantiate and nothing else; 'unsafe-eval' (eval, new Function) stays
+#: forbidden, and every other page keeps the plain policy.
+CHECKPOINT_CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY.replace(
+    "script-src 'self'", "script-src 'self' 'wasm-unsafe-eval'")
+
 
 @bp.after_app_request
 def security_headers(response):
@@ -218,10 +225,13 @@ def checkpoint():
                      page_data={
         "verify_url": url_for("api.verify"), "lookup_url": url_for("lookup.lookup"),
         "keep": 5, **scanner_offline.page_data(),
+        # content-hashed, so the page must be told: the decoder fetches it itself
+        "zxing_wasm_url": asset_url(scanner_offline.ZXING_WASM),
         "worker_url": url_for("pages.checkpoint_worker"), "worker_scope": url_for(
             "pages.checkpoint")})
     # the service worker keeps only the signed-in scanner, never a sign-in or error page
     response.headers["X-Healthcode-Page"] = "checkpoint"
+    response.headers["Content-Security-Policy"] = CHECKPOINT_CONTENT_SECURITY_POLICY
     return response
 
 

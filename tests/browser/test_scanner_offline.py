@@ -306,6 +306,12 @@ def test_the_page_reloads_offline_from_the_service_worker(context_for, site):
     page.wait_for_selector("#trust-status[data-state=current]", timeout=15_000)
     seen = paste(page, code)
     assert (seen["valid"], seen["status"], seen["offline"]) == ("true", "green", "true")
+    # the camera decoder too: its script ran, and its WebAssembly comes from the worker's copy
+    assert page.evaluate("""() => {
+        const url = JSON.parse(document.getElementById('hc-page').textContent).zxing_wasm_url;
+        return ZXingWASM.prepareZXingModule({overrides: {locateFile: () => url},
+                                             fireImmediately: true}).then(() => true);
+    }""")
     screenshot(page, "scanner-offline-reloaded-en")
 
 

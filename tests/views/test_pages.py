@@ -139,10 +139,25 @@ def test_the_service_worker_is_served_from_the_root_for_the_scanner(checkpoint_c
     body = response.get_data(as_text=True)
     page = checkpoint_client.get("/checkpoint").get_data(as_text=True)
     for asset in ("js/checkpoint.js", "js/offline-verify.js", "vendor/cbor-x.min.js",
-                  "vendor/jsQR.min.js"):
+                  "vendor/jsQR.min.js", "vendor/zxing-reader.js"):
         # the worker keeps exactly the content-hashed URLs the page loads
         assert f'"{asset_src(page, asset)}"' in body
+    # and the decoder's WebAssembly, which the page fetches from the URL it is given
+    assert json.dumps(page_data(page)["zxing_wasm_url"]) in body
     assert '"/api/v1/trust/bundle"' in body and "hc-checkpoint-assets-" in body
+
+
+def test_the_scanner_is_told_where_its_webassembly_decoder_is(checkpoint_client):
+    """Content-hashed like every asset, so the page cannot guess the URL: it comes in the
+    page's data, and the app serves it itself (no CDN), as WebAssembly (streaming compile
+    needs application/wasm), cacheable for good."""
+    url = page_data(checkpoint_client.get("/checkpoint").get_data(as_text=True))[
+        "zxing_wasm_url"]
+    assert re.fullmatch(r"/assets/[0-9a-f]{12}/vendor/zxing_reader\.wasm", url)
+    response = checkpoint_client.get(url)
+    assert response.status_code == 200 and response.mimetype == "application/wasm"
+    assert response.get_data()[:4] == b"\0asm"
+    assert "immutable" in response.headers["Cache-Control"]
 
 
 def test_a_signin_page_is_not_marked_for_keeping(client):
@@ -150,17 +165,22 @@ def test_a_signin_page_is_not_marked_for_keeping(client):
     assert "X-Healthcode-Page" not in response.headers
 
 
-@pytest.mark.parametrize("name, licence, licence_words", [
-    ("jsQR.min.js", "Apache-2.0", "Apache License"),
-    ("cbor-x.min.js", "MIT", "MIT License"),
+@pytest.mark.parametrize("name, licence, licence_words, licence_files", [
+    ("jsQR.min.js", "Apache-2.0", "Apache License", ["jsQR.LICENSE"]),
+    ("cbor-x.min.js", "MIT", "MIT License", ["cbor-x.LICENSE"]),
+    # zxing-wasm's own code is MIT; the zxing-cpp inside its build is Apache-2.0
+    ("zxing-reader.js", "MIT", "MIT License", ["zxing-wasm.LICENSE"]),
+    ("zxing_reader.wasm", "Apache-2.0", "Apache License", ["zxing-cpp.LICENSE"]),
 ])
-def test_the_vendored_scripts_are_the_pinned_releases(name, licence, licence_words):
+def test_the_vendored_scripts_are_the_pinned_releases(name, licence, licence_words,
+                                                      licence_files):
     readme = (PACKAGE / "static" / "vendor" / "README.md").read_text()
     digest = hashlib.sha256((PACKAGE / "static" / "vendor" / name).read_bytes()).hexdigest()
     row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}`"))
     assert digest in row and licence in row
-    stem = name.split(".")[0]
-    assert licence_words in (PACKAGE / "static" / "vendor" / f"{stem}.LICENSE").read_text()
+    for licence_file in licence_files:
+        assert f"`{licence_file}`" in row
+        assert licence_words in (PACKAGE / "static" / "vendor" / licence_file).read_text()
 
 
 def test_the_scanner_form_fields_have_no_names(checkpoint_client):
@@ -181,6 +201,18 @@ def test_every_response_has_a_csp_without_inline_scripts(client, path):
     assert "unsafe" not in policy
     assert "data:" in directives["img-src"] and "blob:" in directives["img-src"]
     assert directives["frame-ancestors"] == "'none'" and directives["object-src"] == "'none'"
+
+
+def test_only_the_scanner_may_compile_webassembly(checkpoint_client):
+    """The scanner's camera decoder is WebAssembly: its page alone adds 'wasm-unsafe-eval',
+    which allows compiling wasm and never eval or new Function ('unsafe-eval')."""
+    policy = checkpoint_client.get("/checkpoint").headers["Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert directives["script-src"] == "'self' 'wasm-unsafe-eval'"
+    assert "'unsafe-eval'" not in policy and "unsafe-inline" not in policy
+    assert policy.replace(" 'wasm-unsafe-eval'", "") == \
+        checkpoint_client.application.test_client().get("/me").headers[
+            "Content-Security-Policy"]
 
 
 def test_pages_have_no_inline_script_or_style(resident_client, creds):

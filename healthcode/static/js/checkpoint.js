@@ -1,4 +1,5 @@
-/* The checkpoint scanner: camera frames -> jsQR (served by this app) -> POST /api/v1/verify,
+/* The checkpoint scanner: camera frames -> a QR decoder (the browser's BarcodeDetector, else
+ * zxing-cpp as WebAssembly, else jsQR; all but the first served by this app) -> POST /api/v1/verify,
  * and, when the service cannot be reached, the same checks in the browser (offline-verify.js)
  * against the signed trust bundle kept on this device.
  *
@@ -20,6 +21,13 @@
   var SCAN_EVERY_MS = 100;
   var SAME_CODE_MS = 5000; // the same code held in front of the camera is one scan, not many
   var MAX_SIDE = 800; // frames are scaled down to this: enough for a phone-screen QR, and fast
+  // zxing's time box: a frame that takes longer than FRAME_BUDGET_MS makes the next ones
+  // smaller (down to MIN_SIDE, where a 105-module SHC code across two thirds of the frame
+  // still has 3 px a module), and quick frames let it grow back, so a slow phone still reads
+  // several frames a second and the page stays responsive
+  var FRAME_BUDGET_MS = 120;
+  var MIN_SIDE = 480;
+  var ZXING_LOAD_MS = 15000; // a decoder that has not loaded by then is given up for jsQR
 
   var video = document.getElementById("video");
   var canvas = document.getElementById("frame");
@@ -393,67 +401,182 @@
     trustStatus.dataset.refreshes = String(Number(trustStatus.dataset.refreshes || 0) + 1);
   }
 
-  function onCode(code, started) {
+  /* A code read (by: the decoder that read it, or "typed"). */
+  function onCode(code, started, by) {
     var at = Date.now();
     if (busy || (code === lastText && at - lastAt < SAME_CODE_MS)) {
       return;
     }
     lastText = code;
     lastAt = at;
+    performance.mark("hc-code-read"); // for measuring how long a code takes to be read
+    video.dataset.readBy = by || "typed";
     verify(code, started);
+  }
+
+  function ready() {
+    return !busy && !document.hidden && video.readyState >= video.HAVE_CURRENT_DATA &&
+      video.videoWidth > 0;
+  }
+
+  /* The current frame, scaled so its longer side is at most maxSide, as RGBA pixels. */
+  function grab(maxSide) {
+    var scale = Math.min(1, maxSide / Math.max(video.videoWidth, video.videoHeight));
+    var width = Math.round(video.videoWidth * scale);
+    var height = Math.round(video.videoHeight * scale);
+    if (canvas.width !== width || canvas.height !== height) {
+      canvas.width = width;
+      canvas.height = height;
+    }
+    context.drawImage(video, 0, 0, width, height);
+    return context.getImageData(0, 0, width, height);
+  }
+
+  function next(startedAt) {
+    var spent = startedAt === undefined ? 0 : performance.now() - startedAt;
+    window.setTimeout(scanFrame, Math.max(20, SCAN_EVERY_MS - spent));
+  }
+
+  // zxing: formats and options chosen for a QR on a screen or paper in a guard's hand
+  var zxingSide = MAX_SIDE;
+  var zxingFrames = 0;
+  function zxingOptions() {
+    return {
+      formats: ["QRCode"],
+      tryHarder: true, // finder patterns searched more densely: small, skewed, blurred codes
+      // QR finder patterns read at any angle; 90-degree turns only help linear barcodes
+      tryRotate: false,
+      // inverted codes (light on dark, as some phones' dark mode shows them) on every other
+      // frame: the search for them doubles a frame's time when no code is there
+      tryInvert: zxingFrames % 2 === 1,
+      tryDownscale: true, // a code filling the frame is found on a smaller copy, faster
+      maxNumberOfSymbols: 1,
+      textMode: "Plain"
+    };
+  }
+
+  function scanWithZxing() {
+    var started = performance.now();
+    var frame = grab(zxingSide);
+    var options = zxingOptions();
+    zxingFrames += 1;
+    zxing.readBarcodes(frame, options).then(function (codes) {
+      var took = performance.now() - started;
+      zxingSide = took > FRAME_BUDGET_MS ? Math.max(MIN_SIDE, Math.round(zxingSide * 0.8))
+        : (took < FRAME_BUDGET_MS / 2 ? Math.min(MAX_SIDE, Math.round(zxingSide * 1.1))
+          : zxingSide);
+      var found = codes.filter(function (c) { return c.isValid !== false && c.text; })[0];
+      if (found) {
+        onCode(found.text.trim(), started, "zxing");
+      }
+      next(started);
+    }).catch(function () {
+      zxing = null; // a decoder that fails once goes back to jsQR for good
+      video.dataset.decoder = "jsqr";
+      next(started);
+    });
   }
 
   function scanFrame() {
     if (!scanning) {
       return;
     }
-    if (detector && !busy && !document.hidden && video.readyState >= video.HAVE_CURRENT_DATA) {
+    if (detector && ready()) {
       // the browser's own decoder (issue 13.10): reads rotated, skewed and glared codes better
       var asked = performance.now();
       detector.detect(video).then(function (codes) {
         if (codes.length && codes[0].rawValue) {
-          onCode(String(codes[0].rawValue).trim(), asked);
+          onCode(String(codes[0].rawValue).trim(), asked, "native");
         }
       }).catch(function () {
-        detector = null; // a detector that fails once goes back to jsQR for good
+        detector = null; // a detector that fails once goes to zxing or jsQR for good
+        video.dataset.decoder = zxing ? "zxing" : "jsqr";
+        startZxing();
       }).then(function () {
-        window.setTimeout(scanFrame, SCAN_EVERY_MS);
+        next(asked);
       });
       return;
     }
-    if (!busy && !document.hidden && video.readyState >= video.HAVE_CURRENT_DATA &&
-        video.videoWidth > 0 && typeof window.jsQR === "function") {
+    if (!detector && zxing && ready()) {
+      scanWithZxing();
+      return;
+    }
+    if (ready() && typeof window.jsQR === "function") {
       var started = performance.now();
-      var scale = Math.min(1, MAX_SIDE / Math.max(video.videoWidth, video.videoHeight));
-      var width = Math.round(video.videoWidth * scale);
-      var height = Math.round(video.videoHeight * scale);
-      canvas.width = width;
-      canvas.height = height;
-      context.drawImage(video, 0, 0, width, height);
-      var frame = context.getImageData(0, 0, width, height);
-      var found = window.jsQR(frame.data, width, height, {inversionAttempts: "dontInvert"});
+      var frame = grab(MAX_SIDE);
+      var found = window.jsQR(frame.data, frame.width, frame.height,
+                              {inversionAttempts: "dontInvert"});
       if (found && found.data) {
-        onCode(found.data.trim(), started);
+        onCode(found.data.trim(), started, "jsqr");
       }
     }
-    window.setTimeout(scanFrame, SCAN_EVERY_MS);
+    next();
+  }
+
+  /* zxing-cpp built to WebAssembly (vendor/zxing-reader.js): faster than jsQR and reads
+   * rotated, perspective-skewed, blurred and low-contrast codes jsQR misses. Its .wasm comes
+   * from this app under its content-hashed URL (never the package's CDN default), so it works
+   * on an offline LAN and from the service worker's copy. Resolves to the library, or null
+   * where WebAssembly, the script or the file is missing: then jsQR reads. */
+  var zxing = null;
+  function loadZxing() {
+    var lib = window.ZXingWASM;
+    if (!lib || typeof lib.prepareZXingModule !== "function" || !page.zxing_wasm_url ||
+        typeof WebAssembly !== "object") {
+      return Promise.resolve(null);
+    }
+    var loading = Promise.resolve().then(function () {
+      return lib.prepareZXingModule({
+        overrides: {
+          locateFile: function (path, prefix) {
+            return /\.wasm$/.test(path) ? page.zxing_wasm_url : prefix + path;
+          }
+        },
+        fireImmediately: true
+      });
+    });
+    var timeout = new Promise(function (resolve) {
+      window.setTimeout(resolve, ZXING_LOAD_MS, null);
+    });
+    return Promise.race([loading.then(function () { return lib; }), timeout])
+      .catch(function () {
+        return null;
+      });
+  }
+  var zxingLoading = null;
+  function startZxing() {
+    if (!zxingLoading) {
+      zxingLoading = loadZxing().then(function (lib) {
+        zxing = lib;
+        if (!detector && scanning) {
+          video.dataset.decoder = lib ? "zxing" : "jsqr";
+        }
+      });
+    }
+  }
+  // without a BarcodeDetector, fetched and compiled while the page and camera start, not
+  // when the first frame needs it
+  if (typeof window.BarcodeDetector !== "function") {
+    startZxing();
   }
 
   /* The browser's BarcodeDetector where it reads QR codes (Chrome on Android, macOS,
-   * ChromeOS); elsewhere jsQR. */
+   * ChromeOS); elsewhere zxing, and jsQR where zxing cannot load. */
   var detector = null;
   function findDetector() {
-    if (typeof window.BarcodeDetector !== "function" ||
-        typeof window.BarcodeDetector.getSupportedFormats !== "function") {
-      video.dataset.decoder = "jsqr";
-      return Promise.resolve();
-    }
-    return window.BarcodeDetector.getSupportedFormats().then(function (formats) {
-      if (formats.indexOf("qr_code") >= 0) {
-        detector = new window.BarcodeDetector({formats: ["qr_code"]});
+    var native = typeof window.BarcodeDetector === "function" &&
+      typeof window.BarcodeDetector.getSupportedFormats === "function"
+      ? window.BarcodeDetector.getSupportedFormats().then(function (formats) {
+        if (formats.indexOf("qr_code") >= 0) {
+          detector = new window.BarcodeDetector({formats: ["qr_code"]});
+        }
+      }).catch(function () {}) : Promise.resolve();
+    return native.then(function () {
+      if (!detector) {
+        startZxing(); // a BarcodeDetector without QR codes
       }
-    }).catch(function () {}).then(function () {
-      video.dataset.decoder = detector ? "native" : "jsqr";
+      // jsQR reads while zxing is still loading; zxing takes over once it is there
+      video.dataset.decoder = detector ? "native" : (zxing ? "zxing" : "jsqr");
     });
   }
 
