@@ -33,6 +33,8 @@ from bench.run import Gunicorn, log, wrk  # noqa: E402
 from tests.support import RedisProcess  # noqa: E402
 
 RULE_COUNT = 30
+#: A fixed record-key ring for the private data dir (a REDIS_URL host makes none itself).
+RECORD_KEY = "1:" + "YmVuY2gtcmVjb3JkLWtleS0wMTIzNDU2Nzg5YWJjZGU"
 
 
 def _conformance() -> Path:
@@ -111,11 +113,15 @@ def main(argv: list[str] | None = None) -> int:
         code = prepare(data)
         env = {"REDIS_URL": redis.url, "HEALTHCODE_DATA_DIR": str(data),
                "HEALTHCODE_ISSUER": "HC-BENCH",
-               "HEALTHCODE_SUBJECT_SECRET": "bench-subject-secret-0123456789"}
+               "HEALTHCODE_SUBJECT_SECRET": "bench-subject-secret-0123456789",
+               "HEALTHCODE_RECORD_KEY": RECORD_KEY,
+               "HEALTHCODE_SECRET_KEY": "bench-session-secret-0123456789"}
         from healthcode import create_app
 
         app = create_app({"REDIS_URL": redis.url, "DATA_DIR": str(data), "ISSUER": "HC-BENCH",
-                          "SUBJECT_SECRET": "bench-subject-secret-0123456789"})
+                          "SUBJECT_SECRET": "bench-subject-secret-0123456789",
+                          "RECORD_KEY": RECORD_KEY,
+                          "SECRET_KEY": env["HEALTHCODE_SECRET_KEY"]})
         _, token = app.extensions["healthcode.store"].create_credential("checkpoint")
         client = app.test_client()
         headers = {"Authorization": f"Bearer {token}"}
