@@ -486,10 +486,12 @@ class _Generator:
             if index is not None and 0 <= index < _SMALL_INT:
                 lines.append(f"{pad}{target} = {source}.get({key}) if type({source}) is dict "
                              f"else {source}[{index}] if type({source}) is list and "
-                             f"len({source}) > {index} else _step({source}, {key}, {index})")
+                             f"len({source}) > {index} else None if {source} is None "
+                             f"else _step({source}, {key}, {index})")
             else:
                 index_text = "None" if index is None else self.constant(index)
                 lines.append(f"{pad}{target} = {source}.get({key}) if type({source}) is dict "
+                             f"else None if {source} is None "
                              f"else _step({source}, {key}, {index_text})")
             source = target
         return target
