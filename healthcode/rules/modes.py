@@ -29,6 +29,7 @@ counted as passed; with no rule applicable at all, nothing is granted either.
 """
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from pathlib import Path
 from ..errors import ConfigurationError
 from ..record import STATUSES, Record, format_time
 from .projection import project
-from .ruleset import (RULE_TYPES, RuleError, RuleResult, RuleSet, inline_rule, judge,
+from .ruleset import (RULE_TYPES, RuleError, RuleResult, RuleSet, inline_rule, judge_all,
                       read_rule_file)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -132,23 +133,24 @@ def load_modes(folder: Path) -> dict[str, Mode]:
 
 @dataclass
 class Verdict:
-    """The rules one code met under one mode."""
+    """The rules one code met under one mode (``results`` complete when it is made: the
+    partitions below are computed once)."""
 
     results: list[RuleResult]
     certificate_type: str | None
 
-    @property
+    @functools.cached_property
     def failed(self) -> list[RuleResult]:
         return [r for r in self.results if r.result == "failed"]
 
-    @property
+    @functools.cached_property
     def open(self) -> list[RuleResult]:
         return [r for r in self.results if r.result == "open"]
 
     @property
     def passed(self) -> bool:
         """Every rule passed, and there was at least one."""
-        return bool(self.results) and all(r.result == "passed" for r in self.results)
+        return bool(self.results) and not self.failed and not self.open
 
 
 def select_rules(mode: Mode, rules: RuleSet, certificate_type: str | None, at: datetime,
@@ -188,9 +190,7 @@ def judge_candidates(record: Record, select, external: dict, no_evidence=None) -
     verdicts = []
     for candidate in project(record):
         data = {"payload": candidate.payload, "external": external}
-        memo: dict = {}
-        results = [judge(rule, data, candidate.unknown, memo)
-                   for rule in select(candidate.certificate_type)]
+        results = judge_all(select(candidate.certificate_type), data, candidate.unknown)
         if candidate.certificate_type is None and no_evidence is not None:
             results.append(no_evidence())
         verdicts.append(Verdict(results, candidate.certificate_type))

@@ -379,6 +379,35 @@ def judge(rule: Rule, data: dict, unknown: frozenset[str] = frozenset(),
             outcome = (None, exc)
         if memo is not None:
             memo[program] = outcome
+    return _result(rule, outcome, unknown)
+
+
+def judge_all(rules: Iterable[Rule], data: dict, unknown: frozenset[str] = frozenset()
+              ) -> list[RuleResult]:
+    """:func:`judge` for each rule on one data context, each distinct Logic evaluated once.
+    The loop a scan runs for every rule of its mode: the common outcome (a boolean that
+    passes) takes no more than a lookup."""
+    memo: dict = {}
+    results = []
+    for rule in rules:
+        program = rule.program
+        outcome = memo.get(program)
+        if outcome is None:
+            try:
+                outcome = (program(data), None)
+            except certlogic.CertLogicError as exc:
+                outcome = (None, exc)
+            memo[program] = outcome
+        value = outcome[0]
+        if (value is True and rule.type == "Acceptance") or (
+                value is False and rule.type == "Invalidation"):
+            results.append(rule.outcomes["passed"])
+        else:
+            results.append(_result(rule, outcome, unknown))
+    return results
+
+
+def _result(rule: Rule, outcome: tuple, unknown: frozenset[str]) -> RuleResult:
     value, error = outcome
     if error is not None:
         return RuleResult(rule, "open", _unsaid(rule, unknown)
