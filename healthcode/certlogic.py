@@ -425,6 +425,9 @@ class _Generator:
         self.functions: list[str] = []
         self.constants: dict[str, Any] = {}
         self.count = 0
+        # data paths already read where the code being generated runs, and the temporaries
+        # holding them: a path is read once per function and branch (reads have no effects)
+        self.known: dict[str, str] = {}
 
     def name(self, prefix: str = "t") -> str:
         self.count += 1
@@ -439,7 +442,9 @@ class _Generator:
         """A function ``(data, steps)`` evaluating ``expr``; returns its name."""
         name = self.name("f_")
         lines: list[str] = []
+        outer, self.known = self.known, {}  # its own data, or its own locals
         result = self.emit(expr, lines, 1)
+        self.known = outer
         lines.append(f"    return {result}")
         self.functions.append(f"def {name}(data, steps):\n" + "\n".join(lines) + "\n")
         return name
@@ -466,21 +471,33 @@ class _Generator:
         (operator, values), = expr.items()
         return getattr(self, _EMITTERS[operator])(operator, values, lines, level)
 
-    def branch(self, expr: Any, target: str, lines: list[str], level: int) -> None:
-        """``target = <expr>`` inside a block at ``level``; a function of its own if deep."""
+    def branch(self, expr: Any, target: str, lines: list[str], level: int,
+               scoped: bool = True) -> None:
+        """``target = <expr>`` inside a block at ``level``; a function of its own if deep.
+        What a ``scoped`` branch reads is not known after it (it may not have run)."""
         pad = "    " * level
         if level > _MAX_NESTING:
             lines.append(f"{pad}{target} = {self.function(expr)}(data, steps)")
-        else:
-            lines.append(f"{pad}{target} = {self.emit(expr, lines, level)}")
+            return
+        outer = self.known
+        if scoped:
+            self.known = dict(outer)
+        lines.append(f"{pad}{target} = {self.emit(expr, lines, level)}")
+        self.known = outer
 
     def var(self, operator, path, lines, level):
         if path == "":
             return "data"
         pad = "    " * level
         source = "data"
-        target = self.name()
+        prefix = ""
         for fragment in path.split("."):
+            prefix += "." + fragment
+            known = self.known.get(prefix)
+            if known is not None:
+                source = known
+                continue
+            target = self.known[prefix] = self.name()
             key = repr(fragment)
             index = _index(fragment)
             if index is not None and 0 <= index < _SMALL_INT:
@@ -494,7 +511,7 @@ class _Generator:
                              f"else None if {source} is None "
                              f"else _step({source}, {key}, {index_text})")
             source = target
-        return target
+        return source
 
     def if_(self, operator, values, lines, level):
         pad = "    " * level
@@ -515,11 +532,14 @@ class _Generator:
         pad, inner = "    " * level, "    " * (level + 1)
         target = self.name()
         lines.append(f"{pad}while True:")
+        # each operand runs only after those before it: it may use what they read
+        outer, self.known = self.known, dict(self.known)
         for value in values:
-            self.branch(value, target, lines, level + 1)
+            self.branch(value, target, lines, level + 1, scoped=False)
             lines.append(f"{inner}if {target} is not True and _falsy_operand({target}):")
             lines.append(f"{inner}    break")
         lines.append(f"{inner}break")
+        self.known = outer
         return target
 
     def equals(self, operator, values, lines, level):
@@ -557,19 +577,27 @@ class _Generator:
         return self.call("_plus", values, lines, level)
 
     def comparison(self, operator, values, lines, level):
+        """Inline where every operand is of the type compared (integers; date-times, whose
+        ``ms`` is compared), else :func:`_compare`, which checks and raises."""
         operands = [self.emit(v, lines, level) for v in values]
         symbol = DATE_COMPARISONS.get(operator, operator)
         target = self.name()
         pad = "    " * level
-        names = all(_is_name(operand) for operand in operands)  # a literal has no ``.ms``
-        if len(operands) == 2 and (names or operator not in DATE_COMPARISONS):
-            a, b = operands
-            kind = "_DateTime" if operator in DATE_COMPARISONS else "int"
-            left, right = (f"{a}.ms", f"{b}.ms") if kind == "_DateTime" else (a, b)
-            lines.append(f"{pad}{target} = ({left} {symbol} {right}) if type({a}) is {kind} and "
-                         f"type({b}) is {kind} else _compare({operator!r}, {a}, {b})")
+        generic = f"_compare({operator!r}, {', '.join(operands)})"
+        if operator in DATE_COMPARISONS:
+            if not all(_is_name(operand) for operand in operands):  # a literal is no date
+                lines.append(f"{pad}{target} = {generic}")
+                return target
+            checks = [f"type({o}) is _DateTime" for o in operands]
+            values_ = [f"{o}.ms" for o in operands]
         else:
-            lines.append(f"{pad}{target} = _compare({operator!r}, {', '.join(operands)})")
+            # an int literal needs no check; any other literal fails in _compare
+            checks = [f"type({o}) is int" for o in operands
+                      if _is_name(o) or not o.lstrip("-").isdigit()]
+            values_ = operands
+        pairs = " and ".join(f"{x} {symbol} {y}" for x, y in zip(values_, values_[1:]))
+        condition = " and ".join(checks) or "True"
+        lines.append(f"{pad}{target} = ({pairs}) if {condition} else {generic}")
         return target
 
     def not_(self, operator, values, lines, level):
@@ -703,7 +731,18 @@ def _not(value) -> bool:
 def _plus_time_of(text, amount: int, unit: str) -> DateTime:
     if type(text) is not str:
         raise EvaluationError('date argument (#1) of "plusTime" must be a string')
-    return _plus_time(_parse_date_time(text), amount, unit)
+    if len(text) > 64:
+        _parse_date_time(text)  # raises: longer than any allowed format
+    # a new DateTime per call, as _parse_date_time says; the arithmetic is kept by text
+    moment = object.__new__(DateTime)
+    moment.ms = _shifted_ms(text, amount, unit)
+    return moment
+
+
+@functools.lru_cache(maxsize=4096)
+def _shifted_ms(text: str, amount: int, unit: str) -> int:
+    """``plusTime``'s instant for a (short) text, in range (DateTime checked it)."""
+    return _plus_time(_parse_date_time(text), amount, unit).ms
 
 
 def _reduce(items, accumulator, lambda_, steps):
