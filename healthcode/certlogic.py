@@ -517,8 +517,7 @@ class _Generator:
         pad = "    " * level
         guard = self.emit(values[0], lines, level)
         truth, target = self.name(), self.name()
-        lines.append(f"{pad}{truth} = {guard} if {guard} is True or {guard} is False "
-                     f"else _boolsiness({guard})")
+        lines.append(f"{pad}{truth} = {_truth(guard)}")
         lines.append(f"{pad}if {truth} is True:")
         self.branch(values[1], target, lines, level + 1)
         lines.append(f"{pad}elif {truth} is False:")
@@ -563,7 +562,8 @@ class _Generator:
             lines.append(f"{pad}{target} = type({needle}) is str and {needle} in {strings}")
             return target
         haystack = self.emit(literal, lines, level)
-        lines.append(f"{pad}{target} = _in({needle}, {haystack})")
+        lines.append(f"{pad}{target} = ({needle} in {haystack}) if type({needle}) is str and "
+                     f"type({haystack}) is list else _in({needle}, {haystack})")
         return target
 
     def call(self, helper: str, values, lines, level, *extra) -> str:
@@ -574,7 +574,12 @@ class _Generator:
         return target
 
     def plus(self, operator, values, lines, level):
-        return self.call("_plus", values, lines, level)
+        a, b = (self.emit(v, lines, level) for v in values)
+        target = self.name()
+        lines.append(f"{'    ' * level}{target} = ({a} + {b}) if type({a}) is int and type({b}) "
+                     f"is int and -{MAX_SAFE_INTEGER} <= {a} + {b} <= {MAX_SAFE_INTEGER} "
+                     f"else _plus({a}, {b})")
+        return target
 
     def comparison(self, operator, values, lines, level):
         """Inline where every operand is of the type compared (integers; date-times, whose
@@ -634,6 +639,13 @@ _EMITTERS = {"var": "var", "if": "if_", "and": "and_", "===": "equals", "in": "i
              "+": "plus", "!": "not_", "plusTime": "plus_time", "reduce": "reduce",
              "extractFromUVCI": "extract", "dccDateOfBirth": "dob",
              **{op: "comparison" for op in (*COMPARISONS, *DATE_COMPARISONS)}}
+
+
+def _truth(value: str) -> str:
+    """Python for :func:`boolsiness` of a generated value, inline for the common kinds."""
+    return (f"{value} if {value} is True or {value} is False else False if {value} is None "
+            f"else len({value}) != 0 if type({value}) is dict or type({value}) is list or "
+            f"type({value}) is str else _boolsiness({value})")
 
 
 def _is_name(text: str) -> bool:

@@ -213,7 +213,8 @@ def _no_evidence(mode: Mode) -> RuleResult:
 def apply_verdict(answer: dict, verdict: Verdict, mode: Mode, lang: str | None) -> dict:
     """Fold a verdict into a verify answer (DESIGN.md: rules, policy_refused, open)."""
     answer["mode"] = mode.name
-    answer["rules"] = [r.to_dict(lang) for r in verdict.results]
+    answer["rules"] = [r.rule.body(r.result, lang) if r.note is None else r.to_dict(lang)
+                       for r in verdict.results]
     if verdict.failed:
         first = verdict.failed[0]
         answer.update(valid=False, reason="policy_refused",

@@ -394,7 +394,7 @@ def judge_all(rules: Iterable[Rule], data: dict, unknown: frozenset[str] = froze
         outcome = memo.get(program)
         if outcome is None:
             try:
-                outcome = (program(data), None)
+                outcome = (program.evaluate(data), None)
             except certlogic.CertLogicError as exc:
                 outcome = (None, exc)
             memo[program] = outcome
