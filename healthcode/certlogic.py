@@ -2,7 +2,8 @@
 
 ``evaluate(expression, data)`` returns the value the specification defines and ``validate(
 expression)`` the list of issues, each ``{"expr": <offending sub-expression>, "message": str}``.
-Rules are compiled once (:func:`compile`) into a tree of closures and then evaluated per code.
+Rules are compiled once (:func:`compile`) into Python source generated from the validated tree
+(see "compiling" below) and then evaluated per code.
 
 The specification (``certlogic/specification.md`` of ehn-dcc-development/eu-dcc-business-rules)
 is followed line by line; where it is silent the two reference engines of that repository,
