@@ -29,7 +29,6 @@ counted as passed; with no rule applicable at all, nothing is granted either.
 """
 from __future__ import annotations
 
-import functools
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -133,19 +132,17 @@ def load_modes(folder: Path) -> dict[str, Mode]:
 
 @dataclass
 class Verdict:
-    """The rules one code met under one mode (``results`` complete when it is made: the
-    partitions below are computed once)."""
+    """The rules one code met under one mode (``results`` complete when it is made: it is
+    partitioned once, here)."""
 
     results: list[RuleResult]
     certificate_type: str | None
+    failed: list[RuleResult] = field(init=False, repr=False)
+    open: list[RuleResult] = field(init=False, repr=False)
 
-    @functools.cached_property
-    def failed(self) -> list[RuleResult]:
-        return [r for r in self.results if r.result == "failed"]
-
-    @functools.cached_property
-    def open(self) -> list[RuleResult]:
-        return [r for r in self.results if r.result == "open"]
+    def __post_init__(self):
+        self.failed = [r for r in self.results if r.result == "failed"]
+        self.open = [r for r in self.results if r.result == "open"]
 
     @property
     def passed(self) -> bool:

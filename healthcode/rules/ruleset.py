@@ -118,7 +118,7 @@ class Rule:
                     "country": self.country}
             if len(self._bodies) < _MAX_BODIES:
                 self._bodies[key] = base
-        return dict(base)
+        return base.copy()
 
     def applies(self, certificate_type: str | None, at: datetime) -> bool:
         """General or of this certificate type, and valid at ``at``."""
