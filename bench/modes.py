@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                "HEALTHCODE_ISSUER": "HC-BENCH",
                "HEALTHCODE_SUBJECT_SECRET": "bench-subject-secret-0123456789",
                "HEALTHCODE_RECORD_KEY": RECORD_KEY,
-               "HEALTHCODE_SECRET_KEY": "bench-session-secret-0123456789"}
+               "HEALTHCODE_SECRET_KEY": "bench-session-secret-0123456789",
+               # throughput, not shedding: on a loaded machine queued requests would be 503s
+               "HEALTHCODE_MAX_QUEUE_MS": "0"}
         from healthcode import create_app
 
         app = create_app({"REDIS_URL": redis.url, "DATA_DIR": str(data), "ISSUER": "HC-BENCH",
