@@ -2,7 +2,8 @@
 
 ``evaluate(expression, data)`` returns the value the specification defines and ``validate(
 expression)`` the list of issues, each ``{"expr": <offending sub-expression>, "message": str}``.
-Rules are compiled once (:func:`compile`) into a tree of closures and then evaluated per code.
+Rules are compiled once (:func:`compile`) into Python source generated from the validated tree
+(see "compiling" below) and then evaluated per code.
 
 The specification (``certlogic/specification.md`` of ehn-dcc-development/eu-dcc-business-rules)
 is followed line by line; where it is silent the two reference engines of that repository,
@@ -34,8 +35,10 @@ file cannot hang a worker, however it nests its reductions.
 """
 from __future__ import annotations
 
+import builtins
 import functools
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
@@ -326,20 +329,34 @@ _VALIDATORS = {"if": _validate_if, "!": _validate_not, "plusTime": _validate_plu
 
 
 # -- compiling -----------------------------------------------------------------------------------
-# A program is a closure f(data, steps) -> value; ``steps`` is a one-item list counting down
-# the reduce budget of this one evaluation.
+# A validated expression is translated to Python source, one statement per operation with a
+# temporary per value, and that source is compiled once (rules are compiled at load, and
+# :func:`compile_cached` shares programs by content): evaluating a rule is then one call, not a
+# call per node. Safety: the source is generated from the *validated* tree only. It holds
+# generated names, fixed operator code, and, of the expression's own content, path keys and
+# string literals through ``repr`` (a Python literal of exactly that string), small integers
+# through ``repr`` of an ``int``, and everything else (floats, large integers, literal sets) as
+# objects in the namespace, never as text. Semantics are those of the closures this replaced,
+# operation by operation: the same evaluation order, the same errors, and ``reduce`` still
+# counts its lambda calls against the one budget ``steps`` of the evaluation.
+#
+# Python bounds what one function may nest (100 indentation levels, 20 nested loops), so a
+# branch that would nest deeper than :data:`_MAX_NESTING` becomes a function of its own;
+# ``reduce`` lambdas are functions of their own anyway, as they see their own data.
 
 Closure = Callable[[Any, list], Any]
+_MAX_NESTING = 12
 
 
 class Program:
     """A validated expression, compiled once and evaluated on many data contexts."""
 
-    __slots__ = ("expression", "_run")
+    __slots__ = ("expression", "_run", "source")
 
-    def __init__(self, expression: Any, run: Closure):
+    def __init__(self, expression: Any, run: Closure, source: str = ""):
         self.expression = expression
         self._run = run
+        self.source = source  # the generated Python, for reading and debugging
 
     def __call__(self, data: Any) -> Any:
         """The value of the expression on ``data``; :class:`CertLogicError` where it fails."""
@@ -356,7 +373,16 @@ def compile(expression: Any) -> Program:  # noqa: A001 (the name the concept has
     issues = validate(expression)
     if issues:
         raise InvalidExpression(issues)
-    return Program(expression, _build(expression))
+    generator = _Generator()
+    entry = generator.function(expression)
+    source = "\n".join(generator.functions)
+    namespace = dict(_RUNTIME, **generator.constants)
+    with warnings.catch_warnings():
+        # ``'a' is True`` where an operand is a literal: meant, and answered correctly
+        warnings.simplefilter("ignore", SyntaxWarning)
+        code = builtins.compile(source, "<certlogic>", "exec")
+    exec(code, namespace)  # noqa: S102 (generated from the validated tree, see above)
+    return Program(expression, namespace[entry], source)
 
 
 def evaluate(expression: Any, data: Any) -> Any:
@@ -390,78 +416,253 @@ def compile_cached(expression: Any) -> Program:
 
 _CACHE: dict[str, Program] = {}
 _CACHE_SIZE = 512
+_SMALL_INT = 10 ** 15
 
 
-def _build(expr: Any) -> Closure:
-    kind = type(expr)
-    if kind is list:
-        items = [_build(item) for item in expr]
-        return lambda data, steps: [item(data, steps) for item in items]
-    if kind is not dict:
-        return lambda data, steps: expr
-    (operator, values), = expr.items()
-    return _BUILDERS[operator](operator, values)
+class _Generator:
+    """Python source for a validated expression: :meth:`function` gives a function's name."""
 
+    def __init__(self):
+        self.functions: list[str] = []
+        self.constants: dict[str, Any] = {}
+        self.count = 0
+        # data paths already read where the code being generated runs, and the temporaries
+        # holding them: a path is read once per function and branch (reads have no effects)
+        self.known: dict[str, str] = {}
 
-def _build_var(operator, path):
-    if path == "":
-        return lambda data, steps: data
-    fragments = []
-    for fragment in path.split("."):
-        index = int(fragment) if re.fullmatch(r"[+-]?\d+", fragment) else None
-        fragments.append((fragment, index))
-    if len(fragments) == 1:
-        (key, index), = fragments
+    def name(self, prefix: str = "t") -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
 
-        def var1(data, steps):
-            kind = type(data)
-            if kind is dict:
-                return data.get(key)
-            return _step(data, key, index)
+    def constant(self, value: Any) -> str:
+        name = self.name("k_")
+        self.constants[name] = value
+        return name
 
-        return var1
+    def function(self, expr: Any) -> str:
+        """A function ``(data, steps)`` evaluating ``expr``; returns its name."""
+        name = self.name("f_")
+        lines: list[str] = []
+        outer, self.known = self.known, {}  # its own data, or its own locals
+        result = self.emit(expr, lines, 1)
+        self.known = outer
+        lines.append(f"    return {result}")
+        self.functions.append(f"def {name}(data, steps):\n" + "\n".join(lines) + "\n")
+        return name
 
-    # paths of three and four fragments (payload.v.0, payload.v.0.mp) unrolled: most of them
-        (k0, i0), (k1, i1), (k2, i2) = fragments
+    def literal(self, value: Any) -> str:
+        kind = type(value)
+        if kind is str or kind is bool:
+            return repr(value)
+        if kind is int and -_SMALL_INT < value < _SMALL_INT:
+            return repr(value)
+        return self.constant(value)
 
-        def var3(data, steps):
-            data = data.get(k0) if type(data) is dict else _step(data, k0, i0)
-            if data is None:
-                return None
-            data = data.get(k1) if type(data) is dict else _step(data, k1, i1)
-            if data is None:
-                return None
-            return data.get(k2) if type(data) is dict else _step(data, k2, i2)
+    def emit(self, expr: Any, lines: list[str], level: int) -> str:
+        """Statements computing ``expr`` appended to ``lines`` at ``level``; returns a name or
+        literal holding the value (assigned once, never changed after)."""
+        kind = type(expr)
+        if kind is list:
+            items = [self.emit(item, lines, level) for item in expr]
+            target = self.name()
+            lines.append(f"{'    ' * level}{target} = [{', '.join(items)}]")
+            return target
+        if kind is not dict:
+            return self.literal(expr)
+        (operator, values), = expr.items()
+        return getattr(self, _EMITTERS[operator])(operator, values, lines, level)
 
-        return var3
-    if len(fragments) == 4:  # payload.v.0.mp: the most common path in the EU's rules
-        (k0, i0), (k1, i1), (k2, i2), (k3, i3) = fragments
+    def branch(self, expr: Any, target: str, lines: list[str], level: int,
+               scoped: bool = True) -> None:
+        """``target = <expr>`` inside a block at ``level``; a function of its own if deep.
+        What a ``scoped`` branch reads is not known after it (it may not have run)."""
+        pad = "    " * level
+        if level > _MAX_NESTING:
+            lines.append(f"{pad}{target} = {self.function(expr)}(data, steps)")
+            return
+        outer = self.known
+        if scoped:
+            self.known = dict(outer)
+        lines.append(f"{pad}{target} = {self.emit(expr, lines, level)}")
+        self.known = outer
 
-        def var4(data, steps):
-            data = data.get(k0) if type(data) is dict else _step(data, k0, i0)
-            if data is None:
-                return None
-            data = data.get(k1) if type(data) is dict else _step(data, k1, i1)
-            if data is None:
-                return None
-            data = data.get(k2) if type(data) is dict else _step(data, k2, i2)
-            if data is None:
-                return None
-            return data.get(k3) if type(data) is dict else _step(data, k3, i3)
-
-        return var4
-
-    def var(data, steps):
-        for key, index in fragments:
-            if type(data) is dict:
-                data = data.get(key)
+    def var(self, operator, path, lines, level):
+        if path == "":
+            return "data"
+        pad = "    " * level
+        source = "data"
+        prefix = ""
+        for fragment in path.split("."):
+            prefix += "." + fragment
+            known = self.known.get(prefix)
+            if known is not None:
+                source = known
+                continue
+            target = self.known[prefix] = self.name()
+            key = repr(fragment)
+            index = _index(fragment)
+            if index is not None and 0 <= index < _SMALL_INT:
+                lines.append(f"{pad}{target} = {source}.get({key}) if type({source}) is dict "
+                             f"else {source}[{index}] if type({source}) is list and "
+                             f"len({source}) > {index} else None if {source} is None "
+                             f"else _step({source}, {key}, {index})")
             else:
-                data = _step(data, key, index)
-            if data is None:
-                return None
-        return data
+                index_text = "None" if index is None else self.constant(index)
+                lines.append(f"{pad}{target} = {source}.get({key}) if type({source}) is dict "
+                             f"else None if {source} is None "
+                             f"else _step({source}, {key}, {index_text})")
+            source = target
+        return source
 
-    return var
+    def if_(self, operator, values, lines, level):
+        pad = "    " * level
+        guard = self.emit(values[0], lines, level)
+        truth, target = self.name(), self.name()
+        lines.append(f"{pad}{truth} = {_truth(guard)}")
+        lines.append(f"{pad}if {truth} is True:")
+        self.branch(values[1], target, lines, level + 1)
+        lines.append(f"{pad}elif {truth} is False:")
+        self.branch(values[2], target, lines, level + 1)
+        lines.append(f"{pad}else:")
+        lines.append(f"{pad}    raise _if_error({guard})")
+        return target
+
+    def and_(self, operator, values, lines, level):
+        # one pass of a loop, left by ``break`` at the first falsy operand
+        pad, inner = "    " * level, "    " * (level + 1)
+        target = self.name()
+        lines.append(f"{pad}while True:")
+        # each operand runs only after those before it: it may use what they read
+        outer, self.known = self.known, dict(self.known)
+        for value in values:
+            self.branch(value, target, lines, level + 1, scoped=False)
+            lines.append(f"{inner}if {target} is not True and _falsy_operand({target}):")
+            lines.append(f"{inner}    break")
+        lines.append(f"{inner}break")
+        self.known = outer
+        return target
+
+    def equals(self, operator, values, lines, level):
+        left = self.emit(values[0], lines, level)
+        right = self.emit(values[1], lines, level)
+        target = self.name()
+        lines.append(f"{'    ' * level}{target} = ({left} == {right}) if type({left}) is "
+                     f"type({right}) and (type({left}) is str or type({left}) is int) "
+                     f"else _strictly_equal({left}, {right})")
+        return target
+
+    def in_(self, operator, values, lines, level):
+        pad = "    " * level
+        needle = self.emit(values[0], lines, level)
+        target = self.name()
+        literal = values[1]
+        if type(literal) is list and literal and all(type(v) is str for v in literal):
+            # a literal list of strings (the rules' product and country lists): a set, built
+            # once. Only a string can strictly equal a string: set membership is exactly ``in``
+            strings = self.constant(frozenset(literal))
+            lines.append(f"{pad}{target} = type({needle}) is str and {needle} in {strings}")
+            return target
+        haystack = self.emit(literal, lines, level)
+        lines.append(f"{pad}{target} = ({needle} in {haystack}) if type({needle}) is str and "
+                     f"type({haystack}) is list else _in({needle}, {haystack})")
+        return target
+
+    def call(self, helper: str, values, lines, level, *extra) -> str:
+        """``target = helper(<each value>, *extra)``: operations whose work is a function."""
+        operands = [self.emit(v, lines, level) for v in values]
+        target = self.name()
+        lines.append(f"{'    ' * level}{target} = {helper}({', '.join(operands + list(extra))})")
+        return target
+
+    def plus(self, operator, values, lines, level):
+        a, b = (self.emit(v, lines, level) for v in values)
+        target = self.name()
+        lines.append(f"{'    ' * level}{target} = ({a} + {b}) if type({a}) is int and type({b}) "
+                     f"is int and -{MAX_SAFE_INTEGER} <= {a} + {b} <= {MAX_SAFE_INTEGER} "
+                     f"else _plus({a}, {b})")
+        return target
+
+    def comparison(self, operator, values, lines, level):
+        """Inline where every operand is of the type compared (integers; date-times, whose
+        ``ms`` is compared), else :func:`_compare`, which checks and raises."""
+        operands = [self.emit(v, lines, level) for v in values]
+        symbol = DATE_COMPARISONS.get(operator, operator)
+        target = self.name()
+        pad = "    " * level
+        generic = f"_compare({operator!r}, {', '.join(operands)})"
+        if operator in DATE_COMPARISONS:
+            if not all(_is_name(operand) for operand in operands):  # a literal is no date
+                lines.append(f"{pad}{target} = {generic}")
+                return target
+            checks = [f"type({o}) is _DateTime" for o in operands]
+            values_ = [f"{o}.ms" for o in operands]
+        else:
+            # an int literal needs no check; any other literal fails in _compare
+            checks = [f"type({o}) is int" for o in operands
+                      if _is_name(o) or not o.lstrip("-").isdigit()]
+            values_ = operands
+        pairs = " and ".join(f"{x} {symbol} {y}" for x, y in zip(values_, values_[1:]))
+        condition = " and ".join(checks) or "True"
+        lines.append(f"{pad}{target} = ({pairs}) if {condition} else {generic}")
+        return target
+
+    def not_(self, operator, values, lines, level):
+        operand = self.emit(values[0], lines, level)
+        target = self.name()
+        lines.append(f"{'    ' * level}{target} = False if {operand} is True else True if "
+                     f"{operand} is False else _not({operand})")
+        return target
+
+    def plus_time(self, operator, values, lines, level):
+        return self.call("_plus_time_of", values[:1], lines, level,
+                         self.literal(int(values[1])), repr(values[2]))
+
+    def reduce(self, operator, values, lines, level):
+        pad = "    " * level
+        items = self.emit(values[0], lines, level)
+        lambda_ = self.function(values[1])
+        lines.append(f"{pad}if {items} is not None and type({items}) is not list:")
+        lines.append(f"{pad}    raise _EvaluationError('operand of reduce evaluated to a non-null "
+                     f"non-array')")
+        initial = self.emit(values[2], lines, level)
+        target = self.name()
+        lines.append(f"{pad}{target} = _reduce({items}, {initial}, {lambda_}, steps)")
+        return target
+
+    def extract(self, operator, values, lines, level):
+        return self.call("_extract", values[:1], lines, level, self.literal(int(values[1])))
+
+    def dob(self, operator, values, lines, level):
+        return self.call("_dob", values, lines, level)
+
+
+_EMITTERS = {"var": "var", "if": "if_", "and": "and_", "===": "equals", "in": "in_",
+             "+": "plus", "!": "not_", "plusTime": "plus_time", "reduce": "reduce",
+             "extractFromUVCI": "extract", "dccDateOfBirth": "dob",
+             **{op: "comparison" for op in (*COMPARISONS, *DATE_COMPARISONS)}}
+
+
+def _truth(value: str) -> str:
+    """Python for :func:`boolsiness` of a generated value, inline for the common kinds."""
+    return (f"{value} if {value} is True or {value} is False else False if {value} is None "
+            f"else len({value}) != 0 if type({value}) is dict or type({value}) is list or "
+            f"type({value}) is str else _boolsiness({value})")
+
+
+def _is_name(text: str) -> bool:
+    """Whether generated text names a value (rather than being a literal)."""
+    return text == "data" or text[:1] == "t" or text[:2] == "k_"
+
+
+def _index(fragment: str) -> int | None:
+    """A path fragment as an array index; None if it is not one (or too long to be one that
+    any array has: the answer on an array is then ``null`` either way)."""
+    if len(fragment) <= 18 and re.fullmatch(r"[+-]?\d+", fragment):
+        return int(fragment)
+    return None
+
+
+# -- the operations' work, called from generated code ------------------------------------------
 
 
 def _step(data, key, index):
@@ -477,86 +678,34 @@ def _step(data, key, index):
     return None
 
 
-def _build_if(operator, values):
-    guard, then, else_ = (_build(v) for v in values)
-
-    def if_(data, steps):
-        value = guard(data, steps)
-        truth = value if value is True or value is False else boolsiness(value)
-        if truth is True:
-            return then(data, steps)
-        if truth is False:
-            return else_(data, steps)
-        raise EvaluationError(f"if-guard evaluates to something neither truthy, nor falsy: "
-                              f"{_js_str(value)}")
-
-    return if_
+def _if_error(value) -> EvaluationError:
+    return EvaluationError(f"if-guard evaluates to something neither truthy, nor falsy: "
+                           f"{_js_str(value)}")
 
 
-def _build_and(operator, values):
-    operands = [_build(v) for v in values]
-
-    def and_(data, steps):
-        value = True
-        for operand in operands:
-            value = operand(data, steps)
-            truth = boolsiness(value)
-            if truth is None:
-                raise EvaluationError('all operands of an "and" operation must be either truthy '
-                                      'or falsy')
-            if truth is False:
-                return value
-        return value
-
-    return and_
+def _falsy_operand(value) -> bool:
+    """Whether an ``and`` stops at this operand; an error where it is neither."""
+    truth = boolsiness(value)
+    if truth is None:
+        raise EvaluationError('all operands of an "and" operation must be either truthy or falsy')
+    return not truth
 
 
-def _build_equals(operator, values):
-    left, right = (_build(v) for v in values)
-    return lambda data, steps: _strictly_equal(left(data, steps), right(data, steps))
+def _in(item, items) -> bool:
+    if type(items) is not list:
+        raise EvaluationError('right-hand side of an "in" operation must be an array')
+    if type(item) is str:
+        return item in items  # a str equals only a str: Python's == is strict here
+    return any(_strictly_equal(item, other) for other in items)
 
 
-def _build_in(operator, values):
-    needle = _build(values[0])
-    literal = values[1]
-    if type(literal) is list and literal and all(type(v) is str for v in literal):
-        # a literal list of strings (the rules' product and country lists): a set, built once.
-        # Only a string can strictly equal a string, so set membership is exactly ``in``.
-        strings = frozenset(literal)
-
-        def in_literal(data, steps):
-            item = needle(data, steps)
-            return type(item) is str and item in strings
-
-        return in_literal
-    haystack = _build(literal)
-
-    def in_(data, steps):
-        item = needle(data, steps)
-        items = haystack(data, steps)
-        if type(items) is not list:
-            raise EvaluationError('right-hand side of an "in" operation must be an array')
-        if type(item) is str:
-            return item in items  # a str equals only a str: Python's == is strict here
-        return any(_strictly_equal(item, other) for other in items)
-
-    return in_
-
-
-def _build_plus(operator, values):
-    left, right = (_build(v) for v in values)
-
-    def plus(data, steps):
-        a = left(data, steps)
-        b = right(data, steps)
-        if not (_is_int(a) and _is_int(b)):
-            raise EvaluationError("operands of this operation must both be integers")
-        total = int(a) + int(b)
-        if abs(total) > MAX_SAFE_INTEGER:
-            raise EvaluationError("integer out of the range CertLogic can represent")
-        return total
-
-    return plus
+def _plus(a, b) -> int:
+    if not (_is_int(a) and _is_int(b)):
+        raise EvaluationError("operands of this operation must both be integers")
+    total = int(a) + int(b)
+    if abs(total) > MAX_SAFE_INTEGER:
+        raise EvaluationError("integer out of the range CertLogic can represent")
+    return total
 
 
 _COMPARE = {"<": lambda a, b: a < b, ">": lambda a, b: a > b,
@@ -574,109 +723,77 @@ def _comparable(dates: bool, value):
     raise EvaluationError("all operands of a comparison operation must be of integer type")
 
 
-def _build_comparison(operator, values):
-    operands = [_build(v) for v in values]
+def _compare(operator: str, *operands) -> bool:
+    """A comparison of two or three operands, each checked (in order) after all evaluated."""
     dates = operator in DATE_COMPARISONS
     compare = _COMPARE[DATE_COMPARISONS.get(operator, operator)]
-    if len(operands) == 2:
-        first, second = operands
-
-        def binary(data, steps):
-            a, b = first(data, steps), second(data, steps)  # both evaluated, then checked
-            return compare(_comparable(dates, a), _comparable(dates, b))
-
-        return binary
-    first, second, third = operands
-
-    def ternary(data, steps):
-        a, b, c = first(data, steps), second(data, steps), third(data, steps)
-        a, b, c = _comparable(dates, a), _comparable(dates, b), _comparable(dates, c)
-        return compare(a, b) and compare(b, c)
-
-    return ternary
+    values = [_comparable(dates, value) for value in operands]
+    if len(values) == 2:
+        return compare(values[0], values[1])
+    return compare(values[0], values[1]) and compare(values[1], values[2])
 
 
-def _build_not(operator, values):
-    operand = _build(values[0])
-
-    def not_(data, steps):
-        value = operand(data, steps)
-        truth = boolsiness(value)
-        if truth is None:
-            raise EvaluationError(f"operand of ! evaluates to something neither truthy, nor "
-                                  f"falsy: {_js_str(value)}")
-        return not truth
-
-    return not_
+def _not(value) -> bool:
+    truth = boolsiness(value)
+    if truth is None:
+        raise EvaluationError(f"operand of ! evaluates to something neither truthy, nor "
+                              f"falsy: {_js_str(value)}")
+    return not truth
 
 
-def _build_plus_time(operator, values):
-    operand = _build(values[0])
-    amount = int(values[1])
-    unit = values[2]
-
-    def plus_time(data, steps):
-        text = operand(data, steps)
-        if type(text) is not str:
-            raise EvaluationError('date argument (#1) of "plusTime" must be a string')
-        return _plus_time(_parse_date_time(text), amount, unit)
-
-    return plus_time
+def _plus_time_of(text, amount: int, unit: str) -> DateTime:
+    if type(text) is not str:
+        raise EvaluationError('date argument (#1) of "plusTime" must be a string')
+    if len(text) > 64:
+        _parse_date_time(text)  # raises: longer than any allowed format
+    # a new DateTime per call, as _parse_date_time says; the arithmetic is kept by text
+    moment = object.__new__(DateTime)
+    moment.ms = _shifted_ms(text, amount, unit)
+    return moment
 
 
-def _build_reduce(operator, values):
-    operand, lambda_, initial = (_build(v) for v in values)
+@functools.lru_cache(maxsize=4096)
+def _shifted_ms(text: str, amount: int, unit: str) -> int:
+    """``plusTime``'s instant for a (short) text, in range (DateTime checked it)."""
+    return _plus_time(_parse_date_time(text), amount, unit).ms
 
-    def reduce(data, steps):
-        items = operand(data, steps)
-        if items is None:
-            return initial(data, steps)
-        if type(items) is not list:
-            raise EvaluationError("operand of reduce evaluated to a non-null non-array")
-        accumulator = initial(data, steps)
-        if len(items) > steps[0]:
-            raise LimitExceeded(f"reduce would run more than {MAX_REDUCE_STEPS} steps")
-        steps[0] -= len(items)
-        for current in items:
-            accumulator = lambda_({"accumulator": accumulator, "current": current}, steps)
+
+def _reduce(items, accumulator, lambda_, steps):
+    """``reduce`` once its operand is known to be an array or null and ``initial`` is known."""
+    if items is None:
         return accumulator
-
-    return reduce
-
-
-def _build_extract(operator, values):
-    operand = _build(values[0])
-    index = int(values[1])
-
-    def extract(data, steps):
-        uci = operand(data, steps)
-        if uci is None:
-            return None
-        if type(uci) is not str:
-            raise EvaluationError('"UVCI" argument (#1) of "extractFromUVCI" must be either a '
-                                  'string or null')
-        return _extract_from_uci(uci, index)
-
-    return extract
+    if len(items) > steps[0]:
+        raise LimitExceeded(f"reduce would run more than {MAX_REDUCE_STEPS} steps")
+    steps[0] -= len(items)
+    for current in items:
+        accumulator = lambda_({"accumulator": accumulator, "current": current}, steps)
+    return accumulator
 
 
-def _build_dob(operator, values):
-    operand = _build(values[0])
-
-    def dob(data, steps):
-        text = operand(data, steps)
-        if type(text) is not str:
-            raise EvaluationError('operand of "dccDateOfBirth" must be a string')
-        return _date_of_birth(text)
-
-    return dob
+def _extract(uci, index: int):
+    if uci is None:
+        return None
+    if type(uci) is not str:
+        raise EvaluationError('"UVCI" argument (#1) of "extractFromUVCI" must be either a '
+                              'string or null')
+    return _extract_from_uci(uci, index)
 
 
-_BUILDERS = {"var": _build_var, "if": _build_if, "and": _build_and, "===": _build_equals,
-             "in": _build_in, "+": _build_plus, "!": _build_not, "plusTime": _build_plus_time,
-             "reduce": _build_reduce, "extractFromUVCI": _build_extract,
-             "dccDateOfBirth": _build_dob,
-             **{op: _build_comparison for op in (*COMPARISONS, *DATE_COMPARISONS)}}
+def _dob(text):
+    if type(text) is not str:
+        raise EvaluationError('operand of "dccDateOfBirth" must be a string')
+    return _date_of_birth(text)
+
+
+# what generated code may call, besides its own functions and constants
+_RUNTIME = {"__builtins__": {"type": type, "len": len, "dict": dict, "list": list, "str": str,
+                             "int": int, "True": True, "False": False, "None": None},
+            "_step": _step, "_boolsiness": boolsiness, "_if_error": _if_error,
+            "_falsy_operand": _falsy_operand,
+            "_EvaluationError": EvaluationError, "_strictly_equal": _strictly_equal,
+            "_in": _in, "_plus": _plus, "_compare": _compare, "_DateTime": DateTime,
+            "_not": _not, "_plus_time_of": _plus_time_of, "_reduce": _reduce,
+            "_extract": _extract, "_dob": _dob}
 
 
 # -- dates ---------------------------------------------------------------------------------------

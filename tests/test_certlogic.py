@@ -193,3 +193,58 @@ def test_self_doubling_accumulators_compare_in_constant_time():
     double = {"reduce": [{"var": "xs"}, [{"var": "accumulator"}, {"var": "accumulator"}], 0]}
     expression = {"===": [double, double]}
     assert certlogic.evaluate(expression, {"xs": [0] * 2000}) is False
+
+
+# -- compiled to Python: the generated code is data-driven, bounded, and the same language ------
+
+
+HOSTILE_KEY = "x')\nraise SystemExit('escaped'); ('"
+
+
+def test_keys_and_strings_of_a_rule_are_data_never_code():
+    expression = {"if": [{"var": HOSTILE_KEY}, HOSTILE_KEY, {"===": [{"var": "y"}, "\\'\"\n"]}]}
+    program = certlogic.compile(expression)
+    assert program({HOSTILE_KEY: 1}) == HOSTILE_KEY
+    assert program({"y": "\\'\"\n"}) is True
+    assert "SystemExit" not in program.source.replace(repr(HOSTILE_KEY), "")
+
+
+def nested_in_branches(depth: int):
+    expression = {"var": "leaf"}
+    for _ in range(depth):
+        expression = {"if": [{"var": "go"}, {"and": [True, expression]}, False]}
+    return expression
+
+
+def test_branches_nested_as_deep_as_validation_allows_evaluate():
+    """Deeper than one Python function may nest its blocks: deep branches become functions."""
+    depth = certlogic.MAX_DEPTH // 4 - 1
+    expression = nested_in_branches(depth)
+    assert certlogic.validate(expression) == []
+    assert certlogic.evaluate(expression, {"go": True, "leaf": "deep"}) == "deep"
+    assert certlogic.evaluate(expression, {"go": 0, "leaf": "deep"}) is False
+
+
+def test_the_widest_expressions_compile_and_keep_their_semantics():
+    operands = certlogic.MAX_NODES // 3
+    wide_and = {"and": [{"var": "x"}] * operands + [{"var": "y"}]}
+    assert certlogic.evaluate(wide_and, {"x": 1, "y": "last"}) == "last"
+    assert certlogic.evaluate(wide_and, {"x": [], "y": "last"}) == []
+    with pytest.raises(EvaluationError):
+        certlogic.evaluate(wide_and, {"x": 1.5})
+
+
+def test_a_path_read_in_one_branch_is_read_again_in_the_other():
+    """Paths are read once per branch; what a branch not taken would have read is not reused."""
+    expression = {"if": [{"var": "c"}, {"var": "a.b"}, {"if": [{"var": "a"}, {"var": "a.b"},
+                                                              "none"]}]}
+    assert certlogic.evaluate(expression, {"c": False, "a": {"b": 2}}) == 2
+    assert certlogic.evaluate(expression, {"c": True, "a": {"b": 3}}) == 3
+    assert certlogic.evaluate(expression, {"c": False}) == "none"
+
+
+def test_each_plus_time_is_a_new_date_time():
+    """=== compares date-times by identity (certlogic-js), however plusTime is computed."""
+    shifted = {"plusTime": [{"var": "d"}, 1, "day"]}
+    assert certlogic.evaluate({"===": [shifted, shifted]}, {"d": "2021-01-01"}) is False
+    assert certlogic.evaluate({"not-after": [shifted, shifted, shifted]}, {"d": "2021-01-01"})

@@ -38,7 +38,7 @@ from pathlib import Path
 from ..errors import ConfigurationError
 from ..record import STATUSES, Record, format_time
 from .projection import project
-from .ruleset import (RULE_TYPES, RuleError, RuleResult, RuleSet, inline_rule, judge,
+from .ruleset import (RULE_TYPES, RuleError, RuleResult, RuleSet, inline_rule, judge_all,
                       read_rule_file)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -132,23 +132,22 @@ def load_modes(folder: Path) -> dict[str, Mode]:
 
 @dataclass
 class Verdict:
-    """The rules one code met under one mode."""
+    """The rules one code met under one mode (``results`` complete when it is made: it is
+    partitioned once, here)."""
 
     results: list[RuleResult]
     certificate_type: str | None
+    failed: list[RuleResult] = field(init=False, repr=False)
+    open: list[RuleResult] = field(init=False, repr=False)
 
-    @property
-    def failed(self) -> list[RuleResult]:
-        return [r for r in self.results if r.result == "failed"]
-
-    @property
-    def open(self) -> list[RuleResult]:
-        return [r for r in self.results if r.result == "open"]
+    def __post_init__(self):
+        self.failed = [r for r in self.results if r.result == "failed"]
+        self.open = [r for r in self.results if r.result == "open"]
 
     @property
     def passed(self) -> bool:
         """Every rule passed, and there was at least one."""
-        return bool(self.results) and all(r.result == "passed" for r in self.results)
+        return bool(self.results) and not self.failed and not self.open
 
 
 def select_rules(mode: Mode, rules: RuleSet, certificate_type: str | None, at: datetime,
@@ -188,9 +187,7 @@ def judge_candidates(record: Record, select, external: dict, no_evidence=None) -
     verdicts = []
     for candidate in project(record):
         data = {"payload": candidate.payload, "external": external}
-        memo: dict = {}
-        results = [judge(rule, data, candidate.unknown, memo)
-                   for rule in select(candidate.certificate_type)]
+        results = judge_all(select(candidate.certificate_type), data, candidate.unknown)
         if candidate.certificate_type is None and no_evidence is not None:
             results.append(no_evidence())
         verdicts.append(Verdict(results, candidate.certificate_type))
@@ -213,7 +210,8 @@ def _no_evidence(mode: Mode) -> RuleResult:
 def apply_verdict(answer: dict, verdict: Verdict, mode: Mode, lang: str | None) -> dict:
     """Fold a verdict into a verify answer (DESIGN.md: rules, policy_refused, open)."""
     answer["mode"] = mode.name
-    answer["rules"] = [r.to_dict(lang) for r in verdict.results]
+    answer["rules"] = [r.rule.body(r.result, lang) if r.note is None else r.to_dict(lang)
+                       for r in verdict.results]
     if verdict.failed:
         first = verdict.failed[0]
         answer.update(valid=False, reason="policy_refused",

@@ -35,6 +35,7 @@ gives the test type; an antibody or other test has no EU test type, so ``tt`` is
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from mapping.eu_dcc import icao_transliterate
@@ -150,7 +151,17 @@ def _subject(record: Record) -> tuple[dict, set[str]]:
 
 
 def _mrz(latin: str | None) -> str | None:
-    return icao_transliterate(latin) if latin else None
+    """The Latin name in ICAO 9303 form. An EU DCC's ``fnt``/``gnt`` already is (``A-Z`` words
+    joined by single ``<``, at most 80): transliterating it again would give it back as it is,
+    so such a name is taken without the per-character pass."""
+    if not latin:
+        return None
+    if len(latin) <= 80 and _ICAO_FORM.fullmatch(latin):
+        return latin
+    return icao_transliterate(latin)
+
+
+_ICAO_FORM = re.compile(r"[A-Z]+(?:<[A-Z]+)*")
 
 
 def _common(item, issuer, entry: dict, missing: set[str]) -> None:

@@ -95,11 +95,39 @@ class Rule:
                     return texts[candidate]
         return texts.get("en") or next(iter(texts.values()), self.identifier)
 
+    @functools.cached_property
+    def outcomes(self) -> dict:
+        """The two results without a note, made once (a scan judges every rule it selects)."""
+        return {"passed": RuleResult(self, "passed"), "failed": RuleResult(self, "failed")}
+
+    @functools.cached_property
+    def _bodies(self) -> dict:
+        return {}
+
+    def body(self, result: str, lang: str | None) -> dict:
+        """The answer's entry for this rule with ``result`` (a new dict: callers may add to it).
+
+        Kept per (result, language) as asked, up to a few dozen languages per rule (the
+        language comes from the request: an unbounded cache would let clients fill memory).
+        """
+        key = (result, lang)
+        base = self._bodies.get(key)
+        if base is None:
+            base = {"id": self.identifier, "type": self.type, "result": result,
+                    "description": self.describe(lang), "version": self.version,
+                    "country": self.country}
+            if len(self._bodies) < _MAX_BODIES:
+                self._bodies[key] = base
+        return base.copy()
+
     def applies(self, certificate_type: str | None, at: datetime) -> bool:
         """General or of this certificate type, and valid at ``at``."""
         if self.certificate_type != "General" and self.certificate_type != certificate_type:
             return False
         return self.valid_from <= at < self.valid_to
+
+
+_MAX_BODIES = 48
 
 
 def semver_key(version: str) -> tuple:
@@ -324,9 +352,7 @@ class RuleResult(NamedTuple):
     note: str | None = None
 
     def to_dict(self, lang: str | None = None) -> dict:
-        body = {"id": self.rule.identifier, "type": self.rule.type, "result": self.result,
-                "description": self.rule.describe(lang), "version": self.rule.version,
-                "country": self.rule.country}
+        body = self.rule.body(self.result, lang)
         if self.note:
             body["note"] = self.note
         return body
@@ -341,16 +367,47 @@ def judge(rule: Rule, data: dict, unknown: frozenset[str] = frozenset(),
     advises treating a throwing rule as not passed, and "open" says so without claiming more.
     ``unknown`` names payload fields the source could not fill: a rule that did not pass and
     reads one of them is open (the source cannot say), not failed. ``memo`` (one per data
-    context) keeps each program's outcome, so rules sharing a Logic are evaluated once.
+    context) keeps each program's outcome, so rules sharing a Logic are evaluated once (keyed
+    by the program object: programs compare by identity).
     """
-    outcome = memo.get(id(rule.program)) if memo is not None else None
+    program = rule.program
+    outcome = memo.get(program) if memo is not None else None
     if outcome is None:
         try:
-            outcome = (rule.program(data), None)
+            outcome = (program(data), None)
         except certlogic.CertLogicError as exc:
             outcome = (None, exc)
         if memo is not None:
-            memo[id(rule.program)] = outcome
+            memo[program] = outcome
+    return _result(rule, outcome, unknown)
+
+
+def judge_all(rules: Iterable[Rule], data: dict, unknown: frozenset[str] = frozenset()
+              ) -> list[RuleResult]:
+    """:func:`judge` for each rule on one data context, each distinct Logic evaluated once.
+    The loop a scan runs for every rule of its mode: the common outcome (a boolean that
+    passes) takes no more than a lookup."""
+    memo: dict = {}
+    results = []
+    for rule in rules:
+        program = rule.program
+        outcome = memo.get(program)
+        if outcome is None:
+            try:
+                outcome = (program.evaluate(data), None)
+            except certlogic.CertLogicError as exc:
+                outcome = (None, exc)
+            memo[program] = outcome
+        value = outcome[0]
+        if (value is True and rule.type == "Acceptance") or (
+                value is False and rule.type == "Invalidation"):
+            results.append(rule.outcomes["passed"])
+        else:
+            results.append(_result(rule, outcome, unknown))
+    return results
+
+
+def _result(rule: Rule, outcome: tuple, unknown: frozenset[str]) -> RuleResult:
     value, error = outcome
     if error is not None:
         return RuleResult(rule, "open", _unsaid(rule, unknown)
@@ -359,11 +416,11 @@ def judge(rule: Rule, data: dict, unknown: frozenset[str] = frozenset(),
         return RuleResult(rule, "open", "the rule did not evaluate to true or false")
     passed = value if rule.type == "Acceptance" else not value
     if passed:
-        return RuleResult(rule, "passed")
+        return rule.outcomes["passed"]
     unsaid = _unsaid(rule, unknown)
     if unsaid:
         return RuleResult(rule, "open", unsaid)
-    return RuleResult(rule, "failed")
+    return rule.outcomes["failed"]
 
 
 def _unsaid(rule: Rule, unknown: frozenset[str]) -> str | None:

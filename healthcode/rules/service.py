@@ -64,7 +64,8 @@ def resolve_mode(requested, credential) -> Mode | None:
 def request_language(body: dict | None = None) -> str | None:
     """The caller's language for rule descriptions: ``?lang=``, a body ``lang``, or the best
     ``Accept-Language`` tag, as given (rules carry EU languages: de, fr, ...)."""
-    tag = request.args.get("lang") or (body or {}).get("lang")
+    args = request.args  # (a test first: a missing key's ``get`` raises and catches inside)
+    tag = (args["lang"] if "lang" in args else None) or (body or {}).get("lang")
     if not tag:
         best = request.accept_languages.best
         tag = best if best and best != "*" else None
