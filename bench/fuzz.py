@@ -474,6 +474,9 @@ def make_app(world: World, redis_url: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.run import shared_redis_secrets
+
+    shared_redis_secrets()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=1000,
                         help="inputs per scheme through the adapters (default 1000)")

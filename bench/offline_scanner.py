@@ -184,6 +184,9 @@ class Site:
 
 
 def main() -> int:
+    from bench.run import shared_redis_secrets
+
+    shared_redis_secrets()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", type=int, default=60)
     parser.add_argument("--rate", type=float, default=4.0)

@@ -52,6 +52,15 @@ SESSION_SECRET = "bench-session-secret-0123456789"
 RECORD_KEY = "1:YmVuY2gtcmVjb3JkLWtleS0wMTIzNDU2Nzg5YWJjZGU"
 
 
+def shared_redis_secrets() -> None:
+    """Give apps this process builds on a shared Redis the secrets such a host must be given
+    (it makes none up), unless the environment already names them."""
+    for name, value in (("HEALTHCODE_SUBJECT_SECRET", SUBJECT_SECRET),
+                        ("HEALTHCODE_SECRET_KEY", SESSION_SECRET),
+                        ("HEALTHCODE_RECORD_KEY", RECORD_KEY)):
+        os.environ.setdefault(name, value)
+
+
 def log(message: str) -> None:
     print(message, flush=True)
 

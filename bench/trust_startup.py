@@ -95,6 +95,9 @@ def folder_once(folder: Path, redis_url: str) -> float:
 
 
 def main(argv=None) -> int:
+    from bench.run import shared_redis_secrets
+
+    shared_redis_secrets()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="start-ups of each kind")
     args = parser.parse_args(argv)
