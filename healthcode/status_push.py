@@ -25,6 +25,8 @@ from flask import current_app
 log = logging.getLogger(__name__)
 
 PATTERN = "hc:{*}:status"
+#: a worker whose pages have all gone closes its pub/sub connection after this long
+IDLE_SECONDS = 30
 
 
 def channel(sid: str) -> str:
@@ -55,12 +57,12 @@ class StatusHub:
 
     def register(self, sid: str) -> _Waiter | None:
         """A waiter for this subject's next change; None when the worker holds its limit."""
-        self._ensure_listening()
         waiter = _Waiter()
         with self._lock:
             if sum(len(w) for w in self._waiters.values()) >= self.limit:
                 return None
             self._waiters.setdefault(sid, set()).add(waiter)
+        self._ensure_listening()  # after the waiter is in: an idle listener may just be ending
         return waiter
 
     def unregister(self, sid: str, waiter: _Waiter) -> None:
@@ -97,8 +99,23 @@ class StatusHub:
             self._thread = threading.Thread(target=self._listen, name="status-hub", daemon=True)
             self._thread.start()
 
+    def _idle(self) -> bool:
+        with self._lock:
+            return not self._waiters
+
+    def _stop_if_idle(self) -> bool:
+        """End this listener if no page waits, atomically with :meth:`register`'s check."""
+        with self._lock:
+            if self._waiters:
+                return False
+            self._thread = None
+            return True
+
     def _listen(self) -> None:
+        """Listen while pages wait; a worker without open pages holds no pub/sub connection
+        (the thread ends after ``IDLE_SECONDS`` and the next page starts it again)."""
         backoff = 0.5
+        idle_since = None
         while True:
             pubsub = None
             try:
@@ -106,12 +123,20 @@ class StatusHub:
                 pubsub.psubscribe(PATTERN)
                 backoff = 0.5
                 while True:
+                    if self._idle():
+                        idle_since = idle_since or time.monotonic()
+                        if time.monotonic() - idle_since > IDLE_SECONDS and self._stop_if_idle():
+                            return
+                    else:
+                        idle_since = None
                     message = pubsub.get_message(timeout=1.0)
                     if message and message.get("type") == "pmessage":
                         name = message["channel"]
                         if name.startswith("hc:{") and name.endswith("}:status"):
                             self.deliver(name[4:-8], message["data"])
             except Exception:  # noqa: BLE001 - an outage: pages fall back to their renewal
+                if self._stop_if_idle():
+                    return  # nobody waits: no reason to keep knocking
                 log.warning("status push: pub/sub connection lost; retrying in %.1f s", backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)

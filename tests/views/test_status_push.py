@@ -99,3 +99,25 @@ def test_the_push_can_be_switched_off(app, client, creds, enrolled):
     app.config["STATUS_STREAMS"] = 0
     sign_in(client, creds.token("resident", enrolled["id"]))
     assert client.get("/me/events").status_code == 503
+
+
+def test_a_worker_without_open_pages_lets_go_of_its_pub_sub_connection(app, client, creds,
+                                                                        enrolled, monkeypatch):
+    from healthcode import status_push
+
+    monkeypatch.setattr(status_push, "IDLE_SECONDS", 0.5)
+    hub = app.extensions["healthcode.status_hub"]
+    waiter = hub.register(enrolled["id"])
+    listener = hub._thread
+    hub.unregister(enrolled["id"], waiter)
+    deadline = time.monotonic() + 5
+    while listener.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not listener.is_alive(), "an idle worker still holds its pub/sub connection"
+    # the next page starts listening again, and hears the next change
+    waiter = hub.register(enrolled["id"])
+    time.sleep(1.0)  # subscribed
+    client.put(f"/api/v1/residents/{enrolled['id']}/status",
+               json={"status": "red", "reason": "symptoms"}, headers=creds.authority)
+    assert waiter.event.wait(5) and waiter.change == ("red", 2)
+    hub.unregister(enrolled["id"], waiter)
