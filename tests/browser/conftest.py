@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -94,6 +95,23 @@ def context_for(browser):
 @pytest.fixture
 def page(context_for):
     return context_for().new_page()
+
+
+def wait_until(page, expression: str, seconds: float = 30.0) -> None:
+    """Wait until ``expression`` (JavaScript, a promise is awaited) is truthy in the page.
+
+    Polled from here with ``page.evaluate``: Playwright's ``wait_for_function`` compiles its
+    string in the page, which the pages' Content-Security-Policy (no eval) refuses."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if page.evaluate(expression):
+                return
+        except Exception:  # noqa: BLE001 - a navigation in between: ask the new page
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {expression}")
+        page.wait_for_timeout(100)
 
 
 def screenshot(page, name: str, full_page: bool = True) -> Path:

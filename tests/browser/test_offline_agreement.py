@@ -26,7 +26,7 @@ from mapping.eu_dcc import EUDCCAdapter
 from mapping.partner_schema import load_mapping
 from mapping.shc import SHCAdapter
 from tests import tokens_util as tu
-from tests.browser.conftest import sign_in_with_token
+from tests.browser.conftest import sign_in_with_token, wait_until
 from tests.browser.offline_util import SHC_ISSUER, routed_context, shc_issuer_entry
 from tests.support import conformance_dir
 
@@ -71,7 +71,7 @@ def verifier_page(context_for, site):
     context = routed_context(context_for, None)
     page = context.new_page()
     sign_in_with_token(page, site, site.token("checkpoint"), "checkpoint")
-    page.wait_for_function("window.HealthcodeOffline !== undefined && window.CBOR !== undefined")
+    wait_until(page, "window.HealthcodeOffline !== undefined && window.CBOR !== undefined")
     return page
 
 

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from tests.browser.conftest import screenshot, sign_in_with_link, sign_in_with_token
+from tests.browser.conftest import (screenshot, sign_in_with_link, sign_in_with_token,
+                                     wait_until)
 from tests.support import decode_qr
 
 pytestmark = pytest.mark.browser
@@ -396,13 +397,8 @@ def test_reloading_offline_shows_the_last_code_as_out_of_date(context_for, short
     page = context.new_page()
     sid = short_site.enroll("green")
     sign_in_with_link(page, short_site.link(sid))
-    # the page's worker takes control as soon as it has kept the offline page (polled from
-    # here: wait_for_function's string would be an eval, which the page's CSP refuses)
-    for _ in range(75):
-        if page.evaluate("navigator.serviceWorker.controller !== null"):
-            break
-        page.wait_for_timeout(200)
-    assert page.evaluate("navigator.serviceWorker.controller !== null"), "no service worker"
+    # the page's worker takes control as soon as it has kept the offline page
+    wait_until(page, "navigator.serviceWorker.controller !== null", 15)
     context.set_offline(True)
     page.reload()
     page.wait_for_selector("#code[data-state=stale]")
