@@ -103,9 +103,10 @@ def hostile(rng: random.Random):
     return (_DEEP, rng.choice([40, 900, 1500, 5000, 20000]))
 
 
-def deep_json(data) -> bytes:
-    """JSON of ``data``, a ``(_DEEP, n)`` stand-in written as n nested lists."""
-    holes = []
+def _holes(data) -> tuple[object, list[int]]:
+    """``data`` with each ``(_DEEP, n)`` stand-in replaced by a placeholder string, and the
+    depths in placeholder order (the encoders below write the nesting in their place)."""
+    holes: list[int] = []
 
     def swap(value):
         if isinstance(value, tuple) and value[:1] == (_DEEP,):
@@ -117,7 +118,13 @@ def deep_json(data) -> bytes:
             return [swap(v) for v in value]
         return value
 
-    text = json.dumps(swap(data), separators=(",", ":"), ensure_ascii=False)
+    return swap(data), holes
+
+
+def deep_json(data) -> bytes:
+    """JSON of ``data``, a ``(_DEEP, n)`` stand-in written as n nested lists."""
+    swapped, holes = _holes(data)
+    text = json.dumps(swapped, separators=(",", ":"), ensure_ascii=False)
     for i, depth in enumerate(holes):
         text = text.replace(json.dumps(f"{_DEEP}{i}"), "[" * depth + "]" * depth)
     return text.encode("utf-8")
@@ -125,21 +132,8 @@ def deep_json(data) -> bytes:
 
 def deep_cbor(data) -> bytes:
     """CBOR of ``data``, a ``(_DEEP, n)`` stand-in written as n nested one-element arrays."""
-    holes = []
-
-    def swap(value):
-        if isinstance(value, tuple) and value[:1] == (_DEEP,):
-            holes.append(value[1])
-            return f"{_DEEP}{len(holes) - 1}"
-        if isinstance(value, dict):
-            return {k: swap(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [swap(v) for v in value]
-        if isinstance(value, float) and value != value:
-            return value
-        return value
-
-    raw = cbor2.dumps(swap(data))
+    swapped, holes = _holes(data)
+    raw = cbor2.dumps(swapped)
     for i, depth in enumerate(holes):
         raw = raw.replace(cbor2.dumps(f"{_DEEP}{i}"), b"\x81" * depth + b"\x00")
     return raw
