@@ -213,7 +213,18 @@ def _replicas_in_sync(replication: dict) -> int:
                if replication.get(f"slave{n}", {}).get("state") == "online")
 
 
-class RedisCluster:
+class _Topology:
+    """A set of redis-server processes started together: a half-started set is closed."""
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+
+class RedisCluster(_Topology):
     """A local Redis Cluster: ``primaries`` primaries with one replica each, on free ports.
 
     Started from redis-server and ``redis-cli --cluster create``; ready once every node says
@@ -245,13 +256,6 @@ class RedisCluster:
             for port in ports]
         self.url = ("redis+cluster://" + (f":{password}@" if password else "")
                     + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes))
-
-    def start(self) -> None:
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
 
     def _start(self) -> None:
         for node in self.nodes:
@@ -322,7 +326,7 @@ class RedisCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class RedisSentinel:
+class RedisSentinel(_Topology):
     """A Sentinel set-up: one primary, ``replicas`` replicas, ``sentinels`` sentinels (quorum 2).
 
     ``down_after`` is like the cluster's ``node_timeout``: 5 s by default, short in failover
@@ -361,13 +365,6 @@ class RedisSentinel:
         self.url = ("redis+sentinel://" + (f":{password}@" if password else "")
                     + ",".join(f"127.0.0.1:{n.port}" for n in self.sentinels)
                     + f"/{self.service}{query}")
-
-    def start(self) -> None:
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
 
     def _start(self) -> None:
         for node in self.data + self.sentinels:
