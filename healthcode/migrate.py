@@ -1,0 +1,121 @@
+"""``healthcode store migrate``: convert an earlier release's data to this release's layout.
+
+What changed and how old data is recognised is in :mod:`healthcode.legacy`. The run:
+
+1. scans every primary for record keys (SCAN with MATCH, as the credential listing does; never
+   KEYS) and reads the first bytes of each, so a record already in the new format costs one
+   GETRANGE and is left alone;
+2. converts each old-format subject in Python (the record is sealed there: AES-GCM with the
+   newest record key, the subject id as associated data, as a new enrollment would be) and
+   writes its record and history in one script on the subject's slot, only if its keys still
+   hold what was read (a status change meanwhile makes it read again). A crash leaves every
+   subject either converted or untouched;
+3. only if no subject failed, moves the old audit stream's entries into their shards
+   (:meth:`healthcode.audit.AuditLog.move_legacy`). The old stream's presence is what
+   ``/readyz`` reports as old data, so it goes last.
+
+Re-running converts what is left and changes nothing already converted. ``dry_run`` only counts.
+Reports name keys and reason codes, never what a record holds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import legacy
+from .errors import HealthCodeError
+from .store import NotReplicated, RedisStore
+
+#: record keys classified per round trip (per primary on a cluster)
+BATCH = 500
+#: reads and conditional writes of one subject before it is reported as changing too fast
+ATTEMPTS = 5
+
+
+@dataclass
+class Report:
+    dry_run: bool
+    converted: int = 0
+    current: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # key -> reason code
+    audit: dict[str, int] | None = None  # None: not attempted (a subject failed)
+
+    def lines(self) -> list[str]:
+        would = "would convert" if self.dry_run else "converted"
+        out = [f"records: {would} {self.converted}, already current {self.current}, "
+               f"failed {len(self.failed)}"]
+        out += [f"failed {key}: {reason}" for key, reason in sorted(self.failed.items())]
+        if self.audit is None:
+            out.append("audit: not moved while a record failed; fix it and run again")
+        else:
+            moved = "would move" if self.dry_run else "moved"
+            out.append(f"audit: {moved} {self.audit['moved']} entries of {legacy.LEGACY_AUDIT}"
+                       f" into their shards, found moved {self.audit['already']}, kept "
+                       f"{self.audit['kept']} (their shard already holds newer entries; "
+                       f"tail, export and trim read them where they are)")
+        return out
+
+
+def run(store: RedisStore, dry_run: bool = False, progress=None) -> Report:
+    """Migrate everything (see the module docstring); ``progress(n)`` after each batch."""
+    report = Report(dry_run)
+    batch: list[str] = []
+    for key in store.record_keys():
+        batch.append(key)
+        if len(batch) == BATCH:
+            _records(store, batch, report)
+            if progress:
+                progress(len(batch))
+            batch = []
+    if batch:
+        _records(store, batch, report)
+        if progress:
+            progress(len(batch))
+    if not report.failed:
+        report.audit = store.move_legacy_audit(dry_run=dry_run)
+    return report
+
+
+def _records(store: RedisStore, keys: list[str], report: Report) -> None:
+    for key, head in zip(keys, store.heads(keys)):
+        if not legacy.is_legacy_record(head):
+            report.current += 1
+            continue
+        sid = key[key.index("{") + 1:key.rindex("}")]
+        try:
+            outcome = _subject(store, sid, report.dry_run)
+        except legacy.Unconvertible as exc:
+            report.failed[key] = exc.reason
+        except NotReplicated:
+            report.failed[key] = "not_replicated: written, not confirmed by a replica; run again"
+        except HealthCodeError as exc:
+            if exc.reason == "store_unavailable":
+                raise
+            report.failed[key] = exc.reason
+        else:
+            if outcome:
+                report.converted += 1
+            else:
+                report.current += 1
+
+
+def _subject(store: RedisStore, sid: str, dry_run: bool) -> bool:
+    """Convert one subject; False if it turned out to be current already."""
+    for _ in range(ATTEMPTS):
+        before = store.subject_keys(sid)
+        st, rec, hist = before
+        if not legacy.is_legacy_record(rec):
+            return False  # converted by a concurrent run
+        if st is None:
+            raise legacy.Unconvertible(reason="status_missing")
+        record, history = legacy.convert(store.cipher, sid, st, rec, hist)
+        if dry_run:
+            return True
+        try:
+            if store.replace_subject(sid, before, record, history):
+                return True
+        except NotReplicated as exc:
+            if not exc.results[0]:
+                raise
+            store.confirm(f"hc:{{{sid}}}:st")  # written: make sure a replica has it
+            return True
+    raise legacy.Unconvertible(reason="kept_changing")
