@@ -183,33 +183,39 @@ class AuditLog:
                 break
             start = "(" + page[-1][0]
             if dry_run:
+                doubtful = []
                 for entry_id, fields in page:
                     shard = legacy_shard(fields)
                     if shard not in last_ids:
                         last_ids[shard] = _last_id(client, shard_key(shard))
                     if _order(entry_id, shard)[:2] > last_ids[shard]:
                         counts["moved"] += 1
-                    elif _holds(client, shard, entry_id, fields):
-                        counts["already"] += 1
                     else:
-                        counts["kept"] += 1
+                        doubtful.append((entry_id, fields))
+                for held in _holding(client, doubtful):
+                    counts["already" if held else "kept"] += 1
+                if len(page) < PAGE:
+                    break
                 continue
             with client.pipeline(transaction=False) as pipe:
                 for entry_id, fields in page:
                     pipe.xadd(shard_key(legacy_shard(fields)), fields, id=entry_id)
                 added = pipe.execute(raise_on_error=False)
-            gone = []
+            gone, refused = [], []
             for (entry_id, fields), result in zip(page, added):
                 if not isinstance(result, Exception):
                     counts["moved"] += 1
                     gone.append(entry_id)
-                elif _holds(client, legacy_shard(fields), entry_id, fields):
-                    counts["already"] += 1
-                    gone.append(entry_id)
                 elif "equal or smaller" in str(result):
-                    counts["kept"] += 1
+                    refused.append((entry_id, fields))
                 else:
                     raise result
+            for (entry_id, _), held in zip(refused, _holding(client, refused)):
+                if held:
+                    counts["already"] += 1
+                    gone.append(entry_id)
+                else:
+                    counts["kept"] += 1
             if gone:
                 client.xdel(LEGACY_AUDIT, *gone)
             if len(page) < PAGE:
@@ -270,7 +276,13 @@ def _last_id(client, key: str) -> tuple[int, int]:
     return _order(last, 0)[:2]
 
 
-def _holds(client, shard: int, entry_id: str, fields: dict) -> bool:
-    """Whether the shard has this very entry (same id, same fields)."""
-    found = client.xrange(shard_key(shard), min=entry_id, max=entry_id, count=1)
-    return bool(found) and found[0][1] == fields
+def _holding(client, entries: list[tuple[str, dict]]) -> list[bool]:
+    """For each old entry, whether its shard has this very entry (same id, same fields):
+    moved by a run cut before deleting it from the old stream. One pipeline."""
+    if not entries:
+        return []
+    with client.pipeline(transaction=False) as pipe:
+        for entry_id, fields in entries:
+            pipe.xrange(shard_key(legacy_shard(fields)), min=entry_id, max=entry_id, count=1)
+        found = pipe.execute()
+    return [bool(hit) and hit[0][1] == fields for hit, (_, fields) in zip(found, entries)]

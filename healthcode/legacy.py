@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import datetime
 
 from . import compact
@@ -51,10 +52,19 @@ def is_legacy_entry(raw: bytes | None) -> bool:
     return raw is not None and raw.startswith(_ENTRY_PREFIX)
 
 
+#: seconds between two log lines about old-format data, per process: every read of an old
+#: record would otherwise log one
+LOG_INTERVAL = 60.0
+_logged = [float("-inf")]
+
+
 def migration_needed(what: str) -> StoreMigrationNeeded:
     """The error to answer with on meeting old-format data, logged (no subject, no data)."""
-    log.error("store_migration_needed: an old-format %s was read; run `healthcode store "
-              "migrate` (README, Upgrading)", what)
+    now = time.monotonic()
+    if now - _logged[0] >= LOG_INTERVAL:
+        _logged[0] = now
+        log.error("store_migration_needed: an old-format %s was read; run `healthcode store "
+                  "migrate` (README, Upgrading)", what)
     return StoreMigrationNeeded(
         "this record is stored in an earlier release's format; the operator must run "
         "`healthcode store migrate`")

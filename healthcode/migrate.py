@@ -48,10 +48,12 @@ class Report:
             out.append("audit: not moved while a record failed; fix it and run again")
         else:
             moved = "would move" if self.dry_run else "moved"
-            out.append(f"audit: {moved} {self.audit['moved']} entries of {legacy.LEGACY_AUDIT}"
-                       f" into their shards, found moved {self.audit['already']}, kept "
-                       f"{self.audit['kept']} (their shard already holds newer entries; "
-                       f"tail, export and trim read them where they are)")
+            out.append(f"audit: {moved} {self.audit['moved']}, found moved "
+                       f"{self.audit['already']}, kept {self.audit['kept']} entries of "
+                       f"{legacy.LEGACY_AUDIT}")
+            if self.audit["kept"]:
+                out.append("audit: kept entries' shards already hold newer ones; tail, export "
+                           "and trim read them in hc:audit (README, Upgrading)")
         return out
 
 

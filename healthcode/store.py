@@ -14,6 +14,9 @@ keys share a Redis Cluster slot and change together in one script:
 ``hc:{<sid>}:code``                the current dynamic code (expires before the code does)
 ``hc:img:{<token hash>}:<fmt>``    rendered QR images, per token, expiring with the token
 ``hc:audit:{<0..15>}``             streams: the sharded audit trail (:mod:`healthcode.audit`)
+``hc:audit``                       the earlier release's single audit stream: read beside the
+                                   shards until ``healthcode store migrate`` has moved it
+                                   (:mod:`healthcode.legacy`, :mod:`healthcode.migrate`)
 ``hc:idem:{<cred id>:<key hash>}`` sealed first answers to Idempotency-Key requests, 24 h
 ``hc:cred:<credential id>``        hash: role, subject, label, mode, SHA-256 of the secret
 ``hc:rl:<credential id>:<minute>`` lookup rate-limit counters

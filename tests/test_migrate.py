@@ -6,16 +6,17 @@ API after the migration: nothing a resident, an authority or an auditor could se
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 
 import pytest
 from click.testing import CliRunner
 
-from healthcode import migrate
+from healthcode import audit, legacy, migrate
 from healthcode.audit import shard_key, shard_of
 from healthcode.cli import main
-from healthcode.errors import StoreUnavailable
+from healthcode.errors import StoreMigrationNeeded, StoreUnavailable
 from healthcode.store import RedisStore
 from healthcode.subject import subject_id
 from healthcode.record import Document
@@ -226,6 +227,15 @@ def test_a_dry_run_counts_and_writes_nothing(app, old, redis_server):
     assert (real.converted, real.audit) == (dry.converted, dry.audit)
 
 
+def test_a_long_old_stream_moves_page_by_page(app, old, monkeypatch, redis_client):
+    monkeypatch.setattr(audit, "PAGE", 3)
+    before = list(_store(app).audit_export())
+    assert migrate.run(_store(app), dry_run=True).audit == {"moved": 10, "already": 0,
+                                                            "kept": 0}
+    assert migrate.run(_store(app)).audit == {"moved": 10, "already": 0, "kept": 0}
+    assert list(_store(app).audit_export()) == before and not redis_client.exists("hc:audit")
+
+
 def test_an_interrupted_run_resumes(app, client, creds, old, monkeypatch, redis_client):
     real = RedisStore.replace_subject
     calls = []
@@ -251,6 +261,9 @@ def test_an_interrupted_run_resumes(app, client, creds, old, monkeypatch, redis_
     redis_client.xadd(shard_key(shard_of(fields["subject"])), fields, id=entry_id)
     assert len(list(_store(app).audit_export())) == 10  # not shown twice
 
+    dry = migrate.run(_store(app), dry_run=True)
+    assert (dry.converted, dry.current, dry.audit) == (3, 2, {"moved": 9, "already": 1,
+                                                             "kept": 0})
     resumed = migrate.run(_store(app))
     assert (resumed.converted, resumed.current, resumed.failed) == (3, 2, {})
     assert resumed.audit == {"moved": 9, "already": 1, "kept": 0}
@@ -261,8 +274,9 @@ def test_an_interrupted_run_resumes(app, client, creds, old, monkeypatch, redis_
 
 
 def test_before_migrating_the_service_answers_store_migration_needed(app, client, creds, old,
-                                                                     caplog):
+                                                                     caplog, monkeypatch):
     first = old.sids[0]
+    monkeypatch.setattr(legacy, "_logged", [float("-inf")])  # logged at most once a minute
     with caplog.at_level(logging.ERROR, logger="healthcode"):
         for path in (f"/api/v1/residents/{first}", f"/api/v1/residents/{first}/history",
                      f"/api/v1/residents/{first}/code"):
@@ -274,6 +288,9 @@ def test_before_migrating_the_service_answers_store_migration_needed(app, client
     assert "陳" not in logged and first not in logged and "H0000000" not in logged
     # the status key kept its format: online checks of the subject go on meanwhile
     assert _store(app).current_status(first) == ("green", 4)
+    assert caplog.text.count("store_migration_needed:") == 1  # not once per request
+    with pytest.raises(StoreMigrationNeeded):  # nor is it re-keyed as if it were sealed
+        _store(app).rekey(f"hc:{{{first}}}:rec")
 
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.get_json()["store"]["old_release_data"] is True
@@ -309,7 +326,9 @@ def test_audit_entries_whose_shard_is_newer_stay_readable_in_order(app, client, 
     assert client.put(f"/api/v1/residents/{first}/status", headers=creds.authority,
                       json={"status": "yellow", "reason": "symptoms"}).status_code == 200
     before = list(_store(app).audit_export())
+    dry = migrate.run(_store(app), dry_run=True)
     report = migrate.run(_store(app))
+    assert dry.audit == report.audit
     # the first subject's 5 old entries (enroll, 3 changes, lookup) share its shard
     assert report.audit["kept"] >= 5 and report.audit["moved"] + report.audit["kept"] == 10
     assert redis_client.exists("hc:audit")
@@ -344,9 +363,39 @@ def test_the_command(old, redis_server, tmp_path, record_key):
                         catch_exceptions=False)
     assert dry.exit_code == 0, dry.output
     assert "records: would convert 5, already current 0, failed 0" in dry.output
-    assert "audit: would move 10 entries" in dry.output
+    assert "audit: would move 10, found moved 0, kept 0 entries of hc:audit" in dry.output
     done = runner.invoke(main, ["store", "migrate"], env=env, catch_exceptions=False)
     assert done.exit_code == 0 and "records: converted 5, already current 0" in done.output
     again = runner.invoke(main, ["store", "migrate"], env=env, catch_exceptions=False)
     assert "records: converted 0, already current 5, failed 0" in again.output
     assert "陳" not in dry.output + done.output + again.output
+
+
+def test_the_other_key_families_kept_their_format(app, client, redis_client):
+    """Credentials, page sessions, sign-in links and status keys as the old release wrote
+    them work unchanged: nothing of theirs needs migrating."""
+    def sha(text):
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    cred_id, secret = "0a1b2c3d4e5f", "Zm9vYmFyLWJhei1xdXV4LTAxMjM0NTY3ODlhYmNk"
+    redis_client.hset(f"hc:cred:{cred_id}", mapping={
+        "role": "authority", "hash": sha(secret), "created_at": ENROLLED_AT, "label": "old"})
+    headers = {"Authorization": f"Bearer hc_{cred_id}.{secret}"}
+    made = client.post("/api/v1/residents", json=RESIDENT, headers=headers)
+    assert made.status_code == 201
+    sid = made.get_json()["id"]
+
+    sessions = app.extensions["healthcode.sessions"]
+    session_id = "s" * 43
+    redis_client.set(f"hc:sess:{sha(session_id)}", json.dumps({
+        "cred": cred_id, "role": "authority", "subject": None, "label": "old", "kind": "token",
+        "at": ENROLLED_AT}), ex=600)
+    page = sessions.load(session_id)
+    assert (page.credential.id, page.credential.role, page.credential.mode) == (
+        cred_id, "authority", None)
+    link = "l" * 32
+    redis_client.set(f"hc:link:{sha(link)}", sid, ex=600)
+    assert sessions.redeem_link(link) == sid
+
+    redis_client.set(f"hc:{{{sid}}}:st", "yellow|7")  # "<status>|<version>", as ever
+    assert app.extensions["healthcode.store"].current_status(sid) == ("yellow", 7)
