@@ -5,11 +5,12 @@ What changed and how old data is recognised is in :mod:`healthcode.legacy`. The 
 1. scans every primary for record keys (SCAN with MATCH, as the credential listing does; never
    KEYS) and reads the first bytes of each, so a record already in the new format costs one
    GETRANGE and is left alone;
-2. converts each old-format subject in Python (the record is sealed there: AES-GCM with the
-   newest record key, the subject id as associated data, as a new enrollment would be) and
-   writes its record and history in one script on the subject's slot, only if its keys still
-   hold what was read (a status change meanwhile makes it read again). A crash leaves every
-   subject either converted or untouched;
+2. reads the old-format subjects of the batch (one pipeline per primary), converts each in
+   Python (the record is sealed there: AES-GCM with the newest record key, the subject id as
+   associated data, as a new enrollment would be) and writes each subject's record and history
+   in one script on its slot, only if its keys still hold what was read (a status change
+   meanwhile makes it go round again); the scripts go in one pipeline per primary, followed by
+   one WAIT where there are replicas. A crash leaves every subject converted or untouched;
 3. only if no subject failed, moves the old audit stream's entries into their shards
    (:meth:`healthcode.audit.AuditLog.move_legacy`). The old stream's presence is what
    ``/readyz`` reports as old data, so it goes last.
@@ -27,7 +28,7 @@ from .store import NotReplicated, RedisStore
 
 #: record keys classified per round trip (per primary on a cluster)
 BATCH = 500
-#: reads and conditional writes of one subject before it is reported as changing too fast
+#: reads and conditional writes of a subject before it is reported as changing too fast
 ATTEMPTS = 5
 
 
@@ -78,46 +79,47 @@ def run(store: RedisStore, dry_run: bool = False, progress=None) -> Report:
 
 
 def _records(store: RedisStore, keys: list[str], report: Report) -> None:
+    """Convert the old-format subjects among ``keys``: read in one pipeline per primary,
+    converted here, written in one per primary; those changed meanwhile go round again."""
+    pending = []
     for key, head in zip(keys, store.heads(keys)):
-        if not legacy.is_legacy_record(head):
-            report.current += 1
-            continue
-        sid = key[key.index("{") + 1:key.rindex("}")]
-        try:
-            outcome = _subject(store, sid, report.dry_run)
-        except legacy.Unconvertible as exc:
-            report.failed[key] = exc.reason
-        except NotReplicated:
-            report.failed[key] = "not_replicated: written, not confirmed by a replica; run again"
-        except HealthCodeError as exc:
-            if exc.reason == "store_unavailable":
-                raise
-            report.failed[key] = exc.reason
+        if legacy.is_legacy_record(head):
+            pending.append(key[key.index("{") + 1:key.rindex("}")])
         else:
-            if outcome:
+            report.current += 1
+    for _ in range(ATTEMPTS):
+        if not pending:
+            return
+        writes = []
+        for sid, before in zip(pending, store.subjects_keys(pending)):
+            st, rec, hist = before
+            if not legacy.is_legacy_record(rec):
+                report.current += 1  # converted by a concurrent run
+                continue
+            try:
+                if st is None:
+                    raise legacy.Unconvertible(reason="status_missing")
+                record, history = legacy.convert(store.cipher, sid, st, rec, hist)
+            except HealthCodeError as exc:  # unconvertible, or a change it cannot open
+                report.failed[_key(sid)] = exc.reason
+                continue
+            if report.dry_run:
                 report.converted += 1
             else:
-                report.current += 1
-
-
-def _subject(store: RedisStore, sid: str, dry_run: bool) -> bool:
-    """Convert one subject; False if it turned out to be current already."""
-    for _ in range(ATTEMPTS):
-        before = store.subject_keys(sid)
-        st, rec, hist = before
-        if not legacy.is_legacy_record(rec):
-            return False  # converted by a concurrent run
-        if st is None:
-            raise legacy.Unconvertible(reason="status_missing")
-        record, history = legacy.convert(store.cipher, sid, st, rec, hist)
-        if dry_run:
-            return True
+                writes.append((sid, before, record, history))
+        if not writes:
+            return
         try:
-            if store.replace_subject(sid, before, record, history):
-                return True
-        except NotReplicated as exc:
-            if not exc.results[0]:
-                raise
-            store.confirm(f"hc:{{{sid}}}:st")  # written: make sure a replica has it
-            return True
-    raise legacy.Unconvertible(reason="kept_changing")
+            written = store.replace_subjects(writes)
+        except NotReplicated:
+            for sid, *_ in writes:
+                report.failed[_key(sid)] = "not_replicated"
+            return
+        report.converted += sum(written)
+        pending = [sid for (sid, *_), done in zip(writes, written) if not done]
+    for sid in pending:
+        report.failed[_key(sid)] = "kept_changing"
+
+
+def _key(sid: str) -> str:
+    return f"hc:{{{sid}}}:rec"

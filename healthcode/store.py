@@ -606,28 +606,45 @@ class RedisStore:
         return out
 
     @wraps_redis
-    def subject_keys(self, sid: str) -> tuple[str | None, bytes | None, list[bytes]]:
-        """A subject's status, record and history as stored (bytes, unopened)."""
-        def build(pipe):
-            pipe.get(_k(sid, "st"))
-            pipe.execute_command("GET", _k(sid, "rec"), **{NEVER_DECODE: True})
-            pipe.execute_command("LRANGE", _k(sid, "hist"), 0, -1, **{NEVER_DECODE: True})
-
-        st, rec, hist = self._on_slot(_k(sid, "st"), build)
-        return st, rec, list(hist)
+    def subjects_keys(self, sids: list[str]) -> list[tuple[str | None, bytes | None, list]]:
+        """Each subject's status, record and history as stored (bytes, unopened); one
+        pipeline per primary."""
+        out: list = [None] * len(sids)
+        for indexes in self._by_node([_k(sid, "st") for sid in sids]):
+            def build(pipe, indexes=indexes):
+                for i in indexes:
+                    pipe.get(_k(sids[i], "st"))
+                    pipe.execute_command("GET", _k(sids[i], "rec"), **{NEVER_DECODE: True})
+                    pipe.execute_command("LRANGE", _k(sids[i], "hist"), 0, -1,
+                                         **{NEVER_DECODE: True})
+            results = self._on_slot(_k(sids[indexes[0]], "st"), build)
+            for n, i in enumerate(indexes):
+                st, rec, hist = results[3 * n:3 * n + 3]
+                out[i] = (st, rec, list(hist))
+        return out
 
     @wraps_redis
-    def replace_subject(self, sid: str, before: tuple, record: bytes,
-                        history: list[bytes]) -> bool:
-        """Write a subject's converted record and history in one script, only if its keys
-        still hold ``before`` (:meth:`subject_keys`); False if they changed meanwhile."""
-        st, rec, hist = before
-        keys = (_k(sid, "st"), _k(sid, "rec"), _k(sid, "hist"))
-        (done,) = self._on_slot(
-            keys[0], lambda p: p.evalsha(_REPLACE.sha, 3, *keys, st, rec, len(hist), record,
-                                         *history),
-            wait=True, scripts=(_REPLACE,))
-        return bool(done)
+    def replace_subjects(self, items: list[tuple[str, tuple, bytes, list[bytes]]]) -> list[bool]:
+        """Write converted subjects (sid, keys as read, new record, new history), each in one
+        script that writes only if its keys still hold what was read; False where they
+        changed meanwhile. One pipeline per primary, one WAIT after it: a WAIT confirms every
+        earlier write of its connection."""
+        out = [False] * len(items)
+        for indexes in self._by_node([_k(item[0], "st") for item in items]):
+            def build(pipe, indexes=indexes):
+                for i in indexes:
+                    sid, (st, rec, hist), record, history = items[i]
+                    pipe.evalsha(_REPLACE.sha, 3, _k(sid, "st"), _k(sid, "rec"),
+                                 _k(sid, "hist"), st, rec, len(hist), record, *history)
+            key = _k(items[indexes[0]][0], "st")
+            try:
+                results = self._on_slot(key, build, wait=True, scripts=(_REPLACE,))
+            except NotReplicated as exc:
+                results = exc.results
+                self.confirm(key)  # once more, on a fresh connection; raises if still short
+            for i, done in zip(indexes, results):
+                out[i] = bool(done)
+        return out
 
     @wraps_redis
     def has_legacy_audit(self) -> bool:

@@ -237,19 +237,21 @@ def test_a_long_old_stream_moves_page_by_page(app, old, monkeypatch, redis_clien
 
 
 def test_an_interrupted_run_resumes(app, client, creds, old, monkeypatch, redis_client):
-    real = RedisStore.replace_subject
+    real = RedisStore.replace_subjects
     calls = []
 
-    def crash_after_two(self, *args):
-        if len(calls) == 2:
+    def crash_on_the_second_batch(self, items):
+        if calls:
             raise StoreUnavailable("the connection dropped")
-        calls.append(args[0])
-        return real(self, *args)
+        calls.extend(sid for sid, *_ in items)
+        return real(self, items)
 
-    monkeypatch.setattr(RedisStore, "replace_subject", crash_after_two)
+    monkeypatch.setattr(migrate, "BATCH", 2)
+    monkeypatch.setattr(RedisStore, "replace_subjects", crash_on_the_second_batch)
     with pytest.raises(StoreUnavailable):
         migrate.run(_store(app))
     monkeypatch.undo()
+    assert len(calls) == 2
     # the two converted subjects read back; the others are untouched, whole, in the old form
     for sid in old.sids:
         response = client.get(f"/api/v1/residents/{sid}", headers=creds.authority)
