@@ -303,6 +303,30 @@ def test_before_migrating_the_service_answers_store_migration_needed(app, client
     assert "store_migration_needed" not in [w["code"] for w in ready["warnings"]]
 
 
+def test_a_change_between_reading_and_writing_a_subject_is_not_lost(app, client, creds, old,
+                                                                    monkeypatch):
+    """The script writes only if the keys still hold what was read; else the subject is read
+    and converted again, the change included."""
+    sid = old.sids[3]
+    real = RedisStore.subjects_keys
+    rounds = []
+
+    def change_after_the_first_read(self, sids):
+        read = real(self, sids)
+        if not rounds:
+            client.put(f"/api/v1/residents/{sid}/status", headers=creds.authority,
+                       json={"status": "yellow", "reason": "symptoms"})
+        rounds.append(list(sids))
+        return read
+
+    monkeypatch.setattr(RedisStore, "subjects_keys", change_after_the_first_read)
+    report = migrate.run(_store(app))
+    assert (report.converted, report.failed) == (5, {}) and rounds[1] == [sid]
+    changes = client.get(f"/api/v1/residents/{sid}/history",
+                         headers=creds.authority).get_json()["changes"]
+    assert [(c["to"], c["version"]) for c in changes] == [("green", 1), ("yellow", 2)]
+
+
 def test_a_change_made_by_the_new_release_before_migrating_is_kept(app, client, creds, old):
     """Its status script appends without reading the record: the history ends mixed."""
     sid = old.sids[1]
