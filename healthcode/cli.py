@@ -335,6 +335,40 @@ def records_rekey():
                f"older keys may now be removed from the ring")
 
 
+# -- the store as a whole ----------------------------------------------------------------------
+
+@main.group()
+def store():
+    """The Redis store as a whole: its data layout across releases."""
+
+
+@store.command("migrate")
+@click.option("--dry-run", is_flag=True, help="Only count what would change; write nothing.")
+def store_migrate(dry_run):
+    """Convert an earlier release's records, histories and audit stream (visits every primary).
+
+    Idempotent and resumable: run it again after an interruption. Exit 1 if a subject failed.
+    """
+    from . import migrate
+
+    store_ = _store(_config())
+    seen = [0]
+
+    def progress(count):
+        before, seen[0] = seen[0], seen[0] + count
+        if seen[0] // 50_000 > before // 50_000:
+            click.echo(f"scanned {seen[0]} records", err=True)
+
+    try:
+        report = migrate.run(store_, dry_run=dry_run, progress=progress)
+    except HealthCodeError as exc:
+        _fail(exc.message)
+    for line in report.lines():
+        click.echo(line)
+    if report.failed:
+        sys.exit(1)
+
+
 # -- partners: trust, mapping files, policies ------------------------------------------------
 # Files live in the data dir; a running service reads them at start-up, so restart it (or send
 # gunicorn's master a HUP) after a change. Each file is validated before it is copied in.

@@ -143,6 +143,13 @@ class StoreUnavailable(HealthCodeError):
     status = 503
 
 
+class StoreMigrationNeeded(HealthCodeError):
+    """The store holds data in an earlier release's layout: run `healthcode store migrate`."""
+
+    reason = "store_migration_needed"
+    status = 503
+
+
 class SignerUnavailable(HealthCodeError):
     """Codes of this scheme cannot be issued now: its signer is misconfigured or expired."""
 

@@ -33,7 +33,8 @@ def _errors(*codes: int) -> dict:
             429: "rate limited (rate_limited, with Retry-After): too many look-ups, or too many "
                  "failed authentications from this address or for this credential",
             503: "the state store is unavailable (store_unavailable, with Retry-After), or a "
-                 "target scheme's signer is (signer_unavailable)"}
+                 "target scheme's signer is (signer_unavailable), or a record is still in an "
+                 "earlier release's format (store_migration_needed)"}
     return {str(code): _error(text[code]) for code in codes}
 
 

@@ -14,6 +14,9 @@ keys share a Redis Cluster slot and change together in one script:
 ``hc:{<sid>}:code``                the current dynamic code (expires before the code does)
 ``hc:img:{<token hash>}:<fmt>``    rendered QR images, per token, expiring with the token
 ``hc:audit:{<0..15>}``             streams: the sharded audit trail (:mod:`healthcode.audit`)
+``hc:audit``                       the earlier release's single audit stream: read beside the
+                                   shards until ``healthcode store migrate`` has moved it
+                                   (:mod:`healthcode.legacy`, :mod:`healthcode.migrate`)
 ``hc:idem:{<cred id>:<key hash>}`` sealed first answers to Idempotency-Key requests, 24 h
 ``hc:cred:<credential id>``        hash: role, subject, label, mode, SHA-256 of the secret
 ``hc:rl:<credential id>:<minute>`` lookup rate-limit counters
@@ -60,11 +63,12 @@ from redis import exceptions as rx
 from redis.client import NEVER_DECODE
 from redis.sentinel import MasterNotFoundError, SlaveNotFoundError
 
-from . import compact, redis_topology
+from . import compact, legacy, redis_topology
 from .audit import AuditLog
 from . import metrics
 from .errors import Conflict, NotFound, StoreUnavailable
 from .record import format_time, mask_name
+from .recordcrypt import RecordUnreadable
 
 REVOKED_SIGNATURES = "hc:{revoked}:sig"
 REVOKED_VERSION = "hc:{revoked}:ver"
@@ -165,6 +169,20 @@ redis.call('SET', KEYS[1], ARGV[1] .. '|' .. version)
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('DEL', KEYS[3])
 return {version, previous}
+""")
+
+#: Replace an old-format subject's record and history by their conversion, atomically, unless
+#: its keys changed since they were read: ARGV = status, record and history length as read,
+#: then the new record and the new history entries. Returns 1 if written, else 0.
+_REPLACE = _Script("""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[2]
+   or redis.call('LLEN', KEYS[3]) ~= tonumber(ARGV[3]) then return 0 end
+redis.call('SET', KEYS[2], ARGV[4])
+redis.call('DEL', KEYS[3])
+for i = 5, #ARGV, 500 do
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, i, math.min(i + 499, #ARGV)))
+end
+return 1
 """)
 
 #: Re-write a key's value unchanged: a write that reaches the replication stream, so a WAIT
@@ -321,7 +339,13 @@ class RedisStore:
         return self.cipher.seal(sid, compact.dumps(data))
 
     def _open(self, sid: str, raw: bytes) -> dict:
-        return compact.loads(self.cipher.open(sid, raw))
+        try:
+            return compact.loads(self.cipher.open(sid, raw))
+        except RecordUnreadable:
+            # looked at only once opening failed: the read path pays nothing for it
+            if legacy.is_legacy_record(raw) or legacy.is_legacy_entry(raw):
+                raise legacy.migration_needed("record or history") from None
+            raise
 
     def stored_record(self, sid: str, record: dict, actor: str, now: int) -> bytes:
         """The sealed form of a new subject's record, with the history's first entry."""
@@ -544,6 +568,9 @@ class RedisStore:
                                                       **{NEVER_DECODE: True})
                     if all(v[0] == newest for v in values):
                         return False
+                    if any(legacy.is_legacy_record(v) or legacy.is_legacy_entry(v)
+                           for v in values):
+                        raise legacy.migration_needed("record or history")
                     fresh = [self.cipher.seal(sid, self.cipher.open(sid, v)) for v in values]
                     pipe.multi()
                     if kind == "string":
@@ -556,6 +583,79 @@ class RedisStore:
                 except redis.WatchError:
                     continue
         raise StoreUnavailable(f"{key} kept changing; run rekey again")
+
+    # -- the earlier release's layout (healthcode.legacy, healthcode.migrate) -------------------
+
+    @wraps_redis
+    def record_keys(self):
+        """Every subject's record key, on every primary."""
+        yield from redis_topology.scan_iter(self.r, "hc:{*}:rec", count=1000)
+
+    @wraps_redis
+    def heads(self, keys: list[str], size: int = 16) -> list[bytes | None]:
+        """The first ``size`` bytes of each string key (None where missing), one pipeline per
+        primary: enough to tell an old JSON record from a sealed one without reading it."""
+        out: list = [None] * len(keys)
+        for indexes in self._by_node(keys):
+            def build(pipe, indexes=indexes):
+                for i in indexes:
+                    pipe.execute_command("GETRANGE", keys[i], 0, size - 1,
+                                         **{NEVER_DECODE: True})
+            for i, head in zip(indexes, self._on_slot(keys[indexes[0]], build)):
+                out[i] = head or None
+        return out
+
+    @wraps_redis
+    def subjects_keys(self, sids: list[str]) -> list[tuple[str | None, bytes | None, list]]:
+        """Each subject's status, record and history as stored (bytes, unopened); one
+        pipeline per primary."""
+        out: list = [None] * len(sids)
+        for indexes in self._by_node([_k(sid, "st") for sid in sids]):
+            def build(pipe, indexes=indexes):
+                for i in indexes:
+                    pipe.get(_k(sids[i], "st"))
+                    pipe.execute_command("GET", _k(sids[i], "rec"), **{NEVER_DECODE: True})
+                    pipe.execute_command("LRANGE", _k(sids[i], "hist"), 0, -1,
+                                         **{NEVER_DECODE: True})
+            results = self._on_slot(_k(sids[indexes[0]], "st"), build)
+            for n, i in enumerate(indexes):
+                st, rec, hist = results[3 * n:3 * n + 3]
+                out[i] = (st, rec, list(hist))
+        return out
+
+    @wraps_redis
+    def replace_subjects(self, items: list[tuple[str, tuple, bytes, list[bytes]]]) -> list[bool]:
+        """Write converted subjects (sid, keys as read, new record, new history), each in one
+        script that writes only if its keys still hold what was read; False where they
+        changed meanwhile. One pipeline per primary, one WAIT after it: a WAIT confirms every
+        earlier write of its connection."""
+        out = [False] * len(items)
+        for indexes in self._by_node([_k(item[0], "st") for item in items]):
+            def build(pipe, indexes=indexes):
+                for i in indexes:
+                    sid, (st, rec, hist), record, history = items[i]
+                    pipe.evalsha(_REPLACE.sha, 3, _k(sid, "st"), _k(sid, "rec"),
+                                 _k(sid, "hist"), st, rec, len(hist), record, *history)
+            key = _k(items[indexes[0]][0], "st")
+            try:
+                results = self._on_slot(key, build, wait=True, scripts=(_REPLACE,))
+            except NotReplicated as exc:
+                results = exc.results
+                self.confirm(key)  # once more, on a fresh connection; raises if still short
+            for i, done in zip(indexes, results):
+                out[i] = bool(done)
+        return out
+
+    @wraps_redis
+    def has_legacy_audit(self) -> bool:
+        """Whether the earlier release's audit stream is still there (one EXISTS)."""
+        return bool(self.r.exists(legacy.LEGACY_AUDIT))
+
+    @wraps_redis
+    def move_legacy_audit(self, dry_run: bool = False) -> dict[str, int]:
+        """Move the earlier release's audit entries into their shards (see
+        :meth:`~healthcode.audit.AuditLog.move_legacy`)."""
+        return self.audit_log.move_legacy(self.r, dry_run=dry_run)
 
     # -- codes and images ---------------------------------------------------------------------
 

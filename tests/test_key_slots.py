@@ -8,7 +8,11 @@ from redis.connection import AbstractConnection
 from redis.exceptions import ResponseError
 from redis.crc import key_slot
 
+from healthcode import migrate
+from healthcode.record import Document
+from healthcode.subject import subject_id
 from tests.conftest import RESIDENT
+from tests.test_migrate import OldRelease
 
 
 class Recorder:
@@ -74,6 +78,22 @@ def _workload(client, creds, app):
     made, _ = store.create_credential("partner")
     store.revoke_credential(made.id)
     client.get("/readyz")
+    # upgrading from the earlier release: old-format data read, migrated, read again
+    release = OldRelease(store.r)
+    document = {"type": "passport", "number": "K1234567", "region": "HK"}
+    old = subject_id(app.extensions["healthcode.subject_secret"], Document(**document))
+    release.enroll(old, {"status": "green", "subject": {"name": "n", "subject_id": old}},
+                   "green", [], "authority:0a1b2c3d4e5f", "2026-05-04T08:15:30Z")
+    release.change(old, "red", ["close_contact"], "authority:0a1b2c3d4e5f",
+                   "2026-05-05T08:15:30Z")
+    assert client.get(f"/api/v1/residents/{old}", headers=creds.authority).status_code == 503
+    list(store.audit_export())
+    store.audit_entries(5)
+    migrate.run(store, dry_run=True)
+    assert migrate.run(store).converted == 1
+    assert client.get(f"/api/v1/residents/{old}/history",
+                      headers=creds.authority).status_code == 200
+    store.audit_trim()
 
 
 def test_every_command_touches_one_slot(client, creds, app, redis_client, redis_server,

@@ -22,7 +22,8 @@ def readyz():
     It also says which Redis topology answered and whether all of it serves (``redis``:
     ``topology``, ``complete``, and for a cluster its state and slot counts), and which kids
     this host signs and verifies with (``keys``), so a load balancer or an operator comparing
-    hosts spots one that lags behind a key rotation. A cluster missing a primary for some slots
+    hosts spots one that lags behind a key rotation, and whether an earlier release's data is
+    still waiting for ``healthcode store migrate`` (``store.old_release_data``). A cluster missing a primary for some slots
     stays ready: every host sees the same cluster, and taking them all out would stop the
     verifies that still work from the token alone.
     """
@@ -46,6 +47,18 @@ def readyz():
     trust = recognition.get_trust()
     body["trust"] = {"stale_sources": [s.to_dict() for s in trust.stale_sources()]}
     body["warnings"] = trust.warnings()
+    # An earlier release's data is reported, not a reason to go out of rotation either: the
+    # status keys kept their format, so verifies still work (one EXISTS, only here).
+    try:
+        old = store.has_legacy_audit() if checks["redis"] else None
+    except StoreUnavailable:
+        old = None
+    body["store"] = {"old_release_data": old}
+    if old:
+        body["warnings"].append({
+            "code": "store_migration_needed",
+            "message": "the store holds an earlier release's data (its audit stream hc:audit); "
+                       "run `healthcode store migrate` (README, Upgrading)"})
     response = jsonify(body)
     response.status_code = 200 if ready else 503
     return response
