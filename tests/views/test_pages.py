@@ -161,8 +161,21 @@ def test_the_scanner_is_told_where_its_webassembly_decoder_is(checkpoint_client)
 
 
 def test_a_signin_page_is_not_marked_for_keeping(client):
+    """Marked as the sign-in page instead: the scanner's worker, seeing it answer /checkpoint,
+    drops its copy of the signed-in page (whose CSRF token belonged to a session now over)."""
     response = client.get("/checkpoint")
-    assert "X-Healthcode-Page" not in response.headers
+    assert response.headers["X-Healthcode-Page"] == "signin"
+
+
+def test_signing_out_of_the_scanner_answers_with_the_marked_signin_page(checkpoint_client):
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"',
+                     checkpoint_client.get("/checkpoint").get_data(as_text=True)).group(1)
+    response = checkpoint_client.post("/signout", data={"csrf_token": csrf,
+                                                        "next": "checkpoint"})
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("/checkpoint?signed_out=1")
+    after = checkpoint_client.get(response.headers["Location"])
+    assert after.status_code == 200 and after.headers["X-Healthcode-Page"] == "signin"
 
 
 @pytest.mark.parametrize("name, licence, licence_words, licence_files", [
