@@ -11,6 +11,10 @@
  * (a worker sees only navigations within it), and the answer redirects to /checkpoint, which
  * this worker does see. The bundle copy is written by the page after it has verified the
  * bundle's signature, never by this worker. Verification requests (POST) are never touched.
+ *
+ * The worker is registered once the page has loaded and its trust bundle is in: installing, it
+ * fetches every asset the scanner may need offline, the camera decoders included, which the
+ * page itself loads only when the camera starts.
  */
 "use strict";
 

@@ -232,6 +232,8 @@ def checkpoint():
         "keep": 5, **scanner_offline.page_data(),
         # content-hashed, so the page must be told: the decoder fetches it itself
         "zxing_wasm_url": asset_url(scanner_offline.ZXING_WASM),
+        # loaded when needed, not with the page (issue 13.11): see scanner_offline.LATER
+        "scripts": {name: asset_url(path) for name, path in scanner_offline.LATER.items()},
         "worker_url": url_for("pages.checkpoint_worker"), "worker_scope": url_for(
             "pages.checkpoint")})
     # the service worker keeps only the signed-in scanner, never a sign-in or error page
