@@ -25,7 +25,16 @@ BUNDLE_PATH = "/api/v1/trust/bundle"
 #: the camera decoder's WebAssembly (zxing-cpp), fetched by vendor/zxing-reader.js
 ZXING_WASM = "vendor/zxing_reader.wasm"
 
-#: what the scanner needs to run offline; the service worker keeps a copy of each
+#: The scanner's scripts that its first load leaves out (issue 13.11: at most 100 KB before the
+#: page is usable). The page inserts each when it is first needed: the offline verifier and its
+#: CBOR library once the page has loaded, with the trust bundle they check codes against; the
+#: camera decoders when the camera is on, zxing-cpp only where the browser's BarcodeDetector
+#: cannot read QR codes, jsQR only where zxing cannot load or run.
+LATER = {"cbor": "vendor/cbor-x.min.js", "offline": "js/offline-verify.js",
+         "zxing": "vendor/zxing-reader.js", "jsqr": "vendor/jsQR.min.js"}
+
+#: what the scanner needs to run offline; the service worker keeps a copy of each (installing,
+#: once the page has loaded: the decoders too, so the camera reads offline)
 WORKER_ASSETS = ("css/site.css", "js/prefs.js", "vendor/zxing-reader.js", ZXING_WASM,
                  "vendor/jsQR.min.js", "vendor/cbor-x.min.js", "js/offline-verify.js",
                  "js/checkpoint.js")

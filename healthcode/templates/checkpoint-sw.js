@@ -4,9 +4,17 @@
  *
  * Network first, always: online, the page and the bundle are the service's current ones; the
  * copies answer only when the network does not. Only the signed-in scanner page is kept (the
- * service marks it with X-Healthcode-Page), and signing out deletes the copy. The bundle copy
- * is written by the page after it has verified the bundle's signature, never by this worker.
- * Verification requests (POST) are never touched.
+ * service marks it with X-Healthcode-Page: checkpoint), and the copy goes as soon as the
+ * service answers /checkpoint with its sign-in page (X-Healthcode-Page: signin): signed out,
+ * expired or ended elsewhere, the copy's CSRF token belongs to a session that is over. That is
+ * how signing out drops it: the sign-out form posts to /signout, outside this worker's scope
+ * (a worker sees only navigations within it), and the answer redirects to /checkpoint, which
+ * this worker does see. The bundle copy is written by the page after it has verified the
+ * bundle's signature, never by this worker. Verification requests (POST) are never touched.
+ *
+ * The worker is registered once the page has loaded and its trust bundle is in: installing, it
+ * fetches every asset the scanner may need offline, the camera decoders included, which the
+ * page itself loads only when the camera starts.
  */
 "use strict";
 
@@ -14,11 +22,24 @@ var CACHE = "hc-checkpoint-v1";
 var ASSETS_CACHE = "hc-checkpoint-assets-{{ version }}";
 var PAGE_URL = {{ page_url|tojson }};
 var BUNDLE_URL = {{ bundle_url|tojson }};
-var SIGNOUT_URL = {{ signout_url|tojson }};
 var ASSETS = {{ assets|tojson }};
 
-function keepPage(response) {
-  return response.ok && response.headers.get("X-Healthcode-Page") === "checkpoint";
+/* The network's answer to the scanner page: kept when it is the signed-in scanner, the copy
+ * dropped when it is the sign-in page; resolves once the cache says so. */
+function followPage(response) {
+  var kind = response.headers.get("X-Healthcode-Page");
+  if (response.ok && kind === "checkpoint") {
+    var copy = response.clone();
+    return caches.open(CACHE).then(function (cache) {
+      return cache.put(PAGE_URL, copy);
+    });
+  }
+  if (kind === "signin") {
+    return caches.open(CACHE).then(function (cache) {
+      return cache.delete(PAGE_URL);
+    });
+  }
+  return Promise.resolve();
 }
 
 self.addEventListener("install", function (event) {
@@ -26,11 +47,8 @@ self.addEventListener("install", function (event) {
     return cache.addAll(ASSETS);
   }).then(function () {
     // the page that registered this worker, so the very next reload works without a network
-    return fetch(PAGE_URL, {credentials: "same-origin", cache: "no-store"}).then(function (page) {
-      return keepPage(page) ? caches.open(CACHE).then(function (cache) {
-        return cache.put(PAGE_URL, page);
-      }) : null;
-    }).catch(function () {});
+    return fetch(PAGE_URL, {credentials: "same-origin", cache: "no-store"})
+      .then(followPage).catch(function () {});
   }).then(function () {
     return self.skipWaiting();
   }));
@@ -72,18 +90,23 @@ self.addEventListener("fetch", function (event) {
   if (url.origin !== self.location.origin) {
     return;
   }
-  if (request.method === "POST" && url.pathname === SIGNOUT_URL) {
-    // the copy of the page holds this session's CSRF token: it goes with the session
-    event.waitUntil(caches.open(CACHE).then(function (cache) {
-      return cache.delete(PAGE_URL);
-    }));
-    return;
-  }
   if (request.method !== "GET") {
     return;
   }
   if (request.mode === "navigate" && url.pathname === PAGE_URL) {
-    event.respondWith(networkFirst(request, CACHE, PAGE_URL, keepPage));
+    event.respondWith(fetch(request).then(function (response) {
+      // the copy is kept or dropped before the answer shows: a sign-in page on screen means
+      // the copy is gone, not going
+      return followPage(response).catch(function () {}).then(function () {
+        return response;
+      });
+    }, function () {
+      return caches.open(CACHE).then(function (cache) {
+        return cache.match(PAGE_URL);
+      }).then(function (cached) {
+        return cached || Response.error();
+      });
+    }));
   } else if (url.pathname === BUNDLE_URL) {
     event.respondWith(networkFirst(request, CACHE, BUNDLE_URL, function () {
       return false; // the page keeps the bundle once it has checked its signature

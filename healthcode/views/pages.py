@@ -97,10 +97,15 @@ def _signin(target: str, error: str | None = None, status: int = 200, **values):
     # A session cookie the store no longer knows: the sign-in ran out (or was ended). Say so,
     # and how to get back in; a resident never had an hc_ access code to type.
     expired = error is None and not signed_out and sessions.sign_in_lapsed()
-    return _page("signin.html", status=status, target=target, title=_title(target),
-                 error=i18n.error_text(error, **values) if error else None,
-                 signed_out=signed_out, expired=expired,
-                 help=page_texts.signin_help() if target == "me" else None)
+    response = _page("signin.html", status=status, target=target, title=_title(target),
+                     error=i18n.error_text(error, **values) if error else None,
+                     signed_out=signed_out, expired=expired,
+                     help=page_texts.signin_help() if target == "me" else None)
+    # The service's word that this browser has no page session here (signed out, expired,
+    # another role): the scanner's service worker drops its kept copy of the page, which holds
+    # the ended session's CSRF token, when a navigation to /checkpoint is answered with this.
+    response.headers["X-Healthcode-Page"] = "signin"
+    return response
 
 
 def _target() -> str:
@@ -227,6 +232,8 @@ def checkpoint():
         "keep": 5, **scanner_offline.page_data(),
         # content-hashed, so the page must be told: the decoder fetches it itself
         "zxing_wasm_url": asset_url(scanner_offline.ZXING_WASM),
+        # loaded when needed, not with the page (issue 13.11): see scanner_offline.LATER
+        "scripts": {name: asset_url(path) for name, path in scanner_offline.LATER.items()},
         "worker_url": url_for("pages.checkpoint_worker"), "worker_scope": url_for(
             "pages.checkpoint")})
     # the service worker keeps only the signed-in scanner, never a sign-in or error page
@@ -241,7 +248,6 @@ def checkpoint_worker():
     its own path) and registered for ``/checkpoint`` only."""
     body = render_template("checkpoint-sw.js", page_url=url_for("pages.checkpoint"),
                            bundle_url=scanner_offline.BUNDLE_PATH,
-                           signout_url=url_for("pages.signout"),
                            assets=[asset_url(a) for a in scanner_offline.WORKER_ASSETS],
                            version=scanner_offline.worker_version(current_app.static_folder))
     response = make_response(body)

@@ -293,8 +293,10 @@ def test_the_browsers_own_barcode_detector_is_used_where_it_exists(playwright, s
         assert page.get_attribute("#video", "data-decoder") == "native"
         assert page.get_attribute("#video", "data-read-by") == "native"
         assert page.evaluate("window.__detected") >= 1
-        # the browser's decoder reads: the 0.9 MB WebAssembly one is never downloaded
-        assert not [url for url in asked if url.endswith(".wasm")]
+        # the browser's decoder reads: the 0.9 MB WebAssembly one is never downloaded, nor
+        # its script, nor jsQR
+        assert not [url for url in asked
+                    if url.endswith((".wasm", "/zxing-reader.js", "/jsQR.min.js"))]
     finally:
         browser.close()
 

@@ -72,8 +72,8 @@ def shc_chunk() -> str:
         .strip()
 
 
-def read_by_camera(playwright, site, video, route=None) -> tuple[str | None, float | None,
-                                                                   object]:
+def read_by_camera(playwright, site, video, route=None,
+                   give_up_ms: int = GIVE_UP_MS) -> tuple[str | None, float | None, object]:
     """Start the scanner on this fake camera at 4x CPU throttling; the text the page sent to
     the service, the milliseconds from camera start to that, and (browser, page, the decoder
     that read it). ``route``: (pattern, handler) to intercept the page's requests."""
@@ -99,7 +99,7 @@ def read_by_camera(playwright, site, video, route=None) -> tuple[str | None, flo
             setTimeout(since, 50);
         };
         since();
-    })""", GIVE_UP_MS)
+    })""", give_up_ms)
     decoder = page.get_attribute("#video", "data-read-by")
     return (sent[0] if sent else None), took, (browser, page, decoder)
 
@@ -159,5 +159,30 @@ def test_jsqr_reads_when_the_webassembly_decoder_cannot_load(playwright, site, t
         seen = result_of(page)
         assert (seen["valid"], seen["status"]) == ("true", "green")
         assert page.get_attribute("#video", "data-decoder") == "jsqr"
+    finally:
+        browser.close()
+
+
+def test_jsqr_reads_while_a_slow_webassembly_decoder_arrives_then_zxing_takes_over(
+        playwright, site, tmp_path):
+    """On a slow link the 0.4 MB WebAssembly takes seconds: after 3 s jsQR (46 KB) reads,
+    and zxing takes over once it is there."""
+    from tests.browser.conftest import wait_until
+
+    code = site.code(site.enroll("green"))
+    video = variant_video(code, tmp_path, "rotated 90°", "M")
+    held = []  # the .wasm request, answered only after jsQR has read
+    hold = ("**/zxing_reader.wasm", lambda route: held.append(route))
+    # jsQR starts after 3 s and loads at 4x throttling on a shared machine: time for both
+    text, took, (browser, page, decoder) = read_by_camera(playwright, site, video, route=hold,
+                                                          give_up_ms=15_000)
+    try:
+        assert (text, decoder) == (code, "jsqr")
+        # zxing's 3 s run from when it was asked for, as the camera came on (a little before
+        # the page's "camera on" mark): jsQR did not come at once
+        assert took is not None and took >= 2500, "jsQR came before zxing had its 3 s"
+        assert held, "the WebAssembly was never asked for"
+        held[0].continue_()
+        wait_until(page, "document.getElementById('video').dataset.decoder === 'zxing'", 15)
     finally:
         browser.close()

@@ -108,20 +108,38 @@ def asset_src(html: str, name: str) -> str:
     return match.group(1)
 
 
+def later_src(html: str, name: str) -> str:
+    """The content-hashed URL of a script the scanner inserts when needed (page.scripts)."""
+    found = [url for url in page_data(html)["scripts"].values()
+             if re.fullmatch(r"/assets/[0-9a-f]{12}/" + re.escape(name), url)]
+    assert found, f"{name} is not named under a content-hashed name in the page's data"
+    return found[0]
+
+
 def test_the_scanner_page_loads_the_vendored_decoder(checkpoint_client):
     html = checkpoint_client.get("/checkpoint").get_data(as_text=True)
-    src = asset_src(html, "vendor/jsQR.min.js")
+    src = later_src(html, "vendor/jsQR.min.js")
     data = page_data(html)
     assert {k: data[k] for k in ("verify_url", "lookup_url", "keep")} == \
         {"verify_url": "/api/v1/verify", "lookup_url": "/api/v1/lookup", "keep": 5}
     assert checkpoint_client.get(src).status_code == 200
 
 
+def test_the_scanners_first_load_has_one_script_of_its_own(checkpoint_client):
+    """Issue 13.11: the decoders and the offline verifier are not loaded with the page; it
+    inserts them when needed, from the URLs in its data (tests/browser/test_scanner_weight.py
+    measures the bytes)."""
+    html = checkpoint_client.get("/checkpoint").get_data(as_text=True)
+    loaded = re.findall(r'<script src="/assets/[0-9a-f]{12}/([^"]+)"', html)
+    assert loaded == ["js/prefs.js", "js/checkpoint.js"]
+    assert sorted(page_data(html)["scripts"]) == ["cbor", "jsqr", "offline", "zxing"]
+
+
 def test_the_scanner_page_carries_what_offline_checks_need(app, checkpoint_client):
     response = checkpoint_client.get("/checkpoint")
     html = response.get_data(as_text=True)
     for script in ("vendor/cbor-x.min.js", "js/offline-verify.js"):
-        assert checkpoint_client.get(asset_src(html, script)).status_code == 200
+        assert checkpoint_client.get(later_src(html, script)).status_code == 200
     data = page_data(html)
     assert data["bundle_url"] == "/api/v1/trust/bundle"
     assert data["issuer"] == "HC-TEST" and data["clock_skew"] == app.config["CLOCK_SKEW"]
@@ -138,10 +156,11 @@ def test_the_service_worker_is_served_from_the_root_for_the_scanner(checkpoint_c
     assert response.headers["Cache-Control"] == "no-cache"
     body = response.get_data(as_text=True)
     page = checkpoint_client.get("/checkpoint").get_data(as_text=True)
-    for asset in ("js/checkpoint.js", "js/offline-verify.js", "vendor/cbor-x.min.js",
-                  "vendor/jsQR.min.js", "vendor/zxing-reader.js"):
-        # the worker keeps exactly the content-hashed URLs the page loads
-        assert f'"{asset_src(page, asset)}"' in body
+    assert f'"{asset_src(page, "js/checkpoint.js")}"' in body
+    for asset in ("js/offline-verify.js", "vendor/cbor-x.min.js", "vendor/jsQR.min.js",
+                  "vendor/zxing-reader.js"):
+        # the worker keeps exactly the content-hashed URLs the page loads when it needs them
+        assert f'"{later_src(page, asset)}"' in body
     # and the decoder's WebAssembly, which the page fetches from the URL it is given
     assert json.dumps(page_data(page)["zxing_wasm_url"]) in body
     assert '"/api/v1/trust/bundle"' in body and "hc-checkpoint-assets-" in body
@@ -161,8 +180,21 @@ def test_the_scanner_is_told_where_its_webassembly_decoder_is(checkpoint_client)
 
 
 def test_a_signin_page_is_not_marked_for_keeping(client):
+    """Marked as the sign-in page instead: the scanner's worker, seeing it answer /checkpoint,
+    drops its copy of the signed-in page (whose CSRF token belonged to a session now over)."""
     response = client.get("/checkpoint")
-    assert "X-Healthcode-Page" not in response.headers
+    assert response.headers["X-Healthcode-Page"] == "signin"
+
+
+def test_signing_out_of_the_scanner_answers_with_the_marked_signin_page(checkpoint_client):
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"',
+                     checkpoint_client.get("/checkpoint").get_data(as_text=True)).group(1)
+    response = checkpoint_client.post("/signout", data={"csrf_token": csrf,
+                                                        "next": "checkpoint"})
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("/checkpoint?signed_out=1")
+    after = checkpoint_client.get(response.headers["Location"])
+    assert after.status_code == 200 and after.headers["X-Healthcode-Page"] == "signin"
 
 
 @pytest.mark.parametrize("name, licence, licence_words, licence_files", [

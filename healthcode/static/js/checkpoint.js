@@ -3,6 +3,11 @@
  * and, when the service cannot be reached, the same checks in the browser (offline-verify.js)
  * against the signed trust bundle kept on this device.
  *
+ * This is the only script the page's first load carries (issue 13.11: at most 100 KB before
+ * the page is usable, on a weak signal). The rest comes when needed: the offline verifier and
+ * the trust bundle once the page has loaded, zxing when the camera is on and the browser cannot
+ * read QR codes itself, jsQR only where zxing cannot load or run (or is slow to arrive).
+ *
  * The answer is shown full-screen as soon as it arrives. There are three kinds of answer and
  * only three (issue 12): valid (the colour), not valid (the code failed, with its reason), and
  * could not check (network, service or trust data unavailable), which has its own look and is
@@ -28,6 +33,10 @@
   var FRAME_BUDGET_MS = 120;
   var MIN_SIDE = 480;
   var ZXING_LOAD_MS = 15000; // a decoder that has not loaded by then is given up for jsQR
+  // on a slow link the 0.4 MB WebAssembly takes a while: past this jsQR (42 KB) reads until
+  // zxing is there, and zxing takes over once it is
+  var ZXING_SLOW_MS = 3000;
+  var WORKER_AFTER_MS = 10000; // the worker is registered by then even if the bundle hangs
 
   var video = document.getElementById("video");
   var canvas = document.getElementById("frame");
@@ -37,7 +46,7 @@
   var result = document.getElementById("result");
   var recentList = document.getElementById("recent");
 
-  var offline = window.HealthcodeOffline;
+  var offline = null; // window.HealthcodeOffline, once offline-verify.js is in (loadOffline)
   var trustStatus = document.getElementById("trust-status");
   var BUNDLE_CACHE = "hc-checkpoint-v1";
   var BUNDLE_EVERY_MS = 5 * 60 * 1000; // cheap: an unchanged bundle is a 304
@@ -56,6 +65,35 @@
   // 24-hour times in every language, as Macau and Hong Kong write them (issue 13.11)
   var dateTimeFormat = new Intl.DateTimeFormat(lang, {dateStyle: "medium", timeStyle: "medium",
                                                       hourCycle: "h23"});
+
+  /* One of this app's scripts (page.scripts), inserted the first time it is needed. Same
+   * origin and content-hashed, so the page's CSP (script-src 'self', no inline script, no
+   * eval) allows it exactly as it allows the page's own script tag. Resolves once it has run;
+   * a failed load is forgotten, so a later call (back online) tries again. */
+  var scripts = {};
+  function loadScript(name) {
+    var url = page.scripts && page.scripts[name];
+    if (!url) {
+      return Promise.reject(new Error("no script " + name));
+    }
+    if (!scripts[name]) {
+      scripts[name] = new Promise(function (resolve, reject) {
+        var tag = document.createElement("script");
+        tag.src = url;
+        tag.async = false; // scripts inserted together run in the order they were inserted
+        tag.onload = function () {
+          resolve();
+        };
+        tag.onerror = function () {
+          delete scripts[name];
+          tag.remove();
+          reject(new Error("script " + name + " did not load"));
+        };
+        document.head.appendChild(tag);
+      });
+    }
+    return scripts[name];
+  }
 
   function byId(id) {
     return document.getElementById(id);
@@ -366,7 +404,24 @@
     }).catch(function () {});
   }
 
+  /* The offline verifier and its CBOR library: after the page has loaded, with the bundle. */
+  function loadOffline() {
+    if (offline) {
+      return Promise.resolve(offline);
+    }
+    return Promise.all([loadScript("cbor"), loadScript("offline")]).then(function () {
+      offline = window.HealthcodeOffline || null;
+      return offline;
+    }, function () {
+      return null;
+    });
+  }
+
   function refreshBundle() {
+    return loadOffline().then(refreshWithVerifier);
+  }
+
+  function refreshWithVerifier() {
     if (!offline || !window.crypto || !window.crypto.subtle) {
       trustStatus.textContent = text.trust_none;
       return Promise.resolve();
@@ -473,6 +528,7 @@
     }).catch(function () {
       zxing = null; // a decoder that fails once goes back to jsQR for good
       video.dataset.decoder = "jsqr";
+      startJsqr();
       next(started);
     });
   }
@@ -490,7 +546,9 @@
         }
       }).catch(function () {
         detector = null; // a detector that fails once goes to zxing or jsQR for good
-        video.dataset.decoder = zxing ? "zxing" : "jsqr";
+        if (zxing) {
+          video.dataset.decoder = "zxing";
+        }
         startZxing();
       }).then(function () {
         next(asked);
@@ -516,16 +574,20 @@
   /* zxing-cpp built to WebAssembly (vendor/zxing-reader.js): faster than jsQR and reads
    * rotated, perspective-skewed, blurred and low-contrast codes jsQR misses. Its .wasm comes
    * from this app under its content-hashed URL (never the package's CDN default), so it works
-   * on an offline LAN and from the service worker's copy. Resolves to the library, or null
-   * where WebAssembly, the script or the file is missing: then jsQR reads. */
+   * on an offline LAN and from the service worker's copy. Its script and the .wasm are
+   * fetched only now, when the camera is on and no BarcodeDetector reads QR codes. Resolves to
+   * the library, or null where WebAssembly, the script or the file is missing: then jsQR reads. */
   var zxing = null;
   function loadZxing() {
-    var lib = window.ZXingWASM;
-    if (!lib || typeof lib.prepareZXingModule !== "function" || !page.zxing_wasm_url ||
-        typeof WebAssembly !== "object") {
+    if (!page.zxing_wasm_url || typeof WebAssembly !== "object") {
       return Promise.resolve(null);
     }
-    var loading = Promise.resolve().then(function () {
+    var lib = null;
+    var loading = loadScript("zxing").then(function () {
+      lib = window.ZXingWASM;
+      if (!lib || typeof lib.prepareZXingModule !== "function") {
+        throw new Error("no zxing");
+      }
       return lib.prepareZXingModule({
         overrides: {
           locateFile: function (path, prefix) {
@@ -546,18 +608,35 @@
   var zxingLoading = null;
   function startZxing() {
     if (!zxingLoading) {
+      var slow = window.setTimeout(startJsqr, ZXING_SLOW_MS);
       zxingLoading = loadZxing().then(function (lib) {
+        window.clearTimeout(slow);
         zxing = lib;
-        if (!detector && scanning) {
+        if (!lib) {
+          startJsqr();
+        }
+        if (!detector) {
           video.dataset.decoder = lib ? "zxing" : "jsqr";
         }
       });
     }
+    return zxingLoading;
   }
-  // without a BarcodeDetector, fetched and compiled while the page and camera start, not
-  // when the first frame needs it
-  if (typeof window.BarcodeDetector !== "function") {
-    startZxing();
+
+  /* jsQR (vendor/jsQR.min.js), the last fallback: a flat, centred code, where zxing cannot
+   * load or has failed, and on a slow link until zxing has arrived. */
+  var jsqrLoading = null;
+  function startJsqr() {
+    if (!jsqrLoading) {
+      jsqrLoading = loadScript("jsqr").then(function () {
+        if (!detector && !zxing) {
+          video.dataset.decoder = "jsqr";
+        }
+      }, function () {
+        jsqrLoading = null; // not there (offline, no copy): asked again on the next fallback
+      });
+    }
+    return jsqrLoading;
   }
 
   /* The browser's BarcodeDetector where it reads QR codes (Chrome on Android, macOS,
@@ -572,13 +651,14 @@
         }
       }).catch(function () {}) : Promise.resolve();
     return native.then(function () {
-      if (!detector) {
-        startZxing(); // a BarcodeDetector without QR codes
+      if (detector) {
+        video.dataset.decoder = "native"; // nothing else is downloaded
+      } else {
+        startZxing(); // no BarcodeDetector, or one without QR codes
       }
-      // jsQR reads while zxing is still loading; zxing takes over once it is there
-      video.dataset.decoder = detector ? "native" : (zxing ? "zxing" : "jsqr");
     });
   }
+  var deciding = null;
 
   function startCamera() {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
@@ -589,6 +669,9 @@
     navigator.mediaDevices.getUserMedia({video: {facingMode: "environment"}, audio: false})
       .then(function (stream) {
         video.srcObject = stream;
+        // the camera is on: the decoder is chosen (and zxing fetched, if needed) while the
+        // video starts, never before
+        deciding = deciding || findDetector();
         return video.play();
       })
       .then(function () {
@@ -598,7 +681,7 @@
         startButton.hidden = true;
         if (!scanning) {
           scanning = true;
-          findDetector().then(scanFrame);
+          deciding.then(scanFrame);
         }
       })
       .catch(function (error) {
@@ -688,12 +771,34 @@
   startCamera();
 
   // The service worker keeps this page and its scripts for a reload without a network.
-  if (navigator.serviceWorker && page.worker_url) {
+  var registered = false;
+  function registerWorker() {
+    if (registered || !navigator.serviceWorker || !page.worker_url) {
+      return;
+    }
+    registered = true;
     navigator.serviceWorker.register(page.worker_url, {scope: page.worker_scope})
       .catch(function () {}); // without it the page still checks offline until reloaded
   }
-  refreshBundle();
-  window.setInterval(refreshBundle, BUNDLE_EVERY_MS);
-  window.addEventListener("online", refreshBundle);
+
+  /* What offline checks need comes once the page is usable: after its load event, in the
+   * first idle moment, the verifier and the bundle; then the worker, whose install fetches
+   * the rest (decoders included) in the background. */
+  function afterLoad() {
+    var idle = window.requestIdleCallback || function (then) {
+      return window.setTimeout(then, 0);
+    };
+    idle(function () {
+      refreshBundle().then(registerWorker, registerWorker);
+      window.setTimeout(registerWorker, WORKER_AFTER_MS);
+    }, {timeout: 1000});
+    window.setInterval(refreshBundle, BUNDLE_EVERY_MS);
+    window.addEventListener("online", refreshBundle);
+  }
+  if (document.readyState === "complete") {
+    afterLoad();
+  } else {
+    window.addEventListener("load", afterLoad);
+  }
   window.addEventListener("offline", showTrustStatus);
 })();
