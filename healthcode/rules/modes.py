@@ -35,7 +35,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from .. import jsontext
 from ..errors import ConfigurationError
+from ..jsontext import EncodedList
 from ..record import STATUSES, Record, format_time
 from .projection import project
 from .ruleset import (RULE_TYPES, RuleError, RuleResult, RuleSet, inline_rule, judge_all,
@@ -207,11 +209,26 @@ def _no_evidence(mode: Mode) -> RuleResult:
     return RuleResult(rule, "open", "the code holds no vaccination, test or recovery")
 
 
+def _entries(results: list[RuleResult], lang: str | None) -> EncodedList:
+    """The answer's ``rules``: each entry a copy of its rule's kept one, with its JSON text
+    (an entry with a note is encoded here; the others' texts are kept with them)."""
+    entries, texts = [], []
+    for result in results:
+        if result.note is None:
+            base, text = result.rule.entry(result.result, lang)
+            entries.append(base.copy())
+        else:
+            body = result.to_dict(lang)
+            entries.append(body)
+            text = jsontext.encode(body)
+        texts.append(text)
+    return EncodedList.of(entries, texts)
+
+
 def apply_verdict(answer: dict, verdict: Verdict, mode: Mode, lang: str | None) -> dict:
     """Fold a verdict into a verify answer (DESIGN.md: rules, policy_refused, open)."""
     answer["mode"] = mode.name
-    answer["rules"] = [r.rule.body(r.result, lang) if r.note is None else r.to_dict(lang)
-                       for r in verdict.results]
+    answer["rules"] = _entries(verdict.results, lang)
     if verdict.failed:
         first = verdict.failed[0]
         answer.update(valid=False, reason="policy_refused",

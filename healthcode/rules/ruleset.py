@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
-from .. import certlogic
+from .. import certlogic, jsontext
 from ..errors import ConfigurationError
 from ..record import parse_time
 
@@ -105,20 +105,26 @@ class Rule:
         return {}
 
     def body(self, result: str, lang: str | None) -> dict:
-        """The answer's entry for this rule with ``result`` (a new dict: callers may add to it).
+        """The answer's entry for this rule with ``result`` (a new dict: callers may add to it)."""
+        return self.entry(result, lang)[0].copy()
+
+    def entry(self, result: str, lang: str | None) -> tuple[dict, str]:
+        """The answer's entry with ``result`` and its JSON text (:func:`jsontext.encode`),
+        shared: the dict is not to be changed (:meth:`body` gives a copy to change).
 
         Kept per (result, language) as asked, up to a few dozen languages per rule (the
         language comes from the request: an unbounded cache would let clients fill memory).
         """
         key = (result, lang)
-        base = self._bodies.get(key)
-        if base is None:
+        kept = self._bodies.get(key)
+        if kept is None:
             base = {"id": self.identifier, "type": self.type, "result": result,
                     "description": self.describe(lang), "version": self.version,
                     "country": self.country}
+            kept = (base, jsontext.encode(base))
             if len(self._bodies) < _MAX_BODIES:
-                self._bodies[key] = base
-        return base.copy()
+                self._bodies[key] = kept
+        return kept
 
     def applies(self, certificate_type: str | None, at: datetime) -> bool:
         """General or of this certificate type, and valid at ``at``."""
