@@ -40,7 +40,7 @@ from ..errors import ConfigurationError
 from ..jsontext import EncodedList
 from ..record import STATUSES, Record, format_time
 from .projection import project
-from .ruleset import (RULE_TYPES, RuleError, RuleResult, RuleSet, inline_rule, judge_all,
+from .ruleset import (RULE_TYPES, Plan, RuleError, RuleResult, RuleSet, inline_rule, judge_all,
                       read_rule_file)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -178,8 +178,8 @@ def judge_record(mode: Mode, record: Record, *, rules: RuleSet, valuesets: dict,
                 "exp": format_time(provenance.valid_until) if provenance and
                 provenance.valid_until else None}
     return judge_candidates(
-        record, lambda kind: select_rules(mode, rules, kind, at, issuer_country), external,
-        no_evidence=lambda: _no_evidence(mode))
+        record, lambda kind: Plan.of(select_rules(mode, rules, kind, at, issuer_country)),
+        external, no_evidence=lambda: _no_evidence(mode))
 
 
 def judge_candidates(record: Record, select, external: dict, no_evidence=None) -> Verdict:

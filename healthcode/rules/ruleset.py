@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -388,11 +389,78 @@ def judge(rule: Rule, data: dict, unknown: frozenset[str] = frozenset(),
     return _result(rule, outcome, unknown)
 
 
-def judge_all(rules: Iterable[Rule], data: dict, unknown: frozenset[str] = frozenset()
+class Plan:
+    """A selection of rules judged together: each distinct Logic once, all of them in one
+    :class:`certlogic.Batch` call, and the common answer (every rule passed) recognised in one
+    comparison. Made once per selection (:meth:`of`), used on every code it judges."""
+
+    __slots__ = ("rules", "_batch", "_slots", "_passing", "_all_passed")
+
+    def __init__(self, rules: Iterable[Rule]):
+        self.rules = tuple(rules)
+        # one program per distinct Logic (rules copying the EU's templates share theirs)
+        programs = list(dict.fromkeys(rule.program for rule in self.rules))
+        slot = {program: index for index, program in enumerate(programs)}
+        self._batch = certlogic.Batch(programs)
+        self._slots = tuple(slot[rule.program] for rule in self.rules)
+        # the value each program has when all its rules pass (Acceptance: true, Invalidation:
+        # false), compared by identity (1 is not true); none if its rules want both
+        passing: dict = {}
+        for rule in self.rules:
+            value = rule.type == "Acceptance"
+            passing[rule.program] = value if passing.get(rule.program, value) is value \
+                else _NEITHER
+        self._passing = tuple(passing[program] for program in programs)
+        self._all_passed = tuple(rule.outcomes["passed"] for rule in self.rules)
+
+    @classmethod
+    def of(cls, rules: Iterable[Rule]) -> "Plan":
+        """The plan of these rules (in this order), shared: a selection is compiled once.
+
+        Kept by the rules' identities: a kept plan holds its rules, so while it is kept no
+        other rule can have one of their ids. Bounded like certlogic's program cache.
+        """
+        rules = tuple(rules)
+        key = tuple(map(id, rules))
+        plan = _PLANS.get(key)
+        if plan is None:
+            plan = cls(rules)
+            if len(_PLANS) >= _MAX_PLANS:
+                _PLANS.clear()  # cheap and thread-safe; plans in use are back after one call
+            _PLANS[key] = plan
+        return plan
+
+    def evaluate(self, data: dict) -> list:
+        """Each rule's Logic value on ``data``, or the CertLogicError it raised (rule order)."""
+        values = self._batch(data)
+        return [values[slot] for slot in self._slots]
+
+    def judge(self, data: dict, unknown: frozenset[str] = frozenset()) -> list[RuleResult]:
+        """:func:`judge` of each rule on ``data``, as :func:`judge_all` answers."""
+        values = self._batch(data)
+        if all(map(operator.is_, values, self._passing)):
+            return list(self._all_passed)
+        results = []
+        for rule, slot in zip(self.rules, self._slots):
+            value = values[slot]
+            outcome = (None, value) if isinstance(value, certlogic.CertLogicError) \
+                else (value, None)
+            results.append(_result(rule, outcome, unknown))
+        return results
+
+
+_NEITHER = object()
+_PLANS: dict[tuple, Plan] = {}
+_MAX_PLANS = 256
+
+
+def judge_all(rules: Iterable[Rule] | Plan, data: dict, unknown: frozenset[str] = frozenset()
               ) -> list[RuleResult]:
     """:func:`judge` for each rule on one data context, each distinct Logic evaluated once.
     The loop a scan runs for every rule of its mode: the common outcome (a boolean that
-    passes) takes no more than a lookup."""
+    passes) takes no more than a lookup. A :class:`Plan` judges its rules in one batch."""
+    if type(rules) is Plan:
+        return rules.judge(data, unknown)
     memo: dict = {}
     results = []
     for rule in rules:

@@ -5,8 +5,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from healthcode.rules.ruleset import RuleError, RuleSet, judge, parse_rule, semver_key
-from tests.rules.helpers import PRODUCT_ALLOWED, eu_rule
+from healthcode.rules.ruleset import (Plan, RuleError, RuleSet, judge, judge_all, parse_rule,
+                                      semver_key)
+from tests.rules.helpers import PRODUCT_ALLOWED, SERIES_COMPLETE, VACCINATION_RECENT, eu_rule
 
 AT = datetime(2024, 6, 1, tzinfo=timezone.utc)
 
@@ -105,6 +106,51 @@ def test_a_rule_reading_what_the_source_cannot_say_is_open():
     assert result.result == "open" and "v.0.mp" in result.note
     # but a pass is a pass, whatever the source could not say
     assert judge(rule, data("EU/1/20/1528"), unknown=frozenset({"v.0.ma"})).result == "passed"
+
+
+def plan_rules():
+    """Rules of every outcome, two of them sharing a Logic, one Logic wanted both ways."""
+    return [parse_rule(r) for r in (
+        eu_rule(1, PRODUCT_ALLOWED), eu_rule(1, PRODUCT_ALLOWED, country="DE"),
+        eu_rule(2, SERIES_COMPLETE), eu_rule(3, VACCINATION_RECENT),
+        eu_rule(4, {"after": [{"var": "payload.v.0.dt"}, 1]}),           # fails to evaluate
+        eu_rule(5, {"var": "payload.v.0.dn"}),                             # not a boolean
+        eu_rule(6, PRODUCT_ALLOWED, rule_type="Invalidation"))]
+
+
+@pytest.mark.parametrize("entry", [
+    {"mp": "EU/1/20/1528", "dn": 2, "sd": 2, "dt": "2024-05-01"},
+    {"mp": "Sputnik-V", "dn": 1, "sd": 2, "dt": "2020-01-01"},
+    {"dn": 1},
+    {},
+])
+@pytest.mark.parametrize("unknown", [frozenset(), frozenset({"v.0.mp", "v.0.sd"})])
+def test_a_plan_judges_its_rules_as_each_is_judged_alone(entry, unknown):
+    rules = plan_rules()
+    data = {"payload": {"v": [entry]},
+            "external": {"validationClock": "2024-06-01T00:00:00Z"}}
+    results = Plan(rules).judge(data, unknown)
+    assert results == [judge(rule, data, unknown) for rule in rules]
+    assert results == judge_all(rules, data, unknown) == judge_all(Plan(rules), data, unknown)
+
+
+def test_a_plan_whose_rules_all_pass_gives_each_rules_passed_result():
+    rules = [parse_rule(r) for r in (eu_rule(1, PRODUCT_ALLOWED), eu_rule(2, SERIES_COMPLETE),
+                                     eu_rule(3, True, rule_type="Invalidation"))]
+    complete = {"payload": {"v": [{"mp": "EU/1/20/1528", "dn": 2, "sd": 2}]}}
+    results = Plan(rules).judge(complete)
+    assert [r.result for r in results] == ["passed", "passed", "failed"]
+    rules[2] = parse_rule(eu_rule(3, False, rule_type="Invalidation"))
+    results = Plan(rules).judge(complete)
+    assert results == [rule.outcomes["passed"] for rule in rules]
+    assert all(a is b for a, b in zip(results, (rule.outcomes["passed"] for rule in rules)))
+
+
+def test_a_selection_is_planned_once():
+    rules = plan_rules()
+    assert Plan.of(rules) is Plan.of(list(rules))
+    assert Plan.of(rules[:2]) is not Plan.of(rules)
+    assert Plan.of(rules).evaluate(data("Sputnik-V"))[:2] == [False, False]
 
 
 @pytest.mark.parametrize("logic, message", [
