@@ -536,8 +536,11 @@ class _Generator:
         for expr in expressions:
             self.known = dict(shared)
             lines.append("    try:")
-            lines.append(f"        steps = [{MAX_REDUCE_STEPS}]")
-            lines.append(f"        out.append({self.emit(expr, lines, 2)})")
+            body: list[str] = []
+            body.append(f"        out.append({self.emit(expr, body, 2)})")
+            if any("steps" in line for line in body):  # reduce, or a branch of its own
+                lines.append(f"        steps = [{MAX_REDUCE_STEPS}]")
+            lines += body
             lines.append("    except _CertLogicError as error:")
             lines.append("        out.append(error)")
             lines.append("    except _RecursionError:  # as Program.__call__ says")
@@ -633,7 +636,7 @@ class _Generator:
         outer, self.known = self.known, dict(self.known)
         for value in values:
             self.branch(value, target, lines, level + 1, scoped=False)
-            lines.append(f"{inner}if {target} is not True and _falsy_operand({target}):")
+            lines.append(f"{inner}if {target} is not True and {_falsy(target)}:")
             lines.append(f"{inner}    break")
         lines.append(f"{inner}break")
         self.known = outer
@@ -744,6 +747,14 @@ def _truth(value: str) -> str:
     return (f"{value} if {value} is True or {value} is False else False if {value} is None "
             f"else len({value}) != 0 if type({value}) is dict or type({value}) is list or "
             f"type({value}) is str else _boolsiness({value})")
+
+
+def _falsy(value: str) -> str:
+    """Python for :func:`_falsy_operand` of a generated value that is not ``True``, inline for
+    the common kinds (an ``and`` stops at a falsy operand; neither truthy nor falsy fails)."""
+    return (f"({value} is False or {value} is None or (len({value}) == 0 if type({value}) is "
+            f"dict or type({value}) is list or type({value}) is str else {value} == 0 if "
+            f"type({value}) is int else _falsy_operand({value})))")
 
 
 def _is_name(text: str) -> bool:

@@ -327,6 +327,14 @@ def test_a_large_batch_is_split_and_keeps_its_answers():
     assert certlogic.Batch([])(data) == []
 
 
+def test_a_batch_nests_branches_as_deep_as_validation_allows():
+    deep = nested_in_branches(certlogic.MAX_DEPTH // 4 - 1)
+    counted = {"if": [{"var": "go"}, nested_in_branches(certlogic.MAX_DEPTH // 4 - 2), 0]}
+    batch = certlogic.Batch([certlogic.compile(deep), certlogic.compile(counted)])
+    assert batch({"go": True, "leaf": "deep"}) == ["deep", "deep"]
+    assert batch({"go": 0, "leaf": "deep"}) == [False, 0]
+
+
 def test_a_batch_keeps_keys_and_strings_as_data():
     batch = certlogic.Batch([certlogic.compile({"var": HOSTILE_KEY}),
                              certlogic.compile({"===": [{"var": HOSTILE_KEY}, HOSTILE_KEY]})])
