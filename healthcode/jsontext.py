@@ -49,6 +49,22 @@ class EncodedList(list):
         return cls(items, "[" + ",".join(texts) + "]")
 
 
+class SharedDict(dict):
+    """A dict kept and shared by many answers (a rule's entry): read-only, so that no answer
+    can change what the others show. ``dict(...)`` or ``.copy()`` gives one to change."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a shared entry is read-only: change a copy of it")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self):  # a copy (copy.copy, pickle) is an ordinary dict
+        return dict, (dict(self),)
+
+
 class JSONProvider(DefaultJSONProvider):
     """Flask's provider, splicing in the text of an answer's :class:`EncodedList` values."""
 

@@ -75,3 +75,19 @@ def test_another_encoding_encodes_the_list_as_it_is(app, setting):
         body = app.json.response(answer).get_data(as_text=True)
     assert "kept" not in body
     assert body == plain(app, answer, **options) + "\n"
+
+
+def test_a_shared_entry_is_read_only_and_its_copies_are_not():
+    entry = jsontext.SharedDict(id="VR-DE-0001", result="passed")
+    for change in (lambda e: e.__setitem__("note", "x"), lambda e: e.update(note="x"),
+                   lambda e: e.setdefault("note", "x"), lambda e: e.pop("id"),
+                   lambda e: e.popitem(), lambda e: e.clear(), lambda e: e.__delitem__("id")):
+        with pytest.raises(TypeError):
+            change(entry)
+    with pytest.raises(TypeError):
+        entry |= {"note": "x"}
+    assert entry == {"id": "VR-DE-0001", "result": "passed"}
+    for copy_ in (dict(entry), entry.copy(), __import__("copy").deepcopy(entry)):
+        assert type(copy_) is dict and copy_ == entry
+        copy_["note"] = "x"
+    assert jsontext.encode(entry) == '{"id":"VR-DE-0001","result":"passed"}'

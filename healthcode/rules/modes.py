@@ -135,14 +135,21 @@ def load_modes(folder: Path) -> dict[str, Mode]:
 @dataclass
 class Verdict:
     """The rules one code met under one mode (``results`` complete when it is made: it is
-    partitioned once, here)."""
+    partitioned once, here). ``plan``: the :class:`Plan` that judged them, if one did (whose
+    every-rule-passed answer needs no partitioning, and whose entries are kept)."""
 
     results: list[RuleResult]
     certificate_type: str | None
+    plan: Plan | None = field(default=None, repr=False, compare=False)
     failed: list[RuleResult] = field(init=False, repr=False)
     open: list[RuleResult] = field(init=False, repr=False)
+    planned_pass: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        self.planned_pass = self.plan is not None and self.plan.all_passed(self.results)
+        if self.planned_pass:
+            self.failed, self.open = [], []
+            return
         self.failed = [r for r in self.results if r.result == "failed"]
         self.open = [r for r in self.results if r.result == "open"]
 
@@ -189,10 +196,12 @@ def judge_candidates(record: Record, select, external: dict, no_evidence=None) -
     verdicts = []
     for candidate in project(record):
         data = {"payload": candidate.payload, "external": external}
-        results = judge_all(select(candidate.certificate_type), data, candidate.unknown)
+        selected = select(candidate.certificate_type)
+        results = judge_all(selected, data, candidate.unknown)
         if candidate.certificate_type is None and no_evidence is not None:
             results.append(no_evidence())
-        verdicts.append(Verdict(results, candidate.certificate_type))
+        verdicts.append(Verdict(results, candidate.certificate_type,
+                                selected if type(selected) is Plan else None))
     for verdict in verdicts:
         if verdict.passed:
             return verdict
@@ -209,14 +218,17 @@ def _no_evidence(mode: Mode) -> RuleResult:
     return RuleResult(rule, "open", "the code holds no vaccination, test or recovery")
 
 
-def _entries(results: list[RuleResult], lang: str | None) -> EncodedList:
-    """The answer's ``rules``: each entry a copy of its rule's kept one, with its JSON text
-    (an entry with a note is encoded here; the others' texts are kept with them)."""
+def _entries(verdict: Verdict, lang: str | None) -> EncodedList:
+    """The answer's ``rules``, each entry with its JSON text: its rule's kept entry (shared,
+    read-only), or for an entry with a note, one made and encoded here. Where every rule of
+    a plan passed, the plan keeps the whole list's text."""
+    if verdict.planned_pass:
+        return verdict.plan.passed_entries(lang)
     entries, texts = [], []
-    for result in results:
+    for result in verdict.results:
         if result.note is None:
-            base, text = result.rule.entry(result.result, lang)
-            entries.append(base.copy())
+            entry, text = result.rule.entry(result.result, lang)
+            entries.append(entry)
         else:
             body = result.to_dict(lang)
             entries.append(body)
@@ -228,7 +240,7 @@ def _entries(results: list[RuleResult], lang: str | None) -> EncodedList:
 def apply_verdict(answer: dict, verdict: Verdict, mode: Mode, lang: str | None) -> dict:
     """Fold a verdict into a verify answer (DESIGN.md: rules, policy_refused, open)."""
     answer["mode"] = mode.name
-    answer["rules"] = _entries(verdict.results, lang)
+    answer["rules"] = _entries(verdict, lang)
     if verdict.failed:
         first = verdict.failed[0]
         answer.update(valid=False, reason="policy_refused",

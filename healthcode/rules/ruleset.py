@@ -107,11 +107,11 @@ class Rule:
 
     def body(self, result: str, lang: str | None) -> dict:
         """The answer's entry for this rule with ``result`` (a new dict: callers may add to it)."""
-        return self.entry(result, lang)[0].copy()
+        return dict(self.entry(result, lang)[0])
 
-    def entry(self, result: str, lang: str | None) -> tuple[dict, str]:
+    def entry(self, result: str, lang: str | None) -> tuple[jsontext.SharedDict, str]:
         """The answer's entry with ``result`` and its JSON text (:func:`jsontext.encode`),
-        shared: the dict is not to be changed (:meth:`body` gives a copy to change).
+        shared by every answer that shows it, so read-only (:meth:`body` gives a copy).
 
         Kept per (result, language) as asked, up to a few dozen languages per rule (the
         language comes from the request: an unbounded cache would let clients fill memory).
@@ -119,9 +119,9 @@ class Rule:
         key = (result, lang)
         kept = self._bodies.get(key)
         if kept is None:
-            base = {"id": self.identifier, "type": self.type, "result": result,
-                    "description": self.describe(lang), "version": self.version,
-                    "country": self.country}
+            base = jsontext.SharedDict(
+                id=self.identifier, type=self.type, result=result,
+                description=self.describe(lang), version=self.version, country=self.country)
             kept = (base, jsontext.encode(base))
             if len(self._bodies) < _MAX_BODIES:
                 self._bodies[key] = kept
@@ -394,7 +394,7 @@ class Plan:
     :class:`certlogic.Batch` call, and the common answer (every rule passed) recognised in one
     comparison. Made once per selection (:meth:`of`), used on every code it judges."""
 
-    __slots__ = ("rules", "_batch", "_slots", "_passing", "_all_passed")
+    __slots__ = ("rules", "_batch", "_slots", "_passing", "_all_passed", "_entries")
 
     def __init__(self, rules: Iterable[Rule]):
         self.rules = tuple(rules)
@@ -412,6 +412,7 @@ class Plan:
                 else _NEITHER
         self._passing = tuple(passing[program] for program in programs)
         self._all_passed = tuple(rule.outcomes["passed"] for rule in self.rules)
+        self._entries: dict = {}
 
     @classmethod
     def of(cls, rules: Iterable[Rule]) -> "Plan":
@@ -429,6 +430,22 @@ class Plan:
                 _PLANS.clear()  # cheap and thread-safe; plans in use are back after one call
             _PLANS[key] = plan
         return plan
+
+    def all_passed(self, results: list[RuleResult]) -> bool:
+        """Whether ``results`` are this plan's answer when every rule passed."""
+        return len(results) == len(self._all_passed) and all(
+            map(operator.is_, results, self._all_passed))
+
+    def passed_entries(self, lang: str | None) -> jsontext.EncodedList:
+        """The answer's ``rules`` when every rule passed (:meth:`Rule.entry` of each), with
+        their JSON text; kept per language as :meth:`Rule.entry` keeps them."""
+        kept = self._entries.get(lang)
+        if kept is None:
+            entries = [rule.entry("passed", lang) for rule in self.rules]
+            kept = (tuple(e for e, _ in entries), "[" + ",".join(t for _, t in entries) + "]")
+            if len(self._entries) < _MAX_BODIES:
+                self._entries[lang] = kept
+        return jsontext.EncodedList(kept[0], kept[1])
 
     def evaluate(self, data: dict) -> list:
         """Each rule's Logic value on ``data``, or the CertLogicError it raised (rule order)."""

@@ -1,10 +1,12 @@
 """Rule selection as the EU defines it, and what a rule's result means."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import pytest
 
+from healthcode import jsontext
 from healthcode.rules.ruleset import (Plan, RuleError, RuleSet, judge, judge_all, parse_rule,
                                       semver_key)
 from tests.rules.helpers import PRODUCT_ALLOWED, SERIES_COMPLETE, VACCINATION_RECENT, eu_rule
@@ -144,6 +146,16 @@ def test_a_plan_whose_rules_all_pass_gives_each_rules_passed_result():
     results = Plan(rules).judge(complete)
     assert results == [rule.outcomes["passed"] for rule in rules]
     assert all(a is b for a, b in zip(results, (rule.outcomes["passed"] for rule in rules)))
+
+
+@pytest.mark.parametrize("lang", [None, "de", "de-AT", "xx"])
+def test_a_plans_passed_entries_are_its_rules_bodies_with_their_text(lang):
+    rules = [parse_rule(eu_rule(1, PRODUCT_ALLOWED, de="Eine Regel für die Tests hier")),
+             parse_rule(eu_rule(2, SERIES_COMPLETE))]
+    entries = Plan(rules).passed_entries(lang)
+    assert entries == [rule.body("passed", lang) for rule in rules]
+    assert json.loads(entries.json) == entries
+    assert entries.json == jsontext.encode([rule.body("passed", lang) for rule in rules])
 
 
 def test_a_selection_is_planned_once():
