@@ -971,6 +971,12 @@ _DATE_TIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+
                         r"(Z|(([+-])(\d{1,2}):?(\d{2})?))?$")
 
 
+#: The form services write a validation clock in (UTC with ``Z``, a fraction or none), one of
+#: those ``_DATE_TIME`` reads; :func:`_parse_uncached` reads it by position, without groups,
+#: as each scan brings a new one (the others are mostly the same payload dates, kept).
+_UTC_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z")
+
+
 def _instant(year, month, day, hour=0, minute=0, second=0, millis=0, offset_minutes=0) -> DateTime:
     if not (1 <= month <= 12 and 1 <= day <= _days_in_month(year, month)):
         raise EvaluationError(f"not a calendar date: {year:04d}-{month:02d}-{day:02d}")
@@ -1001,6 +1007,10 @@ def _parsed_ms(text: str) -> int:
 
 
 def _parse_uncached(text: str) -> DateTime:
+    if _UTC_DATE_TIME.fullmatch(text):  # a validation clock's form: read by position
+        millis = int((text[20:-1] + "00")[:3]) if len(text) > 20 else 0  # rounded down
+        return _instant(int(text[:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]),
+                        int(text[14:16]), int(text[17:19]), millis)
     date = _parse_date(text)
     if date is not None:
         return date

@@ -59,13 +59,20 @@ def test_plus_time(date, amount, unit, expected):
     ("2021-06-01T10:20:30.5", "2021-06-01T10:20:30.500Z"),
     ("2021-06-01T10:20:30.123987Z", "2021-06-01T10:20:30.123Z"),  # rounded down to the ms
     ("2021-06-01T10:20:30.1+02:00", "2021-06-01T08:20:30.100Z"),
+    ("2021-06-01T10:20:30.1Z", "2021-06-01T10:20:30.100Z"),          # a clock's forms
+    ("2021-06-01T10:20:30.98765432101Z", "2021-06-01T10:20:30.987Z"),
+    ("2021-06-01T24:00:00Z", "2021-06-02T00:00:00.000Z"),
+    ("2021-06-01T24:00:00.000Z", "2021-06-02T00:00:00.000Z"),
+    ("0000-03-01T00:00:00Z", "0000-03-01T00:00:00.000Z"),
 ])
 def test_date_time_formats_of_the_spec(text, expected):
     assert iso({"plusTime": [text, 0, "hour"]}) == expected
 
 
 @pytest.mark.parametrize("text", ["2021-02-30", "2022-13", "2021-06-01 10:20:30",
-                                  "2021-06-01T25:00:00Z", "yesterday", ""])
+                                  "2021-06-01T25:00:00Z", "yesterday", "",
+                                  "2021-02-29T00:00:00Z", "2021-06-01T24:00:01Z",
+                                  "2021-06-01T10:60:00.5Z", "2021-06-01T10:20:30.Z"])
 def test_invalid_dates_fail_evaluation(text):
     with pytest.raises(EvaluationError):
         certlogic.evaluate({"plusTime": [text, 0, "day"]}, None)
