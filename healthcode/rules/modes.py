@@ -29,6 +29,7 @@ counted as passed; with no rule applicable at all, nothing is granted either.
 """
 from __future__ import annotations
 
+import operator
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -57,6 +58,9 @@ class Mode:
     description: str = ""
     descriptions: tuple[tuple[str, str], ...] = ()
     source: str = ""
+    #: (certificate type, issuer country) -> the rule set, selection parts and Plan last made
+    #: for them (:func:`plan_rules`)
+    plans: dict = field(default_factory=dict, compare=False, repr=False)
 
     def describe(self, lang: str | None = None) -> str:
         texts = dict(self.descriptions)
@@ -161,17 +165,46 @@ class Verdict:
 
 def select_rules(mode: Mode, rules: RuleSet, certificate_type: str | None, at: datetime,
                  issuer_country: str | None) -> list:
-    selected = []
+    return [rule for part in _selection(mode, rules, certificate_type, at, issuer_country)
+            for rule in part]
+
+
+def _selection(mode: Mode, rules: RuleSet, certificate_type: str | None, at: datetime,
+               issuer_country: str | None) -> tuple[list, ...]:
+    """The selection's parts, each a list :meth:`RuleSet.select` keeps for its window."""
+    parts = []
     if "Acceptance" in mode.rule_types and mode.country:
-        selected += rules.select(country=mode.country, rule_type="Acceptance",
-                                 certificate_type=certificate_type, at=at)
+        parts.append(rules.select(country=mode.country, rule_type="Acceptance",
+                                  certificate_type=certificate_type, at=at))
     if "Invalidation" in mode.rule_types and issuer_country:
-        selected += rules.select(country=issuer_country, rule_type="Invalidation",
-                                 certificate_type=certificate_type, at=at)
+        parts.append(rules.select(country=issuer_country, rule_type="Invalidation",
+                                  certificate_type=certificate_type, at=at))
     for rule_type in mode.rule_types:
-        selected += mode.extra.select(country=None, rule_type=rule_type,
-                                      certificate_type=certificate_type, at=at)
-    return selected
+        parts.append(mode.extra.select(country=None, rule_type=rule_type,
+                                       certificate_type=certificate_type, at=at))
+    return tuple(parts)
+
+
+def plan_rules(mode: Mode, rules: RuleSet, certificate_type: str | None, at: datetime,
+               issuer_country: str | None) -> Plan:
+    """:func:`select_rules` as a :class:`Plan`, kept in the mode per (certificate type,
+    issuer country) with the parts it was made of: while the clock stays in their windows,
+    :meth:`RuleSet.select` gives the same lists, and the plan stands."""
+    parts = _selection(mode, rules, certificate_type, at, issuer_country)
+    key = (certificate_type, issuer_country)
+    kept = mode.plans.get(key)
+    if kept is not None and kept[0] is rules and len(kept[1]) == len(parts) and all(
+            map(operator.is_, kept[1], parts)):
+        return kept[2]
+    plan = Plan.of([rule for part in parts for rule in part])
+    if len(mode.plans) >= _MAX_PLANS:
+        mode.plans.clear()  # cheap and thread-safe; plans in use are back after one call
+    mode.plans[key] = (rules, parts, plan)
+    return plan
+
+
+#: Plans a mode keeps: certificate types times the issuing countries it has seen.
+_MAX_PLANS = 256
 
 
 def judge_record(mode: Mode, record: Record, *, rules: RuleSet, valuesets: dict,
@@ -185,7 +218,7 @@ def judge_record(mode: Mode, record: Record, *, rules: RuleSet, valuesets: dict,
                 "exp": format_time(provenance.valid_until) if provenance and
                 provenance.valid_until else None}
     return judge_candidates(
-        record, lambda kind: Plan.of(select_rules(mode, rules, kind, at, issuer_country)),
+        record, lambda kind: plan_rules(mode, rules, kind, at, issuer_country),
         external, no_evidence=lambda: _no_evidence(mode))
 
 

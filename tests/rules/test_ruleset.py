@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from healthcode import jsontext
+from healthcode.rules.modes import Mode, plan_rules, select_rules
 from healthcode.rules.ruleset import (Plan, RuleError, RuleSet, judge, judge_all, parse_rule,
                                       semver_key)
 from tests.rules.helpers import PRODUCT_ALLOWED, SERIES_COMPLETE, VACCINATION_RECENT, eu_rule
@@ -110,7 +111,7 @@ def test_a_rule_reading_what_the_source_cannot_say_is_open():
     assert judge(rule, data("EU/1/20/1528"), unknown=frozenset({"v.0.ma"})).result == "passed"
 
 
-def plan_rules():
+def mixed_rules():
     """Rules of every outcome, two of them sharing a Logic, one Logic wanted both ways."""
     return [parse_rule(r) for r in (
         eu_rule(1, PRODUCT_ALLOWED), eu_rule(1, PRODUCT_ALLOWED, country="DE"),
@@ -128,7 +129,7 @@ def plan_rules():
 ])
 @pytest.mark.parametrize("unknown", [frozenset(), frozenset({"v.0.mp", "v.0.sd"})])
 def test_a_plan_judges_its_rules_as_each_is_judged_alone(entry, unknown):
-    rules = plan_rules()
+    rules = mixed_rules()
     data = {"payload": {"v": [entry]},
             "external": {"validationClock": "2024-06-01T00:00:00Z"}}
     results = Plan(rules).judge(data, unknown)
@@ -159,10 +160,31 @@ def test_a_plans_passed_entries_are_its_rules_bodies_with_their_text(lang):
 
 
 def test_a_selection_is_planned_once():
-    rules = plan_rules()
+    rules = mixed_rules()
     assert Plan.of(rules) is Plan.of(list(rules))
     assert Plan.of(rules[:2]) is not Plan.of(rules)
     assert Plan.of(rules).evaluate(data("Sputnik-V"))[:2] == [False, False]
+
+
+def test_a_modes_plan_follows_the_clock_across_rule_windows():
+    """Kept per certificate type and issuer while the selection holds; made again when the
+    clock crosses a ValidFrom or ValidTo, or the issuer's Invalidation rules differ."""
+    rules = ruleset(eu_rule(1, True, valid_to="2024-07-01T00:00:00Z"),
+                    eu_rule(2, True, valid_from="2024-07-01T00:00:00Z"),
+                    eu_rule(3, True, rule_type="Invalidation", country="DE"))
+    mode = Mode(name="entry", country="AT")
+    july = datetime(2024, 7, 2, tzinfo=timezone.utc)
+    june = plan_rules(mode, rules, "Vaccination", AT, None)
+    assert ids(june.rules) == [("VR-AT-0001", "1.0.0")]
+    assert plan_rules(mode, rules, "Vaccination", AT.replace(day=20), None) is june
+    assert ids(plan_rules(mode, rules, "Vaccination", july, None).rules) == [
+        ("VR-AT-0002", "1.0.0")]
+    assert ids(plan_rules(mode, rules, "Vaccination", AT, None).rules) == ids(june.rules)
+    assert ids(plan_rules(mode, rules, "Vaccination", AT, "DE").rules) == [
+        ("VR-AT-0001", "1.0.0"), ("IR-DE-0003", "1.0.0")]
+    for at, issuer in ((AT, None), (july, None), (AT, "DE"), (july, "DE")):
+        assert list(plan_rules(mode, rules, "Vaccination", at, issuer).rules) == \
+            select_rules(mode, rules, "Vaccination", at, issuer)
 
 
 @pytest.mark.parametrize("logic, message", [
