@@ -83,16 +83,22 @@ class JSONProvider(DefaultJSONProvider):
 
     def _spliced(self, obj: dict, kwargs) -> str:
         """``obj`` encoded in runs of ordinary items, with each EncodedList's text between."""
+        encoder = self._encoder
+        if encoder is None or encoder.default is not self.default:
+            # what super().dumps(..., **kwargs) makes per call, made once
+            encoder = self._encoder = json.JSONEncoder(default=self.default, **ENCODING)
         parts: list[str] = []
         run: dict = {}
         for key, value in obj.items():
             if type(value) is EncodedList and type(key) is str:
                 if run:
-                    parts.append(super().dumps(run, **kwargs)[1:-1])
+                    parts.append(encoder.encode(run)[1:-1])
                     run = {}
                 parts.append(f"{encode_basestring(key)}:{value.json}")
             else:
                 run[key] = value
         if run:
-            parts.append(super().dumps(run, **kwargs)[1:-1])
+            parts.append(encoder.encode(run)[1:-1])
         return "{" + ",".join(parts) + "}"
+
+    _encoder: json.JSONEncoder | None = None
