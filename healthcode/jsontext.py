@@ -69,10 +69,12 @@ class JSONProvider(DefaultJSONProvider):
     """Flask's provider, splicing in the text of an answer's :class:`EncodedList` values."""
 
     def dumps(self, obj, **kwargs) -> str:
-        if type(obj) is dict and self._spliceable(kwargs):
+        if type(obj) is dict:
             for value in obj.values():
                 if type(value) is EncodedList:
-                    return self._spliced(obj, kwargs)
+                    if self._spliceable(kwargs):
+                        return self._spliced(obj, kwargs)
+                    break
         return super().dumps(obj, **kwargs)
 
     def _spliceable(self, kwargs) -> bool:
