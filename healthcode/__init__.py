@@ -12,12 +12,13 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     Importing the package builds nothing; everything happens here.
     """
-    from . import (admission, assets, auth, bootstrap, config, i18n, logs, page_texts, proxies,
-                   recognition, sessions, status_push, store)
+    from . import (admission, assets, auth, bootstrap, config, i18n, jsontext, logs, page_texts,
+                   proxies, recognition, sessions, status_push, store)
     from .rules import service as rules_service
     from .views import register_blueprints
 
     app = Flask(__name__)
+    app.json = jsontext.JSONProvider(app)  # answers' kept JSON texts spliced in (jsontext.py)
     app.config.from_mapping(config.load_env())
     if test_config:
         app.config.from_mapping(test_config)

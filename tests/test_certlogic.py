@@ -59,13 +59,20 @@ def test_plus_time(date, amount, unit, expected):
     ("2021-06-01T10:20:30.5", "2021-06-01T10:20:30.500Z"),
     ("2021-06-01T10:20:30.123987Z", "2021-06-01T10:20:30.123Z"),  # rounded down to the ms
     ("2021-06-01T10:20:30.1+02:00", "2021-06-01T08:20:30.100Z"),
+    ("2021-06-01T10:20:30.1Z", "2021-06-01T10:20:30.100Z"),          # a clock's forms
+    ("2021-06-01T10:20:30.98765432101Z", "2021-06-01T10:20:30.987Z"),
+    ("2021-06-01T24:00:00Z", "2021-06-02T00:00:00.000Z"),
+    ("2021-06-01T24:00:00.000Z", "2021-06-02T00:00:00.000Z"),
+    ("0000-03-01T00:00:00Z", "0000-03-01T00:00:00.000Z"),
 ])
 def test_date_time_formats_of_the_spec(text, expected):
     assert iso({"plusTime": [text, 0, "hour"]}) == expected
 
 
 @pytest.mark.parametrize("text", ["2021-02-30", "2022-13", "2021-06-01 10:20:30",
-                                  "2021-06-01T25:00:00Z", "yesterday", ""])
+                                  "2021-06-01T25:00:00Z", "yesterday", "",
+                                  "2021-02-29T00:00:00Z", "2021-06-01T24:00:01Z",
+                                  "2021-06-01T10:60:00.5Z", "2021-06-01T10:20:30.Z"])
 def test_invalid_dates_fail_evaluation(text):
     with pytest.raises(EvaluationError):
         certlogic.evaluate({"plusTime": [text, 0, "day"]}, None)
@@ -248,3 +255,103 @@ def test_each_plus_time_is_a_new_date_time():
     shifted = {"plusTime": [{"var": "d"}, 1, "day"]}
     assert certlogic.evaluate({"===": [shifted, shifted]}, {"d": "2021-01-01"}) is False
     assert certlogic.evaluate({"not-after": [shifted, shifted, shifted]}, {"d": "2021-01-01"})
+
+
+# -- batches: several programs on one data context, each answering as it would alone ----------
+
+
+def alone(program, data):
+    """What one program gives on its own: its value, or the error it raises."""
+    try:
+        return program(data)
+    except certlogic.CertLogicError as error:
+        return error
+
+
+def agree(batched, single) -> bool:
+    if isinstance(single, certlogic.CertLogicError):
+        return type(batched) is type(single) and batched.message == single.message
+    if isinstance(single, certlogic.DateTime):
+        return type(batched) is certlogic.DateTime and batched.ms == single.ms
+    return type(batched) is type(single) and batched == single
+
+
+BATCHED = [{"var": "payload.v.0.dn"},
+           {"if": [{"var": "payload.v.0"}, {">=": [{"var": "payload.v.0.dn"}, 2]}, True]},
+           {"after": [{"var": "payload.v.0.dn"}, 1]},              # fails: not a date-time
+           {"reduce": [{"var": "payload.v"}, {"+": [{"var": "accumulator"}, 1]}, 0]},
+           {"plusTime": [{"var": "external.clock"}, 1, "day"]},
+           {"in": [{"var": "payload.v.0.mp"}, {"var": "external.sets.products"}]},
+           {"var": "payload.v.1.dn"}]
+
+
+@pytest.mark.parametrize("data", [
+    {"payload": {"v": [{"dn": 2, "mp": "EU/1"}]}, "external": {"clock": "2024-06-01",
+                                                                 "sets": {"products": ["EU/1"]}}},
+    {"payload": {"v": [{"dn": 1}, {"dn": 2}]}, "external": {"clock": "2024-06-01T10:00:00Z"}},
+    {"payload": {"v": []}, "external": {}},                   # v.0 absent: shared reads give null
+    {"payload": {"v": "no list"}, "external": {"clock": 7}},  # wrong kinds fail as alone
+    {"payload": None}, None, [1, 2], "text",
+])
+def test_a_batch_answers_each_program_as_it_would_alone(data):
+    programs = [certlogic.compile(e) for e in BATCHED]
+    batch = certlogic.Batch(programs)
+    values = batch(data)
+    assert len(values) == len(programs)
+    for program, value in zip(programs, values):
+        assert agree(value, alone(program, data)), program.expression
+
+
+def test_paths_two_expressions_read_are_read_once_before_them():
+    batch = certlogic.Batch([certlogic.compile(e) for e in BATCHED[:3]])
+    first_statements = batch.source.split("out = []")[0]
+    assert first_statements.count(".get('payload')") == 1
+    assert batch.source.count(".get('dn')") == 1        # payload.v.0.dn: three readers
+
+
+def test_each_program_of_a_batch_has_its_own_reduce_budget_and_errors():
+    """One program's failure, or its reduce work, is its own: the next starts afresh."""
+    count = {"reduce": [{"var": "xs"}, {"+": [{"var": "accumulator"}, 1]}, 0]}
+    steps = certlogic.MAX_REDUCE_STEPS
+    batch = certlogic.Batch([certlogic.compile(count), certlogic.compile({"var": "xs.0"}),
+                             certlogic.compile({"!": [{"var": "xs"}]})])
+    enough = batch({"xs": [0] * steps})
+    assert enough == [steps, 0, False]
+    too_many = batch({"xs": [0] * (steps + 1)})
+    assert type(too_many[0]) is LimitExceeded and too_many[1:] == [0, False]
+    # the same program twice: each gets the whole budget
+    twice = certlogic.Batch([certlogic.compile(count), certlogic.compile(dict(count))])
+    assert twice({"xs": [0] * steps}) == [steps, steps]
+
+
+def test_a_large_batch_is_split_and_keeps_its_answers():
+    wide = [certlogic.compile({"and": [{"var": "x"}] * 1000 + [{"var": f"y{i}"}]})
+            for i in range(9)]
+    batch = certlogic.Batch(wide)
+    assert batch.source.count("def ") > 2  # more than one batch function
+    data = {"x": 1, **{f"y{i}": i for i in range(9)}}
+    assert batch(data) == list(range(9))
+    assert certlogic.Batch([])(data) == []
+
+
+def test_a_batch_nests_branches_as_deep_as_validation_allows():
+    deep = nested_in_branches(certlogic.MAX_DEPTH // 4 - 1)
+    counted = {"if": [{"var": "go"}, nested_in_branches(certlogic.MAX_DEPTH // 4 - 2), 0]}
+    batch = certlogic.Batch([certlogic.compile(deep), certlogic.compile(counted)])
+    assert batch({"go": True, "leaf": "deep"}) == ["deep", "deep"]
+    assert batch({"go": 0, "leaf": "deep"}) == [False, 0]
+
+
+def test_a_batch_keeps_keys_and_strings_as_data():
+    batch = certlogic.Batch([certlogic.compile({"var": HOSTILE_KEY}),
+                             certlogic.compile({"===": [{"var": HOSTILE_KEY}, HOSTILE_KEY]})])
+    assert batch({HOSTILE_KEY: HOSTILE_KEY}) == [HOSTILE_KEY, True]
+    assert "SystemExit" not in batch.source.replace(repr(HOSTILE_KEY), "")
+
+
+def test_date_times_of_different_programs_are_different_objects():
+    shifted = {"plusTime": [{"var": "d"}, 1, "day"]}
+    batch = certlogic.Batch([certlogic.compile(shifted), certlogic.compile(dict(shifted)),
+                             certlogic.compile({"===": [shifted, shifted]})])
+    first, second, same = batch({"d": "2021-01-01"})
+    assert first is not second and first.ms == second.ms and same is False

@@ -29,16 +29,19 @@ counted as passed; with no rule applicable at all, nothing is granted either.
 """
 from __future__ import annotations
 
+import operator
 import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from .. import jsontext
 from ..errors import ConfigurationError
+from ..jsontext import EncodedList
 from ..record import STATUSES, Record, format_time
 from .projection import project
-from .ruleset import (RULE_TYPES, RuleError, RuleResult, RuleSet, inline_rule, judge_all,
+from .ruleset import (RULE_TYPES, Plan, RuleError, RuleResult, RuleSet, inline_rule, judge_all,
                       read_rule_file)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -55,6 +58,9 @@ class Mode:
     description: str = ""
     descriptions: tuple[tuple[str, str], ...] = ()
     source: str = ""
+    #: (certificate type, issuer country) -> the rule set, selection parts and Plan last made
+    #: for them (:func:`plan_rules`)
+    plans: dict = field(default_factory=dict, compare=False, repr=False)
 
     def describe(self, lang: str | None = None) -> str:
         texts = dict(self.descriptions)
@@ -133,14 +139,21 @@ def load_modes(folder: Path) -> dict[str, Mode]:
 @dataclass
 class Verdict:
     """The rules one code met under one mode (``results`` complete when it is made: it is
-    partitioned once, here)."""
+    partitioned once, here). ``plan``: the :class:`Plan` that judged them, if one did (whose
+    every-rule-passed answer needs no partitioning, and whose entries are kept)."""
 
     results: list[RuleResult]
     certificate_type: str | None
+    plan: Plan | None = field(default=None, repr=False, compare=False)
     failed: list[RuleResult] = field(init=False, repr=False)
     open: list[RuleResult] = field(init=False, repr=False)
+    planned_pass: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        self.planned_pass = self.plan is not None and self.plan.all_passed(self.results)
+        if self.planned_pass:
+            self.failed, self.open = [], []
+            return
         self.failed = [r for r in self.results if r.result == "failed"]
         self.open = [r for r in self.results if r.result == "open"]
 
@@ -152,17 +165,46 @@ class Verdict:
 
 def select_rules(mode: Mode, rules: RuleSet, certificate_type: str | None, at: datetime,
                  issuer_country: str | None) -> list:
-    selected = []
+    return [rule for part in _selection(mode, rules, certificate_type, at, issuer_country)
+            for rule in part]
+
+
+def _selection(mode: Mode, rules: RuleSet, certificate_type: str | None, at: datetime,
+               issuer_country: str | None) -> tuple[list, ...]:
+    """The selection's parts, each a list :meth:`RuleSet.select` keeps for its window."""
+    parts = []
     if "Acceptance" in mode.rule_types and mode.country:
-        selected += rules.select(country=mode.country, rule_type="Acceptance",
-                                 certificate_type=certificate_type, at=at)
+        parts.append(rules.select(country=mode.country, rule_type="Acceptance",
+                                  certificate_type=certificate_type, at=at))
     if "Invalidation" in mode.rule_types and issuer_country:
-        selected += rules.select(country=issuer_country, rule_type="Invalidation",
-                                 certificate_type=certificate_type, at=at)
+        parts.append(rules.select(country=issuer_country, rule_type="Invalidation",
+                                  certificate_type=certificate_type, at=at))
     for rule_type in mode.rule_types:
-        selected += mode.extra.select(country=None, rule_type=rule_type,
-                                      certificate_type=certificate_type, at=at)
-    return selected
+        parts.append(mode.extra.select(country=None, rule_type=rule_type,
+                                       certificate_type=certificate_type, at=at))
+    return tuple(parts)
+
+
+def plan_rules(mode: Mode, rules: RuleSet, certificate_type: str | None, at: datetime,
+               issuer_country: str | None) -> Plan:
+    """:func:`select_rules` as a :class:`Plan`, kept in the mode per (certificate type,
+    issuer country) with the parts it was made of: while the clock stays in their windows,
+    :meth:`RuleSet.select` gives the same lists, and the plan stands."""
+    parts = _selection(mode, rules, certificate_type, at, issuer_country)
+    key = (certificate_type, issuer_country)
+    kept = mode.plans.get(key)
+    if kept is not None and kept[0] is rules and len(kept[1]) == len(parts) and all(
+            map(operator.is_, kept[1], parts)):
+        return kept[2]
+    plan = Plan.of([rule for part in parts for rule in part])
+    if len(mode.plans) >= _MAX_PLANS:
+        mode.plans.clear()  # cheap and thread-safe; plans in use are back after one call
+    mode.plans[key] = (rules, parts, plan)
+    return plan
+
+
+#: Plans a mode keeps: certificate types times the issuing countries it has seen.
+_MAX_PLANS = 256
 
 
 def judge_record(mode: Mode, record: Record, *, rules: RuleSet, valuesets: dict,
@@ -176,8 +218,8 @@ def judge_record(mode: Mode, record: Record, *, rules: RuleSet, valuesets: dict,
                 "exp": format_time(provenance.valid_until) if provenance and
                 provenance.valid_until else None}
     return judge_candidates(
-        record, lambda kind: select_rules(mode, rules, kind, at, issuer_country), external,
-        no_evidence=lambda: _no_evidence(mode))
+        record, lambda kind: plan_rules(mode, rules, kind, at, issuer_country),
+        external, no_evidence=lambda: _no_evidence(mode))
 
 
 def judge_candidates(record: Record, select, external: dict, no_evidence=None) -> Verdict:
@@ -187,10 +229,12 @@ def judge_candidates(record: Record, select, external: dict, no_evidence=None) -
     verdicts = []
     for candidate in project(record):
         data = {"payload": candidate.payload, "external": external}
-        results = judge_all(select(candidate.certificate_type), data, candidate.unknown)
+        selected = select(candidate.certificate_type)
+        results = judge_all(selected, data, candidate.unknown)
         if candidate.certificate_type is None and no_evidence is not None:
             results.append(no_evidence())
-        verdicts.append(Verdict(results, candidate.certificate_type))
+        verdicts.append(Verdict(results, candidate.certificate_type,
+                                selected if type(selected) is Plan else None))
     for verdict in verdicts:
         if verdict.passed:
             return verdict
@@ -207,11 +251,29 @@ def _no_evidence(mode: Mode) -> RuleResult:
     return RuleResult(rule, "open", "the code holds no vaccination, test or recovery")
 
 
+def _entries(verdict: Verdict, lang: str | None) -> EncodedList:
+    """The answer's ``rules``, each entry with its JSON text: its rule's kept entry (shared,
+    read-only), or for an entry with a note, one made and encoded here. Where every rule of
+    a plan passed, the plan keeps the whole list's text."""
+    if verdict.planned_pass:
+        return verdict.plan.passed_entries(lang)
+    entries, texts = [], []
+    for result in verdict.results:
+        if result.note is None:
+            entry, text = result.rule.entry(result.result, lang)
+            entries.append(entry)
+        else:
+            body = result.to_dict(lang)
+            entries.append(body)
+            text = jsontext.encode(body)
+        texts.append(text)
+    return EncodedList.of(entries, texts)
+
+
 def apply_verdict(answer: dict, verdict: Verdict, mode: Mode, lang: str | None) -> dict:
     """Fold a verdict into a verify answer (DESIGN.md: rules, policy_refused, open)."""
     answer["mode"] = mode.name
-    answer["rules"] = [r.rule.body(r.result, lang) if r.note is None else r.to_dict(lang)
-                       for r in verdict.results]
+    answer["rules"] = _entries(verdict, lang)
     if verdict.failed:
         first = verdict.failed[0]
         answer.update(valid=False, reason="policy_refused",

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
-from .. import certlogic
+from .. import certlogic, jsontext
 from ..errors import ConfigurationError
 from ..record import parse_time
 
@@ -105,20 +106,26 @@ class Rule:
         return {}
 
     def body(self, result: str, lang: str | None) -> dict:
-        """The answer's entry for this rule with ``result`` (a new dict: callers may add to it).
+        """The answer's entry for this rule with ``result`` (a new dict: callers may add to it)."""
+        return dict(self.entry(result, lang)[0])
+
+    def entry(self, result: str, lang: str | None) -> tuple[jsontext.SharedDict, str]:
+        """The answer's entry with ``result`` and its JSON text (:func:`jsontext.encode`),
+        shared by every answer that shows it, so read-only (:meth:`body` gives a copy).
 
         Kept per (result, language) as asked, up to a few dozen languages per rule (the
         language comes from the request: an unbounded cache would let clients fill memory).
         """
         key = (result, lang)
-        base = self._bodies.get(key)
-        if base is None:
-            base = {"id": self.identifier, "type": self.type, "result": result,
-                    "description": self.describe(lang), "version": self.version,
-                    "country": self.country}
+        kept = self._bodies.get(key)
+        if kept is None:
+            base = jsontext.SharedDict(
+                id=self.identifier, type=self.type, result=result,
+                description=self.describe(lang), version=self.version, country=self.country)
+            kept = (base, jsontext.encode(base))
             if len(self._bodies) < _MAX_BODIES:
-                self._bodies[key] = base
-        return base.copy()
+                self._bodies[key] = kept
+        return kept
 
     def applies(self, certificate_type: str | None, at: datetime) -> bool:
         """General or of this certificate type, and valid at ``at``."""
@@ -382,11 +389,95 @@ def judge(rule: Rule, data: dict, unknown: frozenset[str] = frozenset(),
     return _result(rule, outcome, unknown)
 
 
-def judge_all(rules: Iterable[Rule], data: dict, unknown: frozenset[str] = frozenset()
+class Plan:
+    """A selection of rules judged together: each distinct Logic once, all of them in one
+    :class:`certlogic.Batch` call, and the common answer (every rule passed) recognised in one
+    comparison. Made once per selection (:meth:`of`), used on every code it judges."""
+
+    __slots__ = ("rules", "_batch", "_slots", "_passing", "_all_passed", "_entries")
+
+    def __init__(self, rules: Iterable[Rule]):
+        self.rules = tuple(rules)
+        # one program per distinct Logic (rules copying the EU's templates share theirs)
+        programs = list(dict.fromkeys(rule.program for rule in self.rules))
+        slot = {program: index for index, program in enumerate(programs)}
+        self._batch = certlogic.Batch(programs)
+        self._slots = tuple(slot[rule.program] for rule in self.rules)
+        # the value each program has when all its rules pass (Acceptance: true, Invalidation:
+        # false), compared by identity (1 is not true); none if its rules want both
+        passing: dict = {}
+        for rule in self.rules:
+            value = rule.type == "Acceptance"
+            passing[rule.program] = value if passing.get(rule.program, value) is value \
+                else _NEITHER
+        self._passing = tuple(passing[program] for program in programs)
+        self._all_passed = tuple(rule.outcomes["passed"] for rule in self.rules)
+        self._entries: dict = {}
+
+    @classmethod
+    def of(cls, rules: Iterable[Rule]) -> "Plan":
+        """The plan of these rules (in this order), shared: a selection is compiled once.
+
+        Kept by the rules' identities: a kept plan holds its rules, so while it is kept no
+        other rule can have one of their ids. Bounded like certlogic's program cache.
+        """
+        rules = tuple(rules)
+        key = tuple(map(id, rules))
+        plan = _PLANS.get(key)
+        if plan is None:
+            plan = cls(rules)
+            if len(_PLANS) >= _MAX_PLANS:
+                _PLANS.clear()  # cheap and thread-safe; plans in use are back after one call
+            _PLANS[key] = plan
+        return plan
+
+    def all_passed(self, results: list[RuleResult]) -> bool:
+        """Whether ``results`` are this plan's answer when every rule passed."""
+        return len(results) == len(self._all_passed) and all(
+            map(operator.is_, results, self._all_passed))
+
+    def passed_entries(self, lang: str | None) -> jsontext.EncodedList:
+        """The answer's ``rules`` when every rule passed (:meth:`Rule.entry` of each), with
+        their JSON text; kept per language as :meth:`Rule.entry` keeps them."""
+        kept = self._entries.get(lang)
+        if kept is None:
+            entries = [rule.entry("passed", lang) for rule in self.rules]
+            kept = (tuple(e for e, _ in entries), "[" + ",".join(t for _, t in entries) + "]")
+            if len(self._entries) < _MAX_BODIES:
+                self._entries[lang] = kept
+        return jsontext.EncodedList(kept[0], kept[1])
+
+    def evaluate(self, data: dict) -> list:
+        """Each rule's Logic value on ``data``, or the CertLogicError it raised (rule order)."""
+        values = self._batch(data)
+        return [values[slot] for slot in self._slots]
+
+    def judge(self, data: dict, unknown: frozenset[str] = frozenset()) -> list[RuleResult]:
+        """:func:`judge` of each rule on ``data``, as :func:`judge_all` answers."""
+        values = self._batch(data)
+        if all(map(operator.is_, values, self._passing)):
+            return list(self._all_passed)
+        results = []
+        for rule, slot in zip(self.rules, self._slots):
+            value = values[slot]
+            outcome = (None, value) if isinstance(value, certlogic.CertLogicError) \
+                else (value, None)
+            results.append(_result(rule, outcome, unknown))
+        return results
+
+
+_NEITHER = object()
+_PLANS: dict[tuple, Plan] = {}
+_MAX_PLANS = 256
+
+
+def judge_all(rules: Iterable[Rule] | Plan, data: dict, unknown: frozenset[str] = frozenset()
               ) -> list[RuleResult]:
     """:func:`judge` for each rule on one data context, each distinct Logic evaluated once.
     The loop a scan runs for every rule of its mode: the common outcome (a boolean that
-    passes) takes no more than a lookup."""
+    passes) takes no more than a lookup. A :class:`Plan` judges its rules in one batch."""
+    if type(rules) is Plan:
+        return rules.judge(data, unknown)
     memo: dict = {}
     results = []
     for rule in rules:

@@ -110,6 +110,46 @@ def test_suite_expressions_are_valid(item):
     assert certlogic.validate(item["expression"]) == []
 
 
+def _suite_files():
+    root = _data_root()
+    if root is None:
+        return [pytest.param(None, id="<missing>")]
+    return [pytest.param(p.name, id=p.stem) for p in sorted((root / "testSuite").glob("*.json"))]
+
+
+@pytest.mark.parametrize("name", _suite_files())
+def test_a_batch_of_a_files_expressions_answers_as_each_alone(name, tally):
+    """A checkpoint judges its rules in one batch (certlogic.Batch): every valid expression of
+    a suite file, batched, on every assertion's data of that file, must give what each gives
+    alone (the same value, or the same error)."""
+    root = conformance_dir("certlogic")
+    items = [p.values[0] for p in ASSERTIONS if p.values[0]["file"] == name]
+    programs = []
+    for item in items:
+        if certlogic.is_valid(item["expression"]):
+            program = certlogic.compile_cached(item["expression"])
+            if program not in programs:
+                programs.append(program)
+    batch = certlogic.Batch(programs)
+    assert (root / "testSuite" / name).is_file()
+    for item in items:
+        for program, value in zip(programs, batch(item["data"]), strict=True):
+            try:
+                single, error = program(item["data"]), None
+            except certlogic.CertLogicError as exc:
+                single, error = None, exc
+            if error is not None:
+                agreed = type(value) is type(error) and value.message == error.message
+            elif isinstance(single, certlogic.DateTime):
+                agreed = type(value) is certlogic.DateTime and value.ms == single.ms
+            else:
+                agreed = same(value, single)
+            tally.record("testSuite batched", agreed)
+            assert agreed, (f"{name} / {item['case']} / {item['message']}: "
+                            f"{program.expression}: batched {value!r}, alone "
+                            f"{error if error is not None else single!r}")
+
+
 @pytest.mark.parametrize("case", VALIDATION_CASES)
 def test_validation_case(case, tally):
     conformance_dir("certlogic")

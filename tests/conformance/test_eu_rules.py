@@ -13,7 +13,8 @@ import json
 import jsonschema
 import pytest
 
-from healthcode.rules.ruleset import RuleError, find_rule_files, parse_rule, read_rule_file
+from healthcode.rules.ruleset import (Plan, RuleError, find_rule_files, judge, parse_rule,
+                                      read_rule_file)
 from healthcode.rules import testing as rule_testing
 from tests.support import conformance_dir
 
@@ -103,6 +104,36 @@ def test_rule_test(rule_rel, test_rel, tally):
     agreed, detail = rule_testing.run_test(rule, test)
     tally.record("rule tests", agreed)
     assert agreed, f"{test_rel} ({test.get('name', '')}): {detail}"
+
+
+def _countries():
+    root = _root()
+    if root is None:
+        return [pytest.param(None, id="<missing>")]
+    return sorted({rule_rel.split("/")[0] for rule_rel, _ in (p.values for p in TESTS)})
+
+
+@pytest.mark.parametrize("country", _countries())
+def test_a_countrys_rules_judged_in_one_plan_agree_with_every_test(country, tally):
+    """A checkpoint judges a country's rules together (ruleset.Plan, one batch): on each
+    test's data, every rule's result is the one it has judged alone, and the tested rule's
+    Logic value is the test's ``expected``."""
+    root = conformance_dir("eu-rules")
+    cases = [(r, t) for r, t in (p.values for p in TESTS) if r.split("/")[0] == country]
+    rules = {rel: read_rule_file(root / rel) for rel in dict.fromkeys(r for r, _ in cases)}
+    plan = Plan(rules.values())
+    position = {rel: index for index, rel in enumerate(rules)}
+    for rule_rel, test_rel in cases:
+        test = json.loads((root / test_rel).read_text(encoding="utf-8"))
+        data = {"payload": test["payload"], "external": test.get("external") or {}}
+        results = plan.judge(data)
+        agreed = results == [judge(rule, data) for rule in rules.values()]
+        value = plan.evaluate(data)[position[rule_rel]]
+        expected = test["expected"]
+        agreed = agreed and (value is expected if isinstance(expected, bool) or expected is None
+                             else value == expected)
+        tally.record("rule tests in one plan", agreed)
+        assert agreed, f"{test_rel}: {value!r} (expected {expected!r})"
 
 
 def test_every_upstream_test_is_run():

@@ -1,12 +1,16 @@
 """Rule selection as the EU defines it, and what a rule's result means."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import pytest
 
-from healthcode.rules.ruleset import RuleError, RuleSet, judge, parse_rule, semver_key
-from tests.rules.helpers import PRODUCT_ALLOWED, eu_rule
+from healthcode import jsontext
+from healthcode.rules.modes import Mode, plan_rules, select_rules
+from healthcode.rules.ruleset import (Plan, RuleError, RuleSet, judge, judge_all, parse_rule,
+                                      semver_key)
+from tests.rules.helpers import PRODUCT_ALLOWED, SERIES_COMPLETE, VACCINATION_RECENT, eu_rule
 
 AT = datetime(2024, 6, 1, tzinfo=timezone.utc)
 
@@ -105,6 +109,82 @@ def test_a_rule_reading_what_the_source_cannot_say_is_open():
     assert result.result == "open" and "v.0.mp" in result.note
     # but a pass is a pass, whatever the source could not say
     assert judge(rule, data("EU/1/20/1528"), unknown=frozenset({"v.0.ma"})).result == "passed"
+
+
+def mixed_rules():
+    """Rules of every outcome, two of them sharing a Logic, one Logic wanted both ways."""
+    return [parse_rule(r) for r in (
+        eu_rule(1, PRODUCT_ALLOWED), eu_rule(1, PRODUCT_ALLOWED, country="DE"),
+        eu_rule(2, SERIES_COMPLETE), eu_rule(3, VACCINATION_RECENT),
+        eu_rule(4, {"after": [{"var": "payload.v.0.dt"}, 1]}),           # fails to evaluate
+        eu_rule(5, {"var": "payload.v.0.dn"}),                             # not a boolean
+        eu_rule(6, PRODUCT_ALLOWED, rule_type="Invalidation"))]
+
+
+@pytest.mark.parametrize("entry", [
+    {"mp": "EU/1/20/1528", "dn": 2, "sd": 2, "dt": "2024-05-01"},
+    {"mp": "Sputnik-V", "dn": 1, "sd": 2, "dt": "2020-01-01"},
+    {"dn": 1},
+    {},
+])
+@pytest.mark.parametrize("unknown", [frozenset(), frozenset({"v.0.mp", "v.0.sd"})])
+def test_a_plan_judges_its_rules_as_each_is_judged_alone(entry, unknown):
+    rules = mixed_rules()
+    data = {"payload": {"v": [entry]},
+            "external": {"validationClock": "2024-06-01T00:00:00Z"}}
+    results = Plan(rules).judge(data, unknown)
+    assert results == [judge(rule, data, unknown) for rule in rules]
+    assert results == judge_all(rules, data, unknown) == judge_all(Plan(rules), data, unknown)
+
+
+def test_a_plan_whose_rules_all_pass_gives_each_rules_passed_result():
+    rules = [parse_rule(r) for r in (eu_rule(1, PRODUCT_ALLOWED), eu_rule(2, SERIES_COMPLETE),
+                                     eu_rule(3, True, rule_type="Invalidation"))]
+    complete = {"payload": {"v": [{"mp": "EU/1/20/1528", "dn": 2, "sd": 2}]}}
+    results = Plan(rules).judge(complete)
+    assert [r.result for r in results] == ["passed", "passed", "failed"]
+    rules[2] = parse_rule(eu_rule(3, False, rule_type="Invalidation"))
+    results = Plan(rules).judge(complete)
+    assert results == [rule.outcomes["passed"] for rule in rules]
+    assert all(a is b for a, b in zip(results, (rule.outcomes["passed"] for rule in rules)))
+
+
+@pytest.mark.parametrize("lang", [None, "de", "de-AT", "xx"])
+def test_a_plans_passed_entries_are_its_rules_bodies_with_their_text(lang):
+    rules = [parse_rule(eu_rule(1, PRODUCT_ALLOWED, de="Eine Regel für die Tests hier")),
+             parse_rule(eu_rule(2, SERIES_COMPLETE))]
+    entries = Plan(rules).passed_entries(lang)
+    assert entries == [rule.body("passed", lang) for rule in rules]
+    assert json.loads(entries.json) == entries
+    assert entries.json == jsontext.encode([rule.body("passed", lang) for rule in rules])
+
+
+def test_a_selection_is_planned_once():
+    rules = mixed_rules()
+    assert Plan.of(rules) is Plan.of(list(rules))
+    assert Plan.of(rules[:2]) is not Plan.of(rules)
+    assert Plan.of(rules).evaluate(data("Sputnik-V"))[:2] == [False, False]
+
+
+def test_a_modes_plan_follows_the_clock_across_rule_windows():
+    """Kept per certificate type and issuer while the selection holds; made again when the
+    clock crosses a ValidFrom or ValidTo, or the issuer's Invalidation rules differ."""
+    rules = ruleset(eu_rule(1, True, valid_to="2024-07-01T00:00:00Z"),
+                    eu_rule(2, True, valid_from="2024-07-01T00:00:00Z"),
+                    eu_rule(3, True, rule_type="Invalidation", country="DE"))
+    mode = Mode(name="entry", country="AT")
+    july = datetime(2024, 7, 2, tzinfo=timezone.utc)
+    june = plan_rules(mode, rules, "Vaccination", AT, None)
+    assert ids(june.rules) == [("VR-AT-0001", "1.0.0")]
+    assert plan_rules(mode, rules, "Vaccination", AT.replace(day=20), None) is june
+    assert ids(plan_rules(mode, rules, "Vaccination", july, None).rules) == [
+        ("VR-AT-0002", "1.0.0")]
+    assert ids(plan_rules(mode, rules, "Vaccination", AT, None).rules) == ids(june.rules)
+    assert ids(plan_rules(mode, rules, "Vaccination", AT, "DE").rules) == [
+        ("VR-AT-0001", "1.0.0"), ("IR-DE-0003", "1.0.0")]
+    for at, issuer in ((AT, None), (july, None), (AT, "DE"), (july, "DE")):
+        assert list(plan_rules(mode, rules, "Vaccination", at, issuer).rules) == \
+            select_rules(mode, rules, "Vaccination", at, issuer)
 
 
 @pytest.mark.parametrize("logic, message", [
