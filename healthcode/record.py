@@ -71,18 +71,22 @@ def parse_time(value: Any, field_name: str) -> datetime:
 
 def format_time(dt: datetime) -> str:
     """UTC, second precision unless there is a fraction, with a ``Z``."""
-    dt = dt.astimezone(timezone.utc)
+    if dt.tzinfo is not timezone.utc:  # (astimezone returns a UTC time unchanged)
+        dt = dt.astimezone(timezone.utc)
     text = dt.isoformat(timespec="microseconds" if dt.microsecond else "seconds")
     return text.replace("+00:00", "Z")
 
 
 def parse_partial_date(value: Any, field_name: str) -> str:
     """A birth date as ``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD`` (schemes allow partial dates)."""
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value.isoformat()
-    if not isinstance(value, str) or not _PARTIAL_DATE.match(value.strip()):
-        _fail(field_name, "expected YYYY, YYYY-MM or YYYY-MM-DD")
+    if value.__class__ is not str:
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return value.isoformat()
+        if not isinstance(value, str):
+            _fail(field_name, "expected YYYY, YYYY-MM or YYYY-MM-DD")
     text = value.strip()
+    if not _PARTIAL_DATE.match(text):
+        _fail(field_name, "expected YYYY, YYYY-MM or YYYY-MM-DD")
     parts = text.split("-")
     try:
         if len(parts) == 3:
@@ -185,11 +189,17 @@ def _int_or_none(value: Any, field_name: str) -> int | None:
     a client's JSON library may well write it so."""
     if value is None:
         return None
+    if value.__class__ is int and value >= 0:  # the common case
+        return value
     if isinstance(value, float) and value.is_integer() and 0 <= value <= 2**53:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         _fail(field_name, "expected a non-negative integer")
     return value
+
+
+_NUMBER_NOISE = re.compile(r"[\s\-()]")
+_DOCUMENT_FIELDS = frozenset(("type", "number", "region"))
 
 
 @dataclass(frozen=True)
@@ -201,8 +211,9 @@ class Document:
     region: str
 
     def __post_init__(self):
+        fields = self.__dict__
         for name in ("type", "number", "region"):
-            value = getattr(self, name)
+            value = fields[name]
             if not isinstance(value, str) or not value.strip():
                 _fail(f"document.{name}", "required")
             if len(value) > 64:
@@ -216,16 +227,16 @@ class Document:
         """From a request body: an object with exactly ``type``, ``number`` and ``region``."""
         if not isinstance(value, dict):
             _fail("document", "expected an object with type, number and region")
-        unknown = set(value) - {"type", "number", "region"}
-        if unknown:
-            _fail(f"document.{sorted(unknown)[0]}", "unknown field")
-        return cls(**{k: value.get(k) for k in ("type", "number", "region")})
+        if not _DOCUMENT_FIELDS.issuperset(value):
+            _fail(f"document.{sorted(set(value) - _DOCUMENT_FIELDS)[0]}", "unknown field")
+        return cls(type=value.get("type"), number=value.get("number"),
+                   region=value.get("region"))
 
     def normalised(self) -> str:
         """The form the subject id is computed over: case, spaces, dashes and the brackets
         around a check digit do not matter ("1234567(8)" is "12345678", as Hong Kong and
         Macau identity cards print the check digit in brackets and people type it without)."""
-        number = re.sub(r"[\s\-()]", "", self.number).upper()
+        number = _NUMBER_NOISE.sub("", self.number).upper()
         return f"{self.type}|{self.region}|{number}"
 
 
@@ -361,21 +372,28 @@ class Evidence:
     recoveries: tuple[Recovery, ...] = ()
 
     def __post_init__(self):
-        for name, cls in (("tests", TestResult), ("vaccinations", Vaccination),
-                          ("recoveries", Recovery)):
-            items = getattr(self, name)
-            if items is None:
-                items = ()
+        fields = self.__dict__
+        for name, cls, where in _EVIDENCE_KINDS:
+            items = fields[name]
+            if not items:
+                if items is None or isinstance(items, (list, tuple)):
+                    object.__setattr__(self, name, ())
+                    continue
+                _fail(where, "expected a list")
             if not isinstance(items, (list, tuple)):
-                _fail(f"evidence.{name}", "expected a list")
+                _fail(where, "expected a list")
             if len(items) > 50:
-                _fail(f"evidence.{name}", "more than 50 entries")
-            built = tuple(i if isinstance(i, cls) else cls(**_only(i, cls, f"evidence.{name}"))
-                          for i in items)
-            object.__setattr__(self, name, built)
+                _fail(where, "more than 50 entries")
+            object.__setattr__(self, name, tuple([
+                i if isinstance(i, cls) else cls(**_only(i, cls, where)) for i in items]))
 
     def __bool__(self) -> bool:
         return bool(self.tests or self.vaccinations or self.recoveries)
+
+
+_EVIDENCE_KINDS = (("tests", TestResult, "evidence.tests"),
+                   ("vaccinations", Vaccination, "evidence.vaccinations"),
+                   ("recoveries", Recovery, "evidence.recoveries"))
 
 
 @dataclass(frozen=True)
@@ -471,8 +489,7 @@ def _clean_strings(obj, prefix: str, names: Iterable[str]) -> None:
             continue
         # Fast path for what adapters almost always pass: a non-empty string with nothing to
         # strip, within the length cap. Every scanned foreign code builds a record.
-        if (value.__class__ is str and 0 < len(value) <= 200 and not value[0].isspace()
-                and not value[-1].isspace()):
+        if value.__class__ is str and 0 < len(value) <= 200 and value.strip() == value:
             continue
         object.__setattr__(obj, name, _str_or_none(value, name, prefix=prefix))
 
@@ -482,12 +499,13 @@ _FIELD_SETS: dict[type, tuple[frozenset, tuple[str, ...]]] = {}
 
 
 def _field_sets(cls) -> tuple[frozenset, tuple[str, ...]]:
-    if cls not in _FIELD_SETS:
+    sets = _FIELD_SETS.get(cls)
+    if sets is None:
         fields = dataclasses.fields(cls)
-        _FIELD_SETS[cls] = (frozenset(f.name for f in fields), tuple(
+        sets = _FIELD_SETS[cls] = (frozenset(f.name for f in fields), tuple(
             f.name for f in fields if f.default is dataclasses.MISSING
             and f.default_factory is dataclasses.MISSING))
-    return _FIELD_SETS[cls]
+    return sets
 
 
 def _only(data: Any, cls, field_name: str) -> dict:
@@ -520,7 +538,9 @@ def _to_json(value: Any) -> Any:
     cls = value.__class__
     if cls in _PLAIN:
         return value
-    names = _sorted_fields(cls)
+    names = _SORTED_FIELDS.get(cls, False)
+    if names is False:
+        names = _sorted_fields(cls)
     if names is not None:
         out = {}
         fields = value.__dict__
@@ -528,12 +548,10 @@ def _to_json(value: Any) -> Any:
             item = fields[name]
             if item is None:
                 continue
-            if item.__class__ is str:
-                out[name] = item
-                continue
-            item = _to_json(item)
-            if item == () or item == [] or item == {}:
-                continue
+            if item.__class__ is not str and item.__class__ not in _PLAIN:
+                item = _to_json(item)
+                if not item and (item == () or item == [] or item == {}):
+                    continue
             out[name] = item
         return out
     if isinstance(value, datetime):

@@ -69,14 +69,17 @@ def _evidence(data: dict) -> Evidence:
     raw = data.get("evidence") or {}
     if not isinstance(raw, dict):
         raise InvalidField("evidence", "expected an object")
-    unknown = set(raw) - {"tests", "vaccinations", "recoveries"}
-    if unknown:
-        raise InvalidField(f"evidence.{sorted(unknown)[0]}", "unknown field")
+    if not _EVIDENCE_FIELDS.issuperset(raw):
+        raise InvalidField(f"evidence.{sorted(set(raw) - _EVIDENCE_FIELDS)[0]}", "unknown field")
     return Evidence(**raw)
 
 
-KNOWN_RESIDENT_FIELDS = {"name", "family_name", "given_name", "name_latin", "birth_date",
-                         "document", "status", "reason", "reasons", "evidence"}
+_EVIDENCE_FIELDS = frozenset(("tests", "vaccinations", "recoveries"))
+
+
+KNOWN_RESIDENT_FIELDS = frozenset({"name", "family_name", "given_name", "name_latin",
+                                   "birth_date", "document", "status", "reason", "reasons",
+                                   "evidence"})
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,8 @@ def prepare_enrollment(data: dict, secret: bytes) -> Enrollment:
     """Validate an enrollment body (the one parser for the API, batches and imports)."""
     if data.__class__ is not dict:
         raise InvalidField("resident", "expected an object")
-    unknown = set(data) - KNOWN_RESIDENT_FIELDS
-    if unknown:
-        raise InvalidField(sorted(unknown)[0], "unknown field")
+    if not KNOWN_RESIDENT_FIELDS.issuperset(data):
+        raise InvalidField(sorted(set(data) - KNOWN_RESIDENT_FIELDS)[0], "unknown field")
     subject = subject_from(data)
     status, reasons = parse_status(data)
     evidence = _evidence(data)

@@ -20,6 +20,7 @@ from .secretfile import configured_or_file
 
 SECRET_FILE = "subject.secret"
 _ID = re.compile(r"^[A-Za-z0-9_-]{16}$")
+_MASK_NOISE = re.compile(r"[\s\-]")
 
 
 def subject_id(secret: bytes, document: Document) -> str:
@@ -33,7 +34,7 @@ def is_subject_id(text: str) -> bool:
 
 def mask_document_number(number: str) -> str:
     """Enough to tell two documents of one person apart, not enough to use: "H1****67"."""
-    clean = re.sub(r"[\s\-]", "", number)
+    clean = _MASK_NOISE.sub("", number)
     if len(clean) <= 4:
         return "*" * len(clean)
     return clean[:2] + "*" * (len(clean) - 4) + clean[-2:]

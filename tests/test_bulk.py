@@ -4,6 +4,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from flask import Flask
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from healthcode import bulk
 from healthcode.cli import main
@@ -168,3 +171,60 @@ def test_an_import_cut_between_record_and_status_completes_on_the_rerun(app, cli
     assert again["outcome"] == "enrolled"
     shown = client.get(f"/api/v1/residents/{sid}", headers=creds.authority).get_json()
     assert shown["status_version"] == 1 and shown["record"]["subject"]["name"] == "Resident 1"
+
+
+#: the parser behind request.get_json, which the single enrollment reads its body with
+API_JSON = Flask(__name__).json
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**80, 2**80) | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner,
+                                                                max_size=4),
+    max_leaves=12)
+
+
+def _as_the_api_reads(raw: bytes):
+    try:
+        return API_JSON.loads(raw.strip())
+    except (ValueError, UnicodeDecodeError):
+        return "not_json"
+
+
+def _as_a_line_reads(raw: bytes):
+    parsed = bulk.parse_line(raw)
+    return parsed.reason if isinstance(parsed, Exception) else parsed
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_values, st.booleans())
+def test_a_line_reads_as_the_api_reads_a_body(value, ascii_only):
+    # NaN, infinities, integers beyond 64 bits and lone surrogates included: the fast
+    # parser refuses them, and the API's parser decides
+    raw = json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    assert repr(_as_a_line_reads(raw)) == repr(_as_the_api_reads(raw))
+
+
+@settings(deadline=None)
+@given(st.binary(max_size=40) | st.sampled_from(
+    [b"\xef\xbb\xbf{}", b'{"a": 1, "a": 2}', b"NaN", b"1e999", b'"\\ud800"', b"[1,]", b"{}x",
+     b'{"dose_number": 18446744073709551616}', b"-9223372036854775809"]))
+def test_so_does_a_line_of_any_bytes(raw):
+    assume(raw.strip())  # a blank line is skipped, not a body
+    assert repr(_as_a_line_reads(raw)) == repr(_as_the_api_reads(raw))
+
+
+def test_a_line_nesting_too_deep_is_refused_as_the_api_refuses_the_body(cli, client, creds,
+                                                                         tmp_path):
+    nested: list = []
+    for _ in range(40):  # the single enrollment takes at most 32 levels
+        nested = [nested]
+    deep = json.dumps({**person(1), "evidence": {"tests": nested}})
+    single = client.post("/api/v1/residents", data=deep, content_type="application/json",
+                         headers=creds.authority)
+    assert single.get_json()["error"] == "too_deep"
+    source = tmp_path / "people.jsonl"
+    source.write_text(deep + "\n" + "[" * 40_000 + "\n" + json.dumps(person(2)) + "\n")
+    rejects = tmp_path / "rejects.jsonl"
+    result = cli("residents", "import", str(source), "--rejects", str(rejects))
+    assert "enrolled 1, already enrolled 0 (skipped), rejected 2 of 3 lines" in result.output
+    assert [json.loads(r)["error"] for r in rejects.read_text().splitlines()] == [
+        "too_deep", "too_deep"]
