@@ -293,6 +293,31 @@ def _replicas_in_sync(replication: dict) -> int:
                if replication.get(f"slave{n}", {}).get("state") == "online")
 
 
+def _replication_flows(node: _Node) -> bool:
+    """A write on this primary is confirmed by a replica (``WAIT``) within half a second.
+
+    "online" in the primary's view is not yet enough: right after its first sync a replica
+    can sit at offset 0 for a moment without applying the stream (seen with Redis 7.0), and a
+    test's first write with ``WAIT`` would then be refused. On a cluster the probe key is the
+    first of a few that this node owns (the others answer MOVED)."""
+    from redis.exceptions import ResponseError
+
+    client = node.client()
+    try:
+        for n in range(64):
+            key = f"healthcode-test-probe:{{{n}}}"
+            try:
+                client.set(key, "1")
+            except ResponseError:  # MOVED: another primary's slot
+                continue
+            confirmed = client.execute_command("WAIT", 1, 500) >= 1
+            client.delete(key)
+            return confirmed
+        return False
+    finally:
+        client.close()
+
+
 class _Topology:
     """A set of redis-server processes started together: a half-started set is closed."""
 
@@ -379,7 +404,8 @@ class RedisCluster(_Topology):
                     return False
             masters = [n for n in live if n.info("replication")["role"] == "master"]
             return len(masters) == self.primaries and all(
-                _replicas_in_sync(n.info("replication")) >= 1 for n in masters)
+                _replicas_in_sync(n.info("replication")) >= 1 for n in masters) and all(
+                _replication_flows(n) for n in masters)
 
         _wait(healthy, seconds, "cluster ready")
 
@@ -486,6 +512,8 @@ class RedisSentinel(_Topology):
             if primary not in live_data:
                 return False
             if _replicas_in_sync(primary.info("replication")) < len(live_data) - 1:
+                return False
+            if len(live_data) > 1 and not _replication_flows(primary):
                 return False
             for sentinel in live_sentinels:
                 state = sentinel.client().sentinel_master(self.service)
