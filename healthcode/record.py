@@ -39,6 +39,8 @@ TEST_TYPES = ("pcr", "rat", "antibody", "other")
 TEST_RESULTS = ("negative", "positive", "inconclusive", "unknown")
 
 _PARTIAL_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+#: ASCII digits only (``\d`` would take any script's), for the fast path of parse_partial_date
+_ASCII_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _fail(field_name: str, message: str):
@@ -47,6 +49,8 @@ def _fail(field_name: str, message: str):
 
 def parse_time(value: Any, field_name: str) -> datetime:
     """Accept an aware datetime, an ISO 8601 string or a POSIX number; return aware UTC."""
+    if value.__class__ is datetime and value.tzinfo is timezone.utc:
+        return value  # what adapters pass for every scanned code; astimezone would return it
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -78,6 +82,9 @@ def format_time(dt: datetime) -> str:
 
 def parse_partial_date(value: Any, field_name: str) -> str:
     """A birth date as ``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD`` (schemes allow partial dates)."""
+    if value.__class__ is str and _ASCII_FULL_DATE.fullmatch(value) and value[:4] != "0000" \
+            and "01" <= value[5:7] <= "12" and "01" <= value[8:] <= "28":
+        return value  # the common case: a day every month of every year 1-9999 has
     if isinstance(value, date) and not isinstance(value, datetime):
         return value.isoformat()
     if not isinstance(value, str) or not _PARTIAL_DATE.match(value.strip()):
@@ -183,6 +190,8 @@ def _str_or_none(value: Any, field_name: str, max_len: int = 200,
 def _int_or_none(value: Any, field_name: str) -> int | None:
     """A count. ``2.0`` is the integer 2, as JSON Schema (and so our OpenAPI document) has it:
     a client's JSON library may well write it so."""
+    if value.__class__ is int and value >= 0:  # the common case (bool is another class)
+        return value
     if value is None:
         return None
     if isinstance(value, float) and value.is_integer() and 0 <= value <= 2**53:
@@ -361,9 +370,16 @@ class Evidence:
     recoveries: tuple[Recovery, ...] = ()
 
     def __post_init__(self):
-        for name, cls in (("tests", TestResult), ("vaccinations", Vaccination),
-                          ("recoveries", Recovery)):
-            items = getattr(self, name)
+        fields = self.__dict__
+        for name, cls in _EVIDENCE_KINDS:
+            items = fields[name]
+            if items.__class__ is tuple and len(items) <= 50:
+                # what adapters pass: a tuple of built entries, which there is nothing to do to
+                for item in items:
+                    if item.__class__ is not cls:
+                        break
+                else:
+                    continue
             if items is None:
                 items = ()
             if not isinstance(items, (list, tuple)):
@@ -376,6 +392,10 @@ class Evidence:
 
     def __bool__(self) -> bool:
         return bool(self.tests or self.vaccinations or self.recoveries)
+
+
+_EVIDENCE_KINDS = (("tests", TestResult), ("vaccinations", Vaccination),
+                   ("recoveries", Recovery))
 
 
 @dataclass(frozen=True)
@@ -470,9 +490,10 @@ def _clean_strings(obj, prefix: str, names: Iterable[str]) -> None:
         if value is None:
             continue
         # Fast path for what adapters almost always pass: a non-empty string with nothing to
-        # strip, within the length cap. Every scanned foreign code builds a record.
-        if (value.__class__ is str and 0 < len(value) <= 200 and not value[0].isspace()
-                and not value[-1].isspace()):
+        # strip, within the length cap. Every scanned foreign code builds a record. (CPython's
+        # strip returns the string itself when there is nothing to strip; were it to return a
+        # copy, the slow path below gives the same answer.)
+        if value.__class__ is str and 0 < len(value) <= 200 and value.strip() is value:
             continue
         object.__setattr__(obj, name, _str_or_none(value, name, prefix=prefix))
 
