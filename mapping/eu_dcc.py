@@ -75,6 +75,7 @@ from healthcode.errors import ConfigurationError, HealthCodeError
 from healthcode.record import (Evidence, Provenance, Record, Recovery, Subject, TestResult,
                                Vaccination, format_time)
 
+from .b45 import b45decode as _b45decode
 from .base import CodeError, Decoded, MappingAdapter, Signer, Warnings, check_size, utcnow
 from .dates import read_date, read_date_time
 
@@ -159,10 +160,11 @@ def unprefix(text: str) -> str:
 
 
 def b45decode(text: str) -> bytes:
-    """Base45 (RFC 9285) to bytes."""
+    """Base45 (RFC 9285) to bytes (:mod:`mapping.b45`: what the ``base45`` package accepts,
+    several times faster)."""
     try:
-        return base45.b45decode(text)
-    except Exception:  # the library raises ValueError, but input is hostile: catch all
+        return _b45decode(text)
+    except Exception:  # ValueError, but input is hostile: catch all
         raise _error("malformed", "base45", "not valid base45") from None
 
 
