@@ -149,20 +149,21 @@ def mask_name(name: str | None) -> str | None:
     """
     if not name:
         return name
-
-    def mask_word(word: str) -> str:
-        if len(word) <= 1:
-            return word
-        if len(word) == 2:
-            return word[0] + "*"
-        return word[0] + "*" * (len(word) - 2) + word[-1]
-
     words = " ".join(name.replace("<", " ").split())
     if "-" in words or "'" in words or "’" in words:
         parts = _WORD_BREAKS.split(words)
-    else:  # the common case, a third as costly
+    elif "\0" in words:  # a NUL splits a word too (as it always has)
         parts = words.replace(" ", "\0 \0").split("\0")
-    return "".join([mask_word(part) if part not in _BREAKS else part for part in parts]) or None
+    else:  # the common case: words between single spaces
+        return " ".join([_mask_word(word) for word in words.split(" ")]) or None
+    return "".join([_mask_word(part) if part not in _BREAKS else part for part in parts]) or None
+
+
+def _mask_word(word: str) -> str:
+    size = len(word)
+    if size <= 2:
+        return word[0] + "*" if size == 2 else word
+    return word[0] + "*" * (size - 2) + word[-1]
 
 
 _BREAKS = frozenset(("", " ", "-", "'", "’"))
@@ -201,7 +202,43 @@ def _int_or_none(value: Any, field_name: str) -> int | None:
     return value
 
 
-@dataclass(frozen=True)
+def _record_class(cls):
+    """``@dataclass(frozen=True)``, with an ``__init__`` that stores the fields straight into
+    the instance's ``__dict__``.
+
+    The generated frozen ``__init__`` goes through ``object.__setattr__`` once per field, a
+    third of the cost of building a record, which happens for every scanned foreign code. For
+    these classes (no slots, no descriptors on fields) the two are the same: same parameters
+    in the same order, same defaults and default factories, then ``__post_init__``, which
+    validates as before. Instances stay frozen: assigning an attribute raises
+    ``FrozenInstanceError``.
+    """
+    cls = dataclass(frozen=True)(cls)
+    namespace = {"_NO_VALUE": dataclasses.MISSING}
+    params, body = [], ["    fields = self.__dict__"]
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+            body.append(f"    fields[{f.name!r}] = {f.name}")
+        elif f.default_factory is not dataclasses.MISSING:
+            namespace[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_NO_VALUE")
+            body.append(f"    fields[{f.name!r}] = _factory_{f.name}() if {f.name} is _NO_VALUE "
+                        f"else {f.name}")
+        else:
+            params.append(f.name)
+            body.append(f"    fields[{f.name!r}] = {f.name}")
+    body.append("    self.__post_init__()")
+    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body), namespace)
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    cls.__init__ = init
+    return cls
+
+
+@_record_class
 class Document:
     """An identity document: its type, number and the region that issued it."""
 
@@ -238,7 +275,7 @@ class Document:
         return f"{self.type}|{self.region}|{number}"
 
 
-@dataclass(frozen=True)
+@_record_class
 class Subject:
     """Who the record is about. ``name`` may be absent where a code only carries a masked name."""
 
@@ -263,8 +300,9 @@ class Subject:
             object.__setattr__(self, "name_latin", full_name(self.family_name_latin,
                                                              self.given_name_latin))
         if self.birth_date is not None:
-            object.__setattr__(self, "birth_date",
-                               parse_partial_date(self.birth_date, "subject.birth_date"))
+            birth_date = parse_partial_date(self.birth_date, "subject.birth_date")
+            if birth_date is not self.birth_date:
+                object.__setattr__(self, "birth_date", birth_date)
         if isinstance(self.document, dict):
             object.__setattr__(self, "document", Document(**_only(self.document, Document,
                                                                       "subject.document")))
@@ -276,7 +314,7 @@ class Subject:
             object.__setattr__(self, "masked_name", mask_name(self.name or self.name_latin))
 
 
-@dataclass(frozen=True)
+@_record_class
 class TestResult:
     """A diagnostic test: what kind, its outcome and when the sample was taken."""
 
@@ -300,14 +338,15 @@ class TestResult:
             _fail("evidence.tests.type", f"one of {', '.join(TEST_TYPES)}")
         if self.result not in TEST_RESULTS:
             _fail("evidence.tests.result", f"one of {', '.join(TEST_RESULTS)}")
-        object.__setattr__(self, "sampled_at", parse_time(self.sampled_at,
-                                                          "evidence.tests.sampled_at"))
+        sampled_at = parse_time(self.sampled_at, "evidence.tests.sampled_at")
+        if sampled_at is not self.sampled_at:
+            object.__setattr__(self, "sampled_at", sampled_at)
         _clean_strings(self, "evidence.tests", ("disease", "name", "manufacturer", "centre",
                                                 "country", "code", "type_code",
                                                 "result_code"))
 
 
-@dataclass(frozen=True)
+@_record_class
 class Vaccination:
     """One dose: product, where it stands in the series, when and where it was given."""
 
@@ -327,14 +366,20 @@ class Vaccination:
                                                        "manufacturer", "lot", "country", "code"))
         if not self.product:
             _fail("evidence.vaccinations.product", "required")
-        dose = _int_or_none(self.dose_number, "evidence.vaccinations.dose_number")
+        # (each field is set only when checking changed it: a frozen field costs a setattr)
+        fields = self.__dict__
+        dose = _int_or_none(fields["dose_number"], "evidence.vaccinations.dose_number")
         if dose is None:
             _fail("evidence.vaccinations.dose_number", "required")
-        object.__setattr__(self, "dose_number", dose)
-        object.__setattr__(self, "series_doses", _int_or_none(
-            self.series_doses, "evidence.vaccinations.series_doses"))
-        object.__setattr__(self, "administered_on", parse_partial_date(
-            self.administered_on, "evidence.vaccinations.administered_on"))
+        if dose is not fields["dose_number"]:
+            object.__setattr__(self, "dose_number", dose)
+        series = _int_or_none(fields["series_doses"], "evidence.vaccinations.series_doses")
+        if series is not fields["series_doses"]:
+            object.__setattr__(self, "series_doses", series)
+        day = parse_partial_date(fields["administered_on"],
+                                 "evidence.vaccinations.administered_on")
+        if day is not fields["administered_on"]:
+            object.__setattr__(self, "administered_on", day)
 
     @property
     def completes_series(self) -> bool:
@@ -342,7 +387,7 @@ class Vaccination:
         return self.series_doses is not None and self.dose_number >= self.series_doses
 
 
-@dataclass(frozen=True)
+@_record_class
 class Recovery:
     """A recovery: the first positive test and the window the recovery counts for."""
 
@@ -361,7 +406,7 @@ class Recovery:
         _clean_strings(self, "evidence.recoveries", ("disease", "country"))
 
 
-@dataclass(frozen=True)
+@_record_class
 class Evidence:
     """The facts behind a status."""
 
@@ -398,7 +443,7 @@ _EVIDENCE_KINDS = (("tests", TestResult), ("vaccinations", Vaccination),
                    ("recoveries", Recovery))
 
 
-@dataclass(frozen=True)
+@_record_class
 class Provenance:
     """Where the record came from: the scheme, who signed it, and its validity window."""
 
@@ -414,15 +459,20 @@ class Provenance:
         _clean_strings(self, "provenance", ("scheme", "issuer", "source_id", "key_id"))
         if not self.scheme:
             _fail("provenance.scheme", "required")
+        fields = self.__dict__
         for name in ("issued_at", "valid_until"):
-            value = getattr(self, name)
+            value = fields[name]
             if value is not None:
-                object.__setattr__(self, name, parse_time(value, f"provenance.{name}"))
-        object.__setattr__(self, "status_version", _int_or_none(
-            self.status_version, "provenance.status_version"))
+                instant = parse_time(value, f"provenance.{name}")
+                if instant is not value:
+                    object.__setattr__(self, name, instant)
+        version = fields["status_version"]
+        if version is not None:
+            object.__setattr__(self, "status_version", _int_or_none(
+                version, "provenance.status_version"))
 
 
-@dataclass(frozen=True)
+@_record_class
 class Record:
     """A subject, their colour status (absent where a scheme has none) and the evidence."""
 
