@@ -235,12 +235,15 @@ def jws_from_qr_text(text: str) -> tuple[str, int]:
 
 def _read_qr_text(text: str, warnings: Warnings) -> tuple[str, int]:
     codes = text.split()
-    if not codes or not all(code.startswith(PREFIX) for code in codes):
+    if len(codes) == 1 and codes[0].startswith(PREFIX):  # one QR code, the common case
+        heads = [_CHUNK_HEAD.match(codes[0], len(PREFIX))]
+        if heads[0] is None:
+            return _digits_to_text(codes[0][len(PREFIX):]), 1
+    elif not codes or not all(code.startswith(PREFIX) for code in codes):
         raise CodeError("malformed", "an SMART Health Card starts with shc:/")
-    # the digits themselves are checked by _digits_to_text; a regex over them costs time
-    heads = [_CHUNK_HEAD.match(code, len(PREFIX)) for code in codes]
-    if len(codes) == 1 and heads[0] is None:
-        return _digits_to_text(codes[0][len(PREFIX):]), 1
+    else:
+        # the digits themselves are checked by _digits_to_text; a regex over them costs time
+        heads = [_CHUNK_HEAD.match(code, len(PREFIX)) for code in codes]
     if not all(heads):
         raise CodeError("malformed", "several codes that are not all shc:/i/n/ chunks")
     return _join_chunks([(int(m.group(1)), int(m.group(2)), code[m.end():])
@@ -398,9 +401,24 @@ def _signing_candidate(trust, kid: str):
     as the thumbprint, so such a key cannot be the one the card names.
     """
     for trusted in trust.keys_by_kid(kid, scheme="shc"):
-        if _is_p256(trusted) and _thumbprint(trusted.jwk) == kid:
+        known = _KEY_FACTS.get(id(trusted))
+        if known is None or known[0] is not trusted:
+            if len(_KEY_FACTS) >= _KEY_FACTS_SIZE:
+                _KEY_FACTS.clear()
+            known = _KEY_FACTS[id(trusted)] = (
+                trusted, _thumbprint(trusted.jwk) if _is_p256(trusted) else None)
+        if known[1] == kid:
             return trusted
     return None
+
+
+#: id(trusted key) -> (the key, its RFC 7638 thumbprint, or None when it is not P-256). A
+#: TrustedKey is immutable and the store hands out the same object on every lookup, so this is
+#: worked out once per key, not per scan (an ABC instance check and a thumbprint lookup). The
+#: key itself is held, so a reused id never answers for another key; the map is emptied when
+#: full, as trust reloads replace keys.
+_KEY_FACTS: dict[int, tuple[object, str | None]] = {}
+_KEY_FACTS_SIZE = 8192
 
 
 def _is_p256(trusted) -> bool:
@@ -599,7 +617,10 @@ def record_from_bundle(bundle: dict, provenance: Provenance,
     immunizations = by_type.pop("Immunization", ())
     observations = by_type.pop("Observation", ())
     vaccinations = _vaccinations(immunizations)
-    tests = tuple(filter(None, map(_test_result, observations)))
+    # only an Observation with a coded value can be a qualitative result (see _test_result):
+    # a lab panel's quantities are passed over without a call each
+    tests = tuple(filter(None, map(_test_result, [resource for resource in observations
+                                                  if "valueCodeableConcept" in resource])))
     unmapped = {str(kind): len(resources) for kind, resources in by_type.items()}
     for kind, given, mapped in (("Immunization", immunizations, vaccinations),
                                 ("Observation", observations, tests)):
@@ -658,8 +679,8 @@ def _vaccinations(immunizations) -> tuple[Vaccination, ...]:
     Not-done and entered-in-error immunizations are not doses, so they take no position.
     """
     done = [r for r in immunizations if r.get("status") == "completed"]
-    return tuple(filter(None, (_vaccination(r, position)
-                               for position, r in enumerate(done, start=1))))
+    return tuple(filter(None, [_vaccination(r, position)
+                               for position, r in enumerate(done, start=1)]))
 
 
 def _vaccination(resource: dict, position: int) -> Vaccination | None:
