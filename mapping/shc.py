@@ -666,8 +666,11 @@ def _subject(patient: dict, warnings: Warnings) -> Subject:
         warnings.add("shc_name_shape", "Patient.name.family is a list (FHIR STU3), not a "
                                        "string")
         family = " ".join(family) or None
-    if not isinstance(given, list) or not all(isinstance(g, str) for g in given):
+    if not isinstance(given, list):
         raise CodeError("malformed", "Patient.name.given must be a list of strings")
+    for part in given:  # a loop, not all() over a generator: this runs for every card
+        if not isinstance(part, str):
+            raise CodeError("malformed", "Patient.name.given must be a list of strings")
     return Subject(family_name=family, given_name=" ".join(given) or None,
                    name=name.get("text") if not (given or family) else None,
                    birth_date=patient.get("birthDate"))
@@ -694,14 +697,15 @@ def _vaccination(resource: dict, position: int) -> Vaccination | None:
         isinstance(protocol[0], dict) else {}
     dose = applied.get("doseNumberPositiveInt")
     manufacturer = resource.get("manufacturer")
+    if manufacturer is not None:  # SHC minimisation usually leaves it out
+        manufacturer = _reference_text(manufacturer)
     return Vaccination(
         product=f"{system}#{code}",
         dose_number=dose if isinstance(dose, int) and not isinstance(dose, bool) else position,
         series_doses=applied.get("seriesDosesPositiveInt"),
         administered_on=when.split("T", 1)[0],
         disease="COVID-19" if system == CVX and code in _COVID_CVX else None,
-        lot=resource.get("lotNumber"),
-        manufacturer=_reference_text(manufacturer))
+        lot=resource.get("lotNumber"), manufacturer=manufacturer)
 
 
 def _test_result(resource: dict) -> TestResult | None:
