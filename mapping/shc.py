@@ -306,7 +306,11 @@ def _split_jws(jws: str) -> _JWSParts:
     parts = jws.split(".")
     if len(parts) != 3:
         raise CodeError("malformed", "a compact JWS has three parts")
-    header = json.loads(_b64url_decode(parts[0]))
+    raw_header = _b64url_decode(parts[0])
+    # json.loads(bytes) first guesses the encoding; bytes starting '{"' are UTF-8 to it (no BOM,
+    # no NUL), so the same decode ('surrogatepass', as json does) is done here directly
+    header = json.loads(raw_header.decode("utf-8", "surrogatepass")
+                        if raw_header[:2] == b'{"' else raw_header)
     if not isinstance(header, dict):
         raise CodeError("malformed", "the JWS header is not an object")
     if header.get("alg") != "ES256":
