@@ -257,10 +257,13 @@ def _join_chunks(chunks: list[tuple[int, int, str]],
     The same chunk scanned twice (identical text) is used once; two different texts for one
     index are refused, as there is no telling which belongs to the card.
     """
-    unique = list(dict.fromkeys(chunks))
-    if len(unique) < len(chunks) and warnings is not None:
-        warnings.add("shc_duplicate_chunk", "a chunk was scanned more than once")
-    chunks = unique
+    if len({i for i, _, _ in chunks}) < len(chunks):
+        # an index seen twice: the same chunk scanned again, or two chunks for one index (only
+        # then are the chunks' texts hashed, a microsecond per QR code's worth of digits)
+        unique = list(dict.fromkeys(chunks))
+        if len(unique) < len(chunks) and warnings is not None:
+            warnings.add("shc_duplicate_chunk", "a chunk was scanned more than once")
+        chunks = unique
     totals = {n for _, n, _ in chunks}
     if len(totals) != 1:
         raise CodeError("malformed", "the chunks disagree on how many there are")
