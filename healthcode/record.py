@@ -202,16 +202,16 @@ def _int_or_none(value: Any, field_name: str) -> int | None:
     return value
 
 
-def _record_class(cls):
+def record_class(cls):
     """``@dataclass(frozen=True)``, with an ``__init__`` that stores the fields straight into
     the instance's ``__dict__``.
 
     The generated frozen ``__init__`` goes through ``object.__setattr__`` once per field, a
     third of the cost of building a record, which happens for every scanned foreign code. For
     these classes (no slots, no descriptors on fields) the two are the same: same parameters
-    in the same order, same defaults and default factories, then ``__post_init__``, which
-    validates as before. Instances stay frozen: assigning an attribute raises
-    ``FrozenInstanceError``.
+    in the same order, same defaults and default factories, then ``__post_init__`` (where the
+    class has one), which validates as before. Instances stay frozen: assigning an attribute
+    raises ``FrozenInstanceError``.
     """
     cls = dataclass(frozen=True)(cls)
     namespace = {"_NO_VALUE": dataclasses.MISSING}
@@ -229,7 +229,8 @@ def _record_class(cls):
         else:
             params.append(f.name)
             body.append(f"    fields[{f.name!r}] = {f.name}")
-    body.append("    self.__post_init__()")
+    if hasattr(cls, "__post_init__"):
+        body.append("    self.__post_init__()")
     exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body), namespace)
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
@@ -238,7 +239,7 @@ def _record_class(cls):
     return cls
 
 
-@_record_class
+@record_class
 class Document:
     """An identity document: its type, number and the region that issued it."""
 
@@ -275,7 +276,7 @@ class Document:
         return f"{self.type}|{self.region}|{number}"
 
 
-@_record_class
+@record_class
 class Subject:
     """Who the record is about. ``name`` may be absent where a code only carries a masked name."""
 
@@ -314,7 +315,7 @@ class Subject:
             object.__setattr__(self, "masked_name", mask_name(self.name or self.name_latin))
 
 
-@_record_class
+@record_class
 class TestResult:
     """A diagnostic test: what kind, its outcome and when the sample was taken."""
 
@@ -346,7 +347,7 @@ class TestResult:
                                                 "result_code"))
 
 
-@_record_class
+@record_class
 class Vaccination:
     """One dose: product, where it stands in the series, when and where it was given."""
 
@@ -387,7 +388,7 @@ class Vaccination:
         return self.series_doses is not None and self.dose_number >= self.series_doses
 
 
-@_record_class
+@record_class
 class Recovery:
     """A recovery: the first positive test and the window the recovery counts for."""
 
@@ -406,7 +407,7 @@ class Recovery:
         _clean_strings(self, "evidence.recoveries", ("disease", "country"))
 
 
-@_record_class
+@record_class
 class Evidence:
     """The facts behind a status."""
 
@@ -443,7 +444,7 @@ _EVIDENCE_KINDS = (("tests", TestResult), ("vaccinations", Vaccination),
                    ("recoveries", Recovery))
 
 
-@_record_class
+@record_class
 class Provenance:
     """Where the record came from: the scheme, who signed it, and its validity window."""
 
@@ -472,7 +473,7 @@ class Provenance:
                 version, "provenance.status_version"))
 
 
-@_record_class
+@record_class
 class Record:
     """A subject, their colour status (absent where a scheme has none) and the evidence."""
 
