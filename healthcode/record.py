@@ -39,6 +39,8 @@ TEST_TYPES = ("pcr", "rat", "antibody", "other")
 TEST_RESULTS = ("negative", "positive", "inconclusive", "unknown")
 
 _PARTIAL_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+#: ASCII digits only (``\d`` would take any script's), for the fast path of parse_partial_date
+_ASCII_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _fail(field_name: str, message: str):
@@ -47,6 +49,8 @@ def _fail(field_name: str, message: str):
 
 def parse_time(value: Any, field_name: str) -> datetime:
     """Accept an aware datetime, an ISO 8601 string or a POSIX number; return aware UTC."""
+    if value.__class__ is datetime and value.tzinfo is timezone.utc:
+        return value  # what adapters pass for every scanned code; astimezone would return it
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -79,14 +83,14 @@ def format_time(dt: datetime) -> str:
 
 def parse_partial_date(value: Any, field_name: str) -> str:
     """A birth date as ``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD`` (schemes allow partial dates)."""
-    if value.__class__ is not str:
-        if isinstance(value, date) and not isinstance(value, datetime):
-            return value.isoformat()
-        if not isinstance(value, str):
-            _fail(field_name, "expected YYYY, YYYY-MM or YYYY-MM-DD")
-    text = value.strip()
-    if not _PARTIAL_DATE.match(text):
+    if value.__class__ is str and _ASCII_FULL_DATE.fullmatch(value) and value[:4] != "0000" \
+            and "01" <= value[5:7] <= "12" and "01" <= value[8:] <= "28":
+        return value  # the common case: a day every month of every year 1-9999 has
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    if not isinstance(value, str) or not _PARTIAL_DATE.match(value.strip()):
         _fail(field_name, "expected YYYY, YYYY-MM or YYYY-MM-DD")
+    text = value.strip()
     parts = text.split("-")
     try:
         if len(parts) == 3:
@@ -146,20 +150,21 @@ def mask_name(name: str | None) -> str | None:
     """
     if not name:
         return name
-
-    def mask_word(word: str) -> str:
-        if len(word) <= 1:
-            return word
-        if len(word) == 2:
-            return word[0] + "*"
-        return word[0] + "*" * (len(word) - 2) + word[-1]
-
     words = " ".join(name.replace("<", " ").split())
     if "-" in words or "'" in words or "’" in words:
         parts = _WORD_BREAKS.split(words)
-    else:  # the common case, a third as costly
+    elif "\0" in words:  # a NUL splits a word too (as it always has)
         parts = words.replace(" ", "\0 \0").split("\0")
-    return "".join([mask_word(part) if part not in _BREAKS else part for part in parts]) or None
+    else:  # the common case: words between single spaces
+        return " ".join([_mask_word(word) for word in words.split(" ")]) or None
+    return "".join([_mask_word(part) if part not in _BREAKS else part for part in parts]) or None
+
+
+def _mask_word(word: str) -> str:
+    size = len(word)
+    if size <= 2:
+        return word[0] + "*" if size == 2 else word
+    return word[0] + "*" * (size - 2) + word[-1]
 
 
 _BREAKS = frozenset(("", " ", "-", "'", "’"))
@@ -187,10 +192,10 @@ def _str_or_none(value: Any, field_name: str, max_len: int = 200,
 def _int_or_none(value: Any, field_name: str) -> int | None:
     """A count. ``2.0`` is the integer 2, as JSON Schema (and so our OpenAPI document) has it:
     a client's JSON library may well write it so."""
+    if value.__class__ is int and value >= 0:  # the common case (bool is another class)
+        return value
     if value is None:
         return None
-    if value.__class__ is int and value >= 0:  # the common case
-        return value
     if isinstance(value, float) and value.is_integer() and 0 <= value <= 2**53:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -198,11 +203,48 @@ def _int_or_none(value: Any, field_name: str) -> int | None:
     return value
 
 
+def record_class(cls):
+    """``@dataclass(frozen=True)``, with an ``__init__`` that stores the fields straight into
+    the instance's ``__dict__``.
+
+    The generated frozen ``__init__`` goes through ``object.__setattr__`` once per field, a
+    third of the cost of building a record, which happens for every scanned foreign code. For
+    these classes (no slots, no descriptors on fields) the two are the same: same parameters
+    in the same order, same defaults and default factories, then ``__post_init__`` (where the
+    class has one), which validates as before. Instances stay frozen: assigning an attribute
+    raises ``FrozenInstanceError``.
+    """
+    cls = dataclass(frozen=True)(cls)
+    namespace = {"_NO_VALUE": dataclasses.MISSING}
+    params, body = [], ["    fields = self.__dict__"]
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+            body.append(f"    fields[{f.name!r}] = {f.name}")
+        elif f.default_factory is not dataclasses.MISSING:
+            namespace[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_NO_VALUE")
+            body.append(f"    fields[{f.name!r}] = _factory_{f.name}() if {f.name} is _NO_VALUE "
+                        f"else {f.name}")
+        else:
+            params.append(f.name)
+            body.append(f"    fields[{f.name!r}] = {f.name}")
+    if hasattr(cls, "__post_init__"):
+        body.append("    self.__post_init__()")
+    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body), namespace)
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    cls.__init__ = init
+    return cls
+
+
 _NUMBER_NOISE = re.compile(r"[\s\-()]")
 _DOCUMENT_FIELDS = frozenset(("type", "number", "region"))
 
 
-@dataclass(frozen=True)
+@record_class
 class Document:
     """An identity document: its type, number and the region that issued it."""
 
@@ -240,7 +282,7 @@ class Document:
         return f"{self.type}|{self.region}|{number}"
 
 
-@dataclass(frozen=True)
+@record_class
 class Subject:
     """Who the record is about. ``name`` may be absent where a code only carries a masked name."""
 
@@ -265,8 +307,9 @@ class Subject:
             object.__setattr__(self, "name_latin", full_name(self.family_name_latin,
                                                              self.given_name_latin))
         if self.birth_date is not None:
-            object.__setattr__(self, "birth_date",
-                               parse_partial_date(self.birth_date, "subject.birth_date"))
+            birth_date = parse_partial_date(self.birth_date, "subject.birth_date")
+            if birth_date is not self.birth_date:
+                object.__setattr__(self, "birth_date", birth_date)
         if isinstance(self.document, dict):
             object.__setattr__(self, "document", Document(**_only(self.document, Document,
                                                                       "subject.document")))
@@ -278,7 +321,7 @@ class Subject:
             object.__setattr__(self, "masked_name", mask_name(self.name or self.name_latin))
 
 
-@dataclass(frozen=True)
+@record_class
 class TestResult:
     """A diagnostic test: what kind, its outcome and when the sample was taken."""
 
@@ -302,14 +345,15 @@ class TestResult:
             _fail("evidence.tests.type", f"one of {', '.join(TEST_TYPES)}")
         if self.result not in TEST_RESULTS:
             _fail("evidence.tests.result", f"one of {', '.join(TEST_RESULTS)}")
-        object.__setattr__(self, "sampled_at", parse_time(self.sampled_at,
-                                                          "evidence.tests.sampled_at"))
+        sampled_at = parse_time(self.sampled_at, "evidence.tests.sampled_at")
+        if sampled_at is not self.sampled_at:
+            object.__setattr__(self, "sampled_at", sampled_at)
         _clean_strings(self, "evidence.tests", ("disease", "name", "manufacturer", "centre",
                                                 "country", "code", "type_code",
                                                 "result_code"))
 
 
-@dataclass(frozen=True)
+@record_class
 class Vaccination:
     """One dose: product, where it stands in the series, when and where it was given."""
 
@@ -329,14 +373,20 @@ class Vaccination:
                                                        "manufacturer", "lot", "country", "code"))
         if not self.product:
             _fail("evidence.vaccinations.product", "required")
-        dose = _int_or_none(self.dose_number, "evidence.vaccinations.dose_number")
+        # (each field is set only when checking changed it: a frozen field costs a setattr)
+        fields = self.__dict__
+        dose = _int_or_none(fields["dose_number"], "evidence.vaccinations.dose_number")
         if dose is None:
             _fail("evidence.vaccinations.dose_number", "required")
-        object.__setattr__(self, "dose_number", dose)
-        object.__setattr__(self, "series_doses", _int_or_none(
-            self.series_doses, "evidence.vaccinations.series_doses"))
-        object.__setattr__(self, "administered_on", parse_partial_date(
-            self.administered_on, "evidence.vaccinations.administered_on"))
+        if dose is not fields["dose_number"]:
+            object.__setattr__(self, "dose_number", dose)
+        series = _int_or_none(fields["series_doses"], "evidence.vaccinations.series_doses")
+        if series is not fields["series_doses"]:
+            object.__setattr__(self, "series_doses", series)
+        day = parse_partial_date(fields["administered_on"],
+                                 "evidence.vaccinations.administered_on")
+        if day is not fields["administered_on"]:
+            object.__setattr__(self, "administered_on", day)
 
     @property
     def completes_series(self) -> bool:
@@ -344,7 +394,7 @@ class Vaccination:
         return self.series_doses is not None and self.dose_number >= self.series_doses
 
 
-@dataclass(frozen=True)
+@record_class
 class Recovery:
     """A recovery: the first positive test and the window the recovery counts for."""
 
@@ -363,7 +413,7 @@ class Recovery:
         _clean_strings(self, "evidence.recoveries", ("disease", "country"))
 
 
-@dataclass(frozen=True)
+@record_class
 class Evidence:
     """The facts behind a status."""
 
@@ -373,30 +423,34 @@ class Evidence:
 
     def __post_init__(self):
         fields = self.__dict__
-        for name, cls, where in _EVIDENCE_KINDS:
+        for name, cls in _EVIDENCE_KINDS:
             items = fields[name]
-            if not items:
-                if items is None or isinstance(items, (list, tuple)):
-                    object.__setattr__(self, name, ())
+            if items.__class__ is tuple and len(items) <= 50:
+                # what adapters pass: a tuple of built entries, which there is nothing to do to
+                for item in items:
+                    if item.__class__ is not cls:
+                        break
+                else:
                     continue
-                _fail(where, "expected a list")
+            if items is None:
+                items = ()
             if not isinstance(items, (list, tuple)):
-                _fail(where, "expected a list")
+                _fail(f"evidence.{name}", "expected a list")
             if len(items) > 50:
-                _fail(where, "more than 50 entries")
-            object.__setattr__(self, name, tuple([
-                i if isinstance(i, cls) else cls(**_only(i, cls, where)) for i in items]))
+                _fail(f"evidence.{name}", "more than 50 entries")
+            built = tuple(i if isinstance(i, cls) else cls(**_only(i, cls, f"evidence.{name}"))
+                          for i in items)
+            object.__setattr__(self, name, built)
 
     def __bool__(self) -> bool:
         return bool(self.tests or self.vaccinations or self.recoveries)
 
 
-_EVIDENCE_KINDS = (("tests", TestResult, "evidence.tests"),
-                   ("vaccinations", Vaccination, "evidence.vaccinations"),
-                   ("recoveries", Recovery, "evidence.recoveries"))
+_EVIDENCE_KINDS = (("tests", TestResult), ("vaccinations", Vaccination),
+                   ("recoveries", Recovery))
 
 
-@dataclass(frozen=True)
+@record_class
 class Provenance:
     """Where the record came from: the scheme, who signed it, and its validity window."""
 
@@ -412,15 +466,20 @@ class Provenance:
         _clean_strings(self, "provenance", ("scheme", "issuer", "source_id", "key_id"))
         if not self.scheme:
             _fail("provenance.scheme", "required")
+        fields = self.__dict__
         for name in ("issued_at", "valid_until"):
-            value = getattr(self, name)
+            value = fields[name]
             if value is not None:
-                object.__setattr__(self, name, parse_time(value, f"provenance.{name}"))
-        object.__setattr__(self, "status_version", _int_or_none(
-            self.status_version, "provenance.status_version"))
+                instant = parse_time(value, f"provenance.{name}")
+                if instant is not value:
+                    object.__setattr__(self, name, instant)
+        version = fields["status_version"]
+        if version is not None:
+            object.__setattr__(self, "status_version", _int_or_none(
+                version, "provenance.status_version"))
 
 
-@dataclass(frozen=True)
+@record_class
 class Record:
     """A subject, their colour status (absent where a scheme has none) and the evidence."""
 
@@ -488,8 +547,10 @@ def _clean_strings(obj, prefix: str, names: Iterable[str]) -> None:
         if value is None:
             continue
         # Fast path for what adapters almost always pass: a non-empty string with nothing to
-        # strip, within the length cap. Every scanned foreign code builds a record.
-        if value.__class__ is str and 0 < len(value) <= 200 and value.strip() == value:
+        # strip, within the length cap. Every scanned foreign code builds a record. (CPython's
+        # strip returns the string itself when there is nothing to strip; were it to return a
+        # copy, the slow path below gives the same answer.)
+        if value.__class__ is str and 0 < len(value) <= 200 and value.strip() is value:
             continue
         object.__setattr__(obj, name, _str_or_none(value, name, prefix=prefix))
 

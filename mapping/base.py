@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from healthcode.errors import CODE_REASONS, CodeError
-from healthcode.record import Record
+from healthcode.record import Record, record_class
 
 __all__ = ["MappingAdapter", "Decoded", "Signer", "CodeError", "CODE_REASONS", "utcnow",
            "Warnings"]
@@ -47,7 +47,7 @@ class Signer:
     country: str | None = None
 
 
-@dataclass(frozen=True)
+@record_class  # a frozen dataclass, built once per scan (see record_class)
 class Decoded:
     """A verified code: the canonical record and what identified its signer."""
 

@@ -185,8 +185,7 @@ class ICAOVDSAdapter(MappingAdapter):
         chain, csca = self._chain(signer, trust)
         _verify_seal(data, sig, signer.cert.public_key, exact_numbers, warnings)
         _check_usage(signer, data["hdr"]["t"])
-        _check_validity(signer.cert, at or utcnow())
-        _check_revocation(signer.cert, trust)
+        _check_validity(signer.cert, at or utcnow())  # (revocation: in _chain, checked first)
         record = _to_record(data, signer, warnings)
         details = {"type": data["hdr"]["t"], "version": data["hdr"]["v"],
                    "signer": signer.cert.subject, "chain": chain}
@@ -628,13 +627,6 @@ def _check_usage(signer: _Signer, seal_type: str) -> None:
                                            f"seals (document type {wanted})")
     if not signer.may_sign:
         raise CodeError("wrong_key_usage", "the signer certificate's key usage forbids signing")
-
-
-def _check_revocation(cert: Certificate, trust) -> None:
-    """A DSC a trusted CSCA's CRL lists is revoked (where the store keeps CRLs)."""
-    revoked = getattr(trust, "is_certificate_revoked", None)
-    if callable(revoked) and revoked(cert):
-        raise CodeError("revoked", "the signer certificate is revoked by its CSCA")
 
 
 def _check_validity(cert: Certificate, at: datetime) -> None:

@@ -235,12 +235,15 @@ def jws_from_qr_text(text: str) -> tuple[str, int]:
 
 def _read_qr_text(text: str, warnings: Warnings) -> tuple[str, int]:
     codes = text.split()
-    if not codes or not all(code.startswith(PREFIX) for code in codes):
+    if len(codes) == 1 and codes[0].startswith(PREFIX):  # one QR code, the common case
+        heads = [_CHUNK_HEAD.match(codes[0], len(PREFIX))]
+        if heads[0] is None:
+            return _digits_to_text(codes[0][len(PREFIX):]), 1
+    elif not codes or not all(code.startswith(PREFIX) for code in codes):
         raise CodeError("malformed", "an SMART Health Card starts with shc:/")
-    # the digits themselves are checked by _digits_to_text; a regex over them costs time
-    heads = [_CHUNK_HEAD.match(code, len(PREFIX)) for code in codes]
-    if len(codes) == 1 and heads[0] is None:
-        return _digits_to_text(codes[0][len(PREFIX):]), 1
+    else:
+        # the digits themselves are checked by _digits_to_text; a regex over them costs time
+        heads = [_CHUNK_HEAD.match(code, len(PREFIX)) for code in codes]
     if not all(heads):
         raise CodeError("malformed", "several codes that are not all shc:/i/n/ chunks")
     return _join_chunks([(int(m.group(1)), int(m.group(2)), code[m.end():])
@@ -254,10 +257,13 @@ def _join_chunks(chunks: list[tuple[int, int, str]],
     The same chunk scanned twice (identical text) is used once; two different texts for one
     index are refused, as there is no telling which belongs to the card.
     """
-    unique = list(dict.fromkeys(chunks))
-    if len(unique) < len(chunks) and warnings is not None:
-        warnings.add("shc_duplicate_chunk", "a chunk was scanned more than once")
-    chunks = unique
+    if len({i for i, _, _ in chunks}) < len(chunks):
+        # an index seen twice: the same chunk scanned again, or two chunks for one index (only
+        # then are the chunks' texts hashed, a microsecond per QR code's worth of digits)
+        unique = list(dict.fromkeys(chunks))
+        if len(unique) < len(chunks) and warnings is not None:
+            warnings.add("shc_duplicate_chunk", "a chunk was scanned more than once")
+        chunks = unique
     totals = {n for _, n, _ in chunks}
     if len(totals) != 1:
         raise CodeError("malformed", "the chunks disagree on how many there are")
@@ -303,7 +309,11 @@ def _split_jws(jws: str) -> _JWSParts:
     parts = jws.split(".")
     if len(parts) != 3:
         raise CodeError("malformed", "a compact JWS has three parts")
-    header = json.loads(_b64url_decode(parts[0]))
+    raw_header = _b64url_decode(parts[0])
+    # json.loads(bytes) first guesses the encoding; bytes starting '{"' are UTF-8 to it (no BOM,
+    # no NUL), so the same decode ('surrogatepass', as json does) is done here directly
+    header = json.loads(raw_header.decode("utf-8", "surrogatepass")
+                        if raw_header[:2] == b'{"' else raw_header)
     if not isinstance(header, dict):
         raise CodeError("malformed", "the JWS header is not an object")
     if header.get("alg") != "ES256":
@@ -398,9 +408,24 @@ def _signing_candidate(trust, kid: str):
     as the thumbprint, so such a key cannot be the one the card names.
     """
     for trusted in trust.keys_by_kid(kid, scheme="shc"):
-        if _is_p256(trusted) and _thumbprint(trusted.jwk) == kid:
+        known = _KEY_FACTS.get(id(trusted))
+        if known is None or known[0] is not trusted:
+            if len(_KEY_FACTS) >= _KEY_FACTS_SIZE:
+                _KEY_FACTS.clear()
+            known = _KEY_FACTS[id(trusted)] = (
+                trusted, _thumbprint(trusted.jwk) if _is_p256(trusted) else None)
+        if known[1] == kid:
             return trusted
     return None
+
+
+#: id(trusted key) -> (the key, its RFC 7638 thumbprint, or None when it is not P-256). A
+#: TrustedKey is immutable and the store hands out the same object on every lookup, so this is
+#: worked out once per key, not per scan (an ABC instance check and a thumbprint lookup). The
+#: key itself is held, so a reused id never answers for another key; the map is emptied when
+#: full, as trust reloads replace keys.
+_KEY_FACTS: dict[int, tuple[object, str | None]] = {}
+_KEY_FACTS_SIZE = 8192
 
 
 def _is_p256(trusted) -> bool:
@@ -525,9 +550,11 @@ def _vc(claims: dict) -> tuple[dict, list[str], dict]:
     if not isinstance(vc, dict):
         raise CodeError("malformed", "the payload has no vc claim")
     types = vc.get("type")
-    if not isinstance(types, list) or not all(isinstance(t, str) for t in types) \
-            or HEALTH_CARD not in types:
+    if not isinstance(types, list) or HEALTH_CARD not in types:
         raise CodeError("malformed", f"vc.type must list {HEALTH_CARD}")
+    for kind in types:  # a loop, not all() over a generator: this runs for every card
+        if not isinstance(kind, str):
+            raise CodeError("malformed", f"vc.type must list {HEALTH_CARD}")
     subject = vc.get("credentialSubject")
     bundle = subject.get("fhirBundle") if isinstance(subject, dict) else None
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle" \
@@ -599,7 +626,10 @@ def record_from_bundle(bundle: dict, provenance: Provenance,
     immunizations = by_type.pop("Immunization", ())
     observations = by_type.pop("Observation", ())
     vaccinations = _vaccinations(immunizations)
-    tests = tuple(filter(None, map(_test_result, observations)))
+    # only an Observation with a coded value can be a qualitative result (see _test_result):
+    # a lab panel's quantities are passed over without a call each
+    tests = tuple(filter(None, map(_test_result, [resource for resource in observations
+                                                  if "valueCodeableConcept" in resource])))
     unmapped = {str(kind): len(resources) for kind, resources in by_type.items()}
     for kind, given, mapped in (("Immunization", immunizations, vaccinations),
                                 ("Observation", observations, tests)):
@@ -645,8 +675,11 @@ def _subject(patient: dict, warnings: Warnings) -> Subject:
         warnings.add("shc_name_shape", "Patient.name.family is a list (FHIR STU3), not a "
                                        "string")
         family = " ".join(family) or None
-    if not isinstance(given, list) or not all(isinstance(g, str) for g in given):
+    if not isinstance(given, list):
         raise CodeError("malformed", "Patient.name.given must be a list of strings")
+    for part in given:  # a loop, not all() over a generator: this runs for every card
+        if not isinstance(part, str):
+            raise CodeError("malformed", "Patient.name.given must be a list of strings")
     return Subject(family_name=family, given_name=" ".join(given) or None,
                    name=name.get("text") if not (given or family) else None,
                    birth_date=patient.get("birthDate"))
@@ -658,8 +691,8 @@ def _vaccinations(immunizations) -> tuple[Vaccination, ...]:
     Not-done and entered-in-error immunizations are not doses, so they take no position.
     """
     done = [r for r in immunizations if r.get("status") == "completed"]
-    return tuple(filter(None, (_vaccination(r, position)
-                               for position, r in enumerate(done, start=1))))
+    return tuple(filter(None, [_vaccination(r, position)
+                               for position, r in enumerate(done, start=1)]))
 
 
 def _vaccination(resource: dict, position: int) -> Vaccination | None:
@@ -673,14 +706,15 @@ def _vaccination(resource: dict, position: int) -> Vaccination | None:
         isinstance(protocol[0], dict) else {}
     dose = applied.get("doseNumberPositiveInt")
     manufacturer = resource.get("manufacturer")
+    if manufacturer is not None:  # SHC minimisation usually leaves it out
+        manufacturer = _reference_text(manufacturer)
     return Vaccination(
         product=f"{system}#{code}",
         dose_number=dose if isinstance(dose, int) and not isinstance(dose, bool) else position,
         series_doses=applied.get("seriesDosesPositiveInt"),
         administered_on=when.split("T", 1)[0],
         disease="COVID-19" if system == CVX and code in _COVID_CVX else None,
-        lot=resource.get("lotNumber"),
-        manufacturer=_reference_text(manufacturer))
+        lot=resource.get("lotNumber"), manufacturer=manufacturer)
 
 
 def _test_result(resource: dict) -> TestResult | None:

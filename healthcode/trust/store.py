@@ -171,9 +171,14 @@ class TrustStore:
 
     def keys_by_kid(self, kid: str, scheme: str | None = None) -> list[TrustedKey]:
         """Every trusted key filed under ``kid``, from any issuer (SHC finds keys this way)."""
-        return [k for k in (self._keys.get((issuer, kid)) for issuer in
-                            self._kid_issuers.get(kid, ()))
-                if k is not None and (scheme is None or k.scheme in (None, scheme))]
+        found = []
+        keys = self._keys
+        for issuer in self._kid_issuers.get(kid, ()):  # one or two issuers: a plain loop
+            key = keys.get((issuer, kid))
+            if key is not None and (scheme is None or key.scheme is None
+                                    or key.scheme == scheme):
+                found.append(key)
+        return found
 
     def keys(self, *, issuer: str | None = None, scheme: str | None = None) -> list[TrustedKey]:
         return [k for k in self._keys.values()

@@ -12,7 +12,7 @@
  *       "reason": "offline_unsupported"} instead of a verdict.
  *
  * The checks follow the server's adapters step for step (healthcode/tokens.py, mapping/shc.py,
- * mapping/eu_dcc.py), so the same code gets the same reason on both sides; the browser tests
+ * mapping/eu_dcc/), so the same code gets the same reason on both sides; the browser tests
  * run the shared conformance vectors through both and compare. Signatures are checked with
  * WebCrypto: ECDSA P-256 / SHA-256 takes the raw r||s that JWS (RFC 7518 3.4) and COSE
  * (RFC 9053 2.1) carry as is, and RSA-PSS (PS256, salt 32) for EU DCC signers with RSA keys.
@@ -32,12 +32,12 @@
   var MAX_CODE_LENGTH = 32 * 1024; // mapping/base.py MAX_CODE_LENGTH
   var SHC_MAX_INFLATED = 256 * 1024; // mapping/shc.py
   var SHC_NBF_SKEW_MS = 60 * 1000;
-  var DCC_MAX_INFLATED = 64 * 1024; // mapping/eu_dcc.py
+  var DCC_MAX_INFLATED = 64 * 1024; // mapping/eu_dcc/cose.py
   var LAST_INSTANT = 253402300799; // 9999-12-31T23:59:59Z
   var HEALTH_CARD = "https://smarthealth.cards#health-card";
   var ALG_ES256 = -7;
   var ALG_PS256 = -37;
-  var KEY_USAGE = { // mapping/eu_dcc.py KEY_USAGE_OIDS (the .0.1847 typo shipped widely)
+  var KEY_USAGE = { // mapping/eu_dcc/claims.py KEY_USAGE_OIDS (the .0.1847 typo shipped widely)
     test: ["1.3.6.1.4.1.1847.2021.1.1", "1.3.6.1.4.1.0.1847.2021.1.1"],
     vaccination: ["1.3.6.1.4.1.1847.2021.1.2", "1.3.6.1.4.1.0.1847.2021.1.2"],
     recovery: ["1.3.6.1.4.1.1847.2021.1.3", "1.3.6.1.4.1.0.1847.2021.1.3"]
@@ -962,7 +962,7 @@
     return joinedName(given.join(" "), names[0].family, names[0].text);
   }
 
-  // -- EU DCC (mapping/eu_dcc.py) ------------------------------------------------------------
+  // -- EU DCC (mapping/eu_dcc/) ------------------------------------------------------------
 
   var B45 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:";
 
@@ -1163,7 +1163,7 @@
       return findSigner(trust, cose).then(function (cert) {
         var claims = readDccClaims(cose.payload);
         var now = at / 1000;
-        // mapping/eu_dcc.py check_validity: the checking time lies inside both the code's
+        // mapping/eu_dcc/claims.py check_validity: the checking time lies inside both the code's
         // window and its signer's; an iat before the DSC or an exp past it is the issuer's
         // slip (a warning there), and the code is valid until the DSC's end
         if (claims.iat !== null && claims.iat !== undefined && now < claims.iat) {
@@ -1178,7 +1178,7 @@
         if (claims.iat !== null && claims.iat !== undefined && claims.iat > cert.notAfter) {
           fail("expired", "the code was issued after its signer certificate expired", "validity");
         }
-        // mapping/eu_dcc.py check_key_usage: only the DCC OIDs restrict what a DSC signs (the
+        // mapping/eu_dcc/claims.py check_key_usage: only the DCC OIDs restrict what a DSC signs (the
         // hcert specification's DSC limitation, as the Corona-Warn-App applies it)
         var dccUsage = (cert.usage || []).filter(function (oid) { return DCC_OIDS[oid]; });
         if (dccUsage.length && !KEY_USAGE[claims.type].some(function (oid) {
