@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -51,8 +52,41 @@ def conformance_dir(name: str) -> Path:
     return folder
 
 
-def free_port() -> int:
-    with socket.socket() as s:
+_PICK = random.SystemRandom()  # not the global random, which hypothesis reseeds
+
+
+def _ephemeral_floor() -> int:
+    """Where the kernel's range for outgoing connections' local ports starts."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+
+
+def free_port(low: int = 10000, high: int | None = None) -> int:
+    """A free loopback port below the ephemeral range.
+
+    A port the kernel picked for a bind to port 0 is an ephemeral one, which any outgoing
+    connection of the suite (there are thousands) may take as its local port between this
+    check and the server's own bind; the server then exits at start-up. The kernel never hands
+    out ports below the ephemeral range by itself, so only another listener can take them.
+    """
+    high = high or _ephemeral_floor()
+    for _ in range(1000):
+        port = _PICK.randrange(low, high)
+        if _bindable(port):
+            return port
+    with socket.socket() as s:  # a crowded range: the kernel's choice, as before
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -123,18 +157,17 @@ def _wait(check, seconds: float, what: str, procs=()) -> None:
 
 
 def free_cluster_ports(count: int) -> list[int]:
-    """Free loopback ports below 55536 whose cluster bus port (+10000) is free as well."""
+    """Free loopback ports whose cluster bus port (+10000) is free as well, both below the
+    ephemeral range (see :func:`free_port`), none another's bus port."""
     ports: list[int] = []
+    taken: set[int] = set()
+    high = max(_ephemeral_floor() - 10000, 10001)
     while len(ports) < count:
-        port = free_port()
-        if port >= 55536 or port in ports:
-            continue
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 10000))
-        except OSError:
+        port = free_port(10000, high)
+        if {port, port + 10000} & taken or not _bindable(port + 10000):
             continue
         ports.append(port)
+        taken |= {port, port + 10000}
     return ports
 
 
