@@ -74,7 +74,9 @@ def keys_list():
         click.echo(f"{key.kid}\t{state}\t{created}")
 
 
-@keys.command("retire")
+# A kid is base64url and starts with "-" one time in 64 ("-hUNqubE"): taken as an option, it
+# would stop the command with a usage error, so a leading dash is read as the argument here.
+@keys.command("retire", context_settings={"ignore_unknown_options": True})
 @click.argument("kid")
 def keys_retire(kid):
     """Stop accepting codes signed with KID (it is then left out of the JWKS)."""

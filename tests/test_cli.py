@@ -232,3 +232,11 @@ def test_issue_refuses_a_status_file_nested_too_deep(cli, tmp_path):
     cli("keys", "generate")
     result = CliRunner().invoke(main, ["issue", str(status)], env=cli.env)
     assert result.exit_code == 1 and "too deep" in result.output
+
+
+def test_a_kid_that_starts_with_a_dash_is_still_a_kid(cli):
+    """base64url kids begin with "-" one time in 64: `keys retire` must not read one as an
+    option (it did, and stopped with a usage error)."""
+    result = cli("keys", "retire", "-hUNqubE")
+    assert result.exit_code == 1, result.output  # refused as unknown, not a usage error (2)
+    assert "-hUNqubE" in result.output
