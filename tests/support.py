@@ -326,26 +326,31 @@ def _replicas_in_sync(replication: dict) -> int:
                if replication.get(f"slave{n}", {}).get("state") == "online")
 
 
-def _replication_flows(node: _Node) -> bool:
+def replication_confirms(client, key: str = "healthcode-test-probe") -> bool:
     """A write on this primary is confirmed by a replica (``WAIT``) within half a second.
 
     "online" in the primary's view is not yet enough: right after its first sync a replica
     can sit at offset 0 for a moment without applying the stream (seen with Redis 7.0), and a
-    test's first write with ``WAIT`` would then be refused. On a cluster the probe key is the
-    first of a few that this node owns (the others answer MOVED)."""
+    test's first write with ``WAIT`` would then be refused. The write comes first because a
+    WAIT after no write of its own connection confirms nothing: it answers at once."""
+    client.set(key, "1")
+    confirmed = client.execute_command("WAIT", 1, 500) >= 1
+    client.delete(key)
+    return confirmed
+
+
+def _replication_flows(node: _Node) -> bool:
+    """:func:`replication_confirms` on a primary; on a cluster the probe key is the first of a
+    few that this node owns (the others answer MOVED)."""
     from redis.exceptions import ResponseError
 
     client = node.client()
     try:
         for n in range(64):
-            key = f"healthcode-test-probe:{{{n}}}"
             try:
-                client.set(key, "1")
+                return replication_confirms(client, f"healthcode-test-probe:{{{n}}}")
             except ResponseError:  # MOVED: another primary's slot
                 continue
-            confirmed = client.execute_command("WAIT", 1, 500) >= 1
-            client.delete(key)
-            return confirmed
         return False
     finally:
         client.close()

@@ -21,7 +21,7 @@ import redis
 from healthcode import create_app, embedded_redis
 from healthcode.errors import StoreUnavailable
 from tests.conftest import RESIDENT
-from tests.support import free_port
+from tests.support import free_port, replication_confirms
 
 
 def start_redis(*extra) -> tuple[subprocess.Popen, int, str]:
@@ -52,16 +52,10 @@ def replicated():
     deadline = time.monotonic() + 30
     replica_client = redis.Redis(port=replica_port, decode_responses=True)
 
-    def in_sync():
-        """Connected, past its initial sync, and confirming writes: a WAIT after no write of
-        its own connection confirms nothing (it answers at once), and a Redis 7.0 replica can
-        be "online" for a moment before it applies the stream, so a probe write goes first."""
+    def in_sync():  # connected, past its initial sync, and confirming a write
         primary_side = client.info("replication").get("slave0", {})
-        if primary_side.get("state") != "online" or replica_client.info(
-                "replication").get("master_link_status") != "up":
-            return False
-        client.set("healthcode-test-probe", "1")
-        return client.wait(1, 500) >= 1
+        return (primary_side.get("state") == "online" and replica_client.info(
+            "replication").get("master_link_status") == "up" and replication_confirms(client))
 
     while not in_sync():
         assert time.monotonic() < deadline, "the replica did not connect"
