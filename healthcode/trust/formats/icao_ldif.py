@@ -68,6 +68,21 @@ def _record(lines: list[str]) -> dict[str, list[bytes]]:
     return record
 
 
+def _dn(record: dict) -> str:
+    return (record.get("dn") or [b"?"])[0].decode(errors="replace")
+
+
+def _read_entry(dn: str, reader, content: bytes, found: list):
+    """One master list or CRL of the directory, read against the CSCAs found so far; a
+    refusal names the directory entry it came from, so an operator can find it."""
+    try:
+        return reader(content, trusted=tuple(found))
+    except TrustSignatureError as exc:
+        raise TrustSignatureError(f"{dn}: {exc.message}") from None
+    except ValueError as exc:
+        raise ValueError(f"{dn}: {exc}") from None
+
+
 def read(raw: bytes, *, trusted=(), **_) -> TrustList:
     trust_list = TrustList(format=FORMAT)
     found = list(trusted)
@@ -75,14 +90,9 @@ def read(raw: bytes, *, trusted=(), **_) -> TrustList:
     lists = crls = skipped = 0
     records = entries(raw)
     for record in records:
-        dn = (record.get("dn") or [b"?"])[0].decode(errors="replace")
+        dn = _dn(record)
         for content in record.get(MASTER_LIST, []):
-            try:
-                one = icao_master_list.read(content, trusted=tuple(found))
-            except TrustSignatureError as exc:
-                raise TrustSignatureError(f"{dn}: {exc.message}") from None
-            except ValueError as exc:
-                raise ValueError(f"{dn}: {exc}") from None
+            one = _read_entry(dn, icao_master_list.read, content, found)
             lists += 1
             for entry in one.certificates:
                 if entry.certificate.sha256 not in seen:
@@ -92,14 +102,9 @@ def read(raw: bytes, *, trusted=(), **_) -> TrustList:
             trust_list.notes.extend(f"{dn}: {note}" for note in one.notes)
         skipped += len(record.get(CERTIFICATE, []))
     for record in records:
-        dn = (record.get("dn") or [b"?"])[0].decode(errors="replace")
+        dn = _dn(record)
         for der in record.get(CRL, []):
-            try:
-                one = csca_crl.read(der, trusted=tuple(found))
-            except TrustSignatureError as exc:
-                raise TrustSignatureError(f"{dn}: {exc.message}") from None
-            except ValueError as exc:
-                raise ValueError(f"{dn}: {exc}") from None
+            one = _read_entry(dn, csca_crl.read, der, found)
             crls += 1
             trust_list.crls.extend(one.crls)
             trust_list.notes.extend(f"{dn}: {note}" for note in one.notes)
